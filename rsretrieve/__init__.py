@@ -1,0 +1,3 @@
+"""rsretrieve: text-to-remote-sensing-image retrieval benchmarks beyond RGB."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,259 @@
+"""Typer CLI: a thin layer over the library; every command maps to library calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from rsretrieve import __version__
+from rsretrieve.cli import render
+from rsretrieve.datasets.sample import DEFAULT_SAMPLES
+from rsretrieve.errors import RsRetrieveError
+
+err = Console(stderr=True)
+out = Console()
+
+
+class _Group(TyperGroup):
+    """Turn user errors into one red line and exit code 2; never a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except RsRetrieveError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Benchmark text-to-remote-sensing-image retrieval beyond RGB (S1 SAR, S2 multispectral).",
+)
+
+# Shared option types.
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset folder (default: the embedded sample).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="open_clip architecture or hf-hub:org/name.")]
+PretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", help="Pretrained tag or local checkpoint; omit for random init.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of random initialisation.")]
+MetricsOpt = Annotated[Optional[list[str]], typer.Option("--metrics", "-m", help="Metrics, e.g. ndcg@10,map@100 (repeatable).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="torch device (default: cuda if available).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"rsretrieve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """rsretrieve command line."""
+
+
+def _spec(model: str | None, pretrained: str | None, seed: int):  # noqa: ANN202 - EncoderSpec
+    from rsretrieve.encoders import DEFAULT_MODEL, EncoderSpec
+
+    return EncoderSpec(model=model or DEFAULT_MODEL, pretrained=pretrained, seed=seed)
+
+
+def _dataset(data: Path | None, dataset: str, split: str, sensor: str, limit: int | None, strict: bool):  # noqa: ANN202
+    from rsretrieve.datasets import open_dataset
+    from rsretrieve.datasets.sample import ensure_default_sample
+    from rsretrieve.datasets.sensors import parse_sensor_filter
+
+    root = data if data is not None else ensure_default_sample()
+    return open_dataset(dataset, root, split=split, sensors=parse_sensor_filter(sensor), limit=limit, strict=strict)
+
+
+@app.command()
+def sample(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
+    n_samples: Annotated[int, typer.Option("--n-samples", help="Number of samples (S1 and S2 together).")] = DEFAULT_SAMPLES,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    compression: Annotated[str, typer.Option("--compression", help="none, gzip or lz4 (hdf5plugin).")] = "none",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
+) -> None:
+    """Write a seeded CrisisLandMark-format sample dataset (shards, links, metadata, queries, qrels)."""
+    from rsretrieve.datasets.sample import generate_sample
+
+    path = generate_sample(out_dir, n_samples=n_samples, seed=seed, compression=compression, overwrite=force)
+    out.print(f"wrote {n_samples} samples to {path}")
+
+
+@app.command()
+def index(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML/JSON job (configs/index/); options below override it.")] = None,
+    data: DataOpt = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset format [crisislandmark].")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="train or test (alias corpus) [test].")] = None,
+    sensor: Annotated[Optional[str], typer.Option("--sensor", help="s1, s2 or all [all].")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Index only the first N samples.")] = None,
+    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Reject NaN/inf pixels instead of replacing them [lenient].")] = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of random initialisation [0].")] = None,
+    s2_adapter: Annotated[Optional[str], typer.Option("--s2-adapter", help="Band adapter for Sentinel-2 [rgb].")] = None,
+    s1_adapter: Annotated[Optional[str], typer.Option("--s1-adapter", help="Band adapter for Sentinel-1 [sar].")] = None,
+    kind: Annotated[Optional[str], typer.Option("--index", help="flat (exact), ivf or hnsw [flat].")] = None,
+    nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells [~4 sqrt(N)].")] = None,
+    nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells searched per query [16].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch [32].")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an index built differently.")] = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Embed a dataset split with encoder + band adapters and write an index folder."""
+    from rsretrieve.config import IndexJob
+    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.index import IndexSettings, build_index
+
+    job = IndexJob.load(config, {
+        "data": None if data is None else str(data), "dataset": dataset, "split": split, "sensor": sensor,
+        "limit": limit, "strict": strict, "model": model, "pretrained": pretrained, "seed": seed,
+        "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "index": kind, "nlist": nlist,
+        "nprobe": nprobe, "batch_size": batch_size,
+    })
+    settings = IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
+    ds = _dataset(Path(job.data) if job.data else None, job.dataset, job.split, job.sensor, job.limit, job.strict)
+    spec = _spec(job.model, job.pretrained, job.seed)
+    pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, ds.sensors, device)
+    with render.progress(err, "embedding", len(ds.samples)) as advance:
+        manifest = build_index(ds, pipeline, out_dir, job.batch_size, settings, force, on_batch=advance)
+    render.index_summary(out, out_dir, manifest)
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")],
+    queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="A single query text.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Results per query.")] = 100,
+    sensor: Annotated[Optional[str], typer.Option("--sensor", help="Search only s1 or s2 samples.")] = None,
+    run_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run file: .json (ranx) or TREC otherwise.")] = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = None,
+) -> None:
+    """Run text queries against an index; write a run file or print the top hits."""
+    from rsretrieve.datasets.queries import load_queries
+    from rsretrieve.datasets.sensors import parse_sensor_filter
+    from rsretrieve.errors import ConfigError
+    from rsretrieve.index import load_index
+    from rsretrieve.search import encoder_for_index, search as run_search, write_run
+
+    if (queries is None) == (text is None):
+        raise ConfigError("give either --queries FILE or --text TEXT")
+    topics = load_queries(queries) if queries else {"text": str(text)}
+    only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
+    loaded = load_index(index_dir)
+    requested = _spec(model, pretrained, seed) if model or pretrained else None
+    encoder = encoder_for_index(loaded, requested, device)
+    run = run_search(loaded, encoder, topics, k, only)
+    if run_out is not None:
+        write_run(run, run_out)
+        out.print(f"wrote run for {len(run)} queries to {run_out}")
+    else:
+        render.hits(out, run, topics, dict(zip(loaded.keys, loaded.labels)), limit=10)
+
+
+@app.command("eval")
+def evaluate(
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="Index folder to search and score.")] = None,
+    qrels: Annotated[Optional[Path], typer.Option("--qrels", help="Qrels file or folder (default: the dataset's qrels/).")] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl (default: the dataset's).")] = None,
+    run_file: Annotated[Optional[Path], typer.Option("--run", help="Score a saved run instead of searching.")] = None,
+    metrics: MetricsOpt = None,
+    k: Annotated[Optional[int], typer.Option("-k", help="Search depth (default: the largest cutoff, at least 1000).")] = None,
+    results_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON (default: INDEX/results/eval.json).")] = None,
+    run_out: Annotated[Optional[Path], typer.Option("--save-run", help="Also write the run (.json or TREC).")] = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = None,
+) -> None:
+    """Score retrieval with ranx: overall and per sensor, as a table and a results JSON."""
+    from rsretrieve.errors import ConfigError
+    from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_index, evaluate_saved_run
+    from rsretrieve.io import write_json
+    from rsretrieve.search import read_run, write_run
+
+    chosen = metrics or list(DEFAULT_METRICS)
+    if run_file is not None:
+        if index_dir is not None or qrels is None or queries is None:
+            raise ConfigError("--run needs --qrels and --queries, and no --index")
+        report = evaluate_saved_run(read_run(run_file), queries, qrels, chosen)
+        target = results_out or run_file.with_suffix(".results.json")
+    else:
+        if index_dir is None:
+            raise ConfigError("give --index DIR (or --run RUN with --qrels and --queries)")
+        requested = _spec(model, pretrained, seed) if model or pretrained else None
+        report, run = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device)
+        if run_out is not None:
+            write_run(run, run_out)
+        target = results_out or index_dir / "results" / "eval.json"
+    write_json(target, report)
+    render.report(out, err, report)
+    out.print(f"results written to {target}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes its index and results.")] = Path("runs/demo"),
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N corpus samples.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild the index.")] = False,
+) -> None:
+    """The main job: embedded sample -> index (default encoder) -> eval table. No download."""
+    from rsretrieve.embeddings import DEFAULT_ADAPTERS, build_pipeline
+    from rsretrieve.encoders import EncoderSpec
+    from rsretrieve.evaluate import evaluate_index
+    from rsretrieve.index import build_index
+    from rsretrieve.io import write_json
+
+    ds = _dataset(None, "crisislandmark", "test", "all", limit, False)
+    err.print(f"dataset: {ds.root} ({len(ds.samples)} corpus samples)")
+    pipeline = build_pipeline(EncoderSpec(), DEFAULT_ADAPTERS, ds.sensors)
+    with render.progress(err, "embedding", len(ds.samples)) as advance:
+        build_index(ds, pipeline, out_dir / "index", force=force, on_batch=advance)
+    report, _ = evaluate_index(out_dir / "index")
+    write_json(out_dir / "results.json", report)
+    render.report(out, err, report)
+    out.print(f"results written to {out_dir / 'results.json'}")
+
+
+@app.command("list")
+def list_names(
+    what: Annotated[str, typer.Argument(help="adapters, encoders, models or datasets")],
+) -> None:
+    """List registered adapters, encoder backends, open_clip models or dataset formats."""
+    from rsretrieve.registry import unknown_name_error
+
+    if what == "adapters":
+        from rsretrieve.adapters import ADAPTERS as registry
+    elif what == "encoders":
+        from rsretrieve.encoders import ENCODERS as registry
+    elif what == "datasets":
+        from rsretrieve.datasets import DATASETS as registry
+    elif what == "models":
+        from rsretrieve.encoders.open_clip import list_models
+
+        out.print("\n".join(list_models()))
+        return
+    else:
+        raise unknown_name_error("list", what, ["adapters", "encoders", "models", "datasets"])
+    out.print("\n".join(registry.names()))
+
+
+def main() -> None:
+    app()

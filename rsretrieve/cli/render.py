@@ -1,0 +1,78 @@
+"""Rich rendering for the CLI: progress bars and tables. No logic lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+SLICE_NAMES = {"all": "all", "s2": "Sentinel-2", "s1": "Sentinel-1"}
+
+
+@contextmanager
+def progress(console: Console, label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yield an ``advance(n)`` callback driving a progress bar on ``console``."""
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def index_summary(console: Console, folder: Path, manifest: Mapping[str, Any]) -> None:
+    counts = ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
+    enc = manifest["encoder"]
+    console.print(
+        f"index {folder}: {counts}; encoder {enc['model']} [{enc['pretrained'] or 'random init'}], "
+        f"adapters {manifest['adapters']}, {manifest['index']['kind']} index, "
+        f"{manifest['nonfinite_pixels']} non-finite pixels replaced"
+    )
+
+
+def hits(
+    console: Console,
+    run: Mapping[str, Mapping[str, float]],
+    queries: Mapping[str, str],
+    labels: Mapping[str, list[str]],
+    limit: int,
+) -> None:
+    for qid, docs in run.items():
+        table = Table(title=f"{qid}: {queries[qid]}")
+        for column in ("rank", "score", "key", "labels"):
+            table.add_column(column)
+        ranked = sorted(docs.items(), key=lambda item: -item[1])[:limit]
+        for rank, (doc, score) in enumerate(ranked, start=1):
+            table.add_row(str(rank), f"{score:.4f}", doc, ", ".join(labels.get(doc, [])))
+        console.print(table)
+
+
+def report(console: Console, warn: Console, result: Mapping[str, Any]) -> None:
+    """Metrics table (rows: metrics; columns: slices) and the diagnostics as warnings."""
+    slices = result["results"]
+    table = Table(title="retrieval metrics")
+    table.add_column("metric")
+    for name in slices:
+        table.add_column(SLICE_NAMES.get(name, name), justify="right")
+    table.add_row("queries", *(str(scored["n_queries"]) for scored in slices.values()))
+    for metric in result["metrics"]:
+        values = (scored["scores"][metric] for scored in slices.values())
+        table.add_row(metric, *(f"{v:.4f}" if v is not None else "-" for v in values))
+    console.print(table)
+    diag = result["diagnostics"]
+    if diag["queries_without_judgements"]:
+        warn.print(f"warning: {len(diag['queries_without_judgements'])} queries have no judgements and were not scored: "
+                   + ", ".join(diag["queries_without_judgements"][:5]))
+    if diag["judged_docs_not_in_corpus"]:
+        warn.print(f"warning: {diag['judged_docs_not_in_corpus']} judged documents are not in the corpus "
+                   f"(e.g. {', '.join(diag['judged_docs_not_in_corpus_examples'][:3])}); they were left out of the qrels")
+    for name, scored in result["results"].items():
+        if scored.get("queries_without_relevant"):
+            warn.print(f"note: {name}: {len(scored['queries_without_relevant'])} judged queries have no relevant "
+                       "document in this slice and were left out of its means")

@@ -1,0 +1,89 @@
+"""Frozen dataclass configs read from JSON/YAML mappings that reject unknown keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rsretrieve.errors import ConfigError
+from rsretrieve.registry import did_you_mean
+
+C = TypeVar("C")
+
+
+def from_mapping(cls: type[C], data: Mapping[str, Any], source: str) -> C:
+    """Build dataclass ``cls`` from ``data``; unknown or missing keys name ``source``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in fields:
+            raise ConfigError(
+                f"{source}: unknown key '{key}'.{did_you_mean(str(key), fields)} "
+                f"Allowed: {', '.join(fields)}."
+            )
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in data
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{source}: missing key(s) {', '.join(missing)}")
+    return cls(**data)
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
+    """Read a JSON or YAML file into a dict, with errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error becomes a one-line message
+        raise ConfigError(f"{path}: cannot parse: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexJob:
+    """Everything ``rsretrieve index`` needs, readable from configs/index/*.yaml.
+
+    ``data`` None means the embedded sample; ``pretrained`` None means random weights.
+    """
+
+    dataset: str = "crisislandmark"
+    data: str | None = None
+    split: str = "test"
+    sensor: str = "all"
+    limit: int | None = None
+    strict: bool = False
+    model: str | None = None
+    pretrained: str | None = None
+    seed: int = 0
+    s2_adapter: str = "rgb"
+    s1_adapter: str = "sar"
+    index: str = "flat"
+    nlist: int | None = None
+    nprobe: int = 16
+    hnsw_m: int = 32
+    ef_search: int = 128
+    batch_size: int = 32
+
+    @classmethod
+    def load(cls, path: Path | None, overrides: Mapping[str, Any]) -> "IndexJob":
+        """Config file values (if any), then every override that is not None."""
+        base = from_mapping(cls, read_mapping(path), str(path)) if path else cls()
+        return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})

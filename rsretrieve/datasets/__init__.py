@@ -1,0 +1,16 @@
+"""Dataset formats, registered by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rsretrieve.registry import Registry
+
+DATASETS: Registry[Any] = Registry("dataset", "rsretrieve.datasets")
+DATASETS.register_lazy("crisislandmark", "rsretrieve.datasets.crisislandmark:CrisisLandMark")
+
+
+def open_dataset(name: str, root: Path, **options: Any) -> Any:
+    """Open dataset format ``name`` at ``root`` with split/sensor/limit options."""
+    return DATASETS.get(name)(root, **options)

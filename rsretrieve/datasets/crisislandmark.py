@@ -1,0 +1,313 @@
+"""Reader for the CrisisLandMark HDF5 release (main file of external links + shards).
+
+Samples stream in batches of one sensor at a time (S1 and S2 have different band
+counts); shard files are opened on demand and closed when the iteration ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rsretrieve.datasets.labels import normalise_labels
+from rsretrieve.datasets.sensors import BANDS, SENSORS, Sensor, sensor_of_key
+from rsretrieve.errors import ConfigError, DataError
+
+try:  # Real shards may be compressed with filters that only hdf5plugin registers.
+    import hdf5plugin  # noqa: F401
+except ImportError:  # pragma: no cover - hdf5plugin is a declared dependency
+    hdf5plugin = None
+
+MAIN_FILE = "crisislandmark.h5"
+METADATA_FILE = "metadata.parquet"
+QUERIES_FILE = "queries.jsonl"
+QRELS_DIR = "qrels"
+PATCH_SIZE = 120
+SPLIT_ALIASES = {"train": "train", "test": "test", "corpus": "test"}
+# Fill values for non-finite pixels, as in the authors' loader.
+NONFINITE_FILL: dict[Sensor, float] = {"s2": 0.0, "s1": 1e-6}
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    key: str
+    sensor: Sensor
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample with everything the file holds for it."""
+
+    key: str
+    sensor: Sensor
+    image: np.ndarray
+    coords: np.ndarray | None
+    crs: int | None
+    timestamp: float | None
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Batch:
+    sensor: Sensor
+    keys: list[str]
+    images: np.ndarray
+    nonfinite: int
+
+
+def normalise_split(split: str) -> str:
+    try:
+        return SPLIT_ALIASES[split.lower()]
+    except KeyError:
+        raise ConfigError(f"unknown split '{split}'; use train or test (alias: corpus)") from None
+
+
+class CrisisLandMark:
+    """A CrisisLandMark-format folder filtered by split, sensors and an optional limit."""
+
+    name = "crisislandmark"
+
+    def __init__(
+        self,
+        root: Path | str,
+        split: str = "test",
+        sensors: Sequence[Sensor] = SENSORS,
+        limit: int | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.split = normalise_split(split)
+        self.sensors = tuple(sensors)
+        self.limit = limit
+        self.strict = strict
+        self.main_path = self.root / MAIN_FILE
+        if not self.root.is_dir():
+            raise DataError(f"dataset folder {self.root} not found")
+        for required in (self.main_path, self.root / METADATA_FILE):
+            if not required.is_file():
+                raise DataError(f"{required} not found: not a CrisisLandMark folder")
+        if limit is not None and limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {limit}")
+        self.samples = self._select(read_metadata(self.root / METADATA_FILE))
+        if not self.samples:
+            raise DataError(
+                f"{self.root}: no samples left after filters "
+                f"(split={self.split}, sensors={','.join(self.sensors)})"
+            )
+
+    @property
+    def queries_path(self) -> Path:
+        return self.root / QUERIES_FILE
+
+    @property
+    def qrels_path(self) -> Path:
+        return self.root / QRELS_DIR
+
+    def _select(self, rows: list[tuple[str, str, list[str]]]) -> list[SampleInfo]:
+        selected: list[SampleInfo] = []
+        for key, split, labels in rows:
+            if split != self.split:
+                continue
+            sensor = sensor_of_key(key)
+            if sensor in self.sensors:
+                selected.append(SampleInfo(key, sensor, tuple(normalise_labels(labels))))
+                if self.limit is not None and len(selected) >= self.limit:
+                    break
+        return selected
+
+    def fingerprint(self) -> str:
+        """Content hash of the index files plus name and size of every shard."""
+        digest = hashlib.sha256()
+        for name in (MAIN_FILE, METADATA_FILE):
+            digest.update(name.encode())
+            digest.update((self.root / name).read_bytes())
+        for shard in sorted(self.root.glob("*.h5")):
+            if shard.name != MAIN_FILE:
+                digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
+        return digest.hexdigest()
+
+    def plan_batches(self, batch_size: int) -> list[list[SampleInfo]]:
+        """Deterministic batches of one sensor each: all S2 first, then S1."""
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        batches: list[list[SampleInfo]] = []
+        for sensor in SENSORS:
+            group = [s for s in self.samples if s.sensor == sensor]
+            batches.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
+        return batches
+
+    def iter_batches(
+        self, batches: Sequence[Sequence[SampleInfo]]
+    ) -> Iterator[Batch]:
+        """Read the given planned batches; shard files stay open until the iterator ends."""
+        with _Shards(self.root, self.main_path) as shards:
+            for batch in batches:
+                yield self._read_batch(shards, batch)
+
+    def _read_batch(self, shards: "_Shards", batch: Sequence[SampleInfo]) -> Batch:
+        sensor = batch[0].sensor
+        images = np.empty((len(batch), len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE), np.float32)
+        nonfinite = 0
+        for i, info in enumerate(batch):
+            group, where = shards.group(info.key)
+            images[i] = _read_image(group, where, info.key, sensor)
+            nonfinite += self._clean(images[i], info.key, sensor)
+        return Batch(sensor, [s.key for s in batch], images, nonfinite)
+
+    def _clean(self, image: np.ndarray, key: str, sensor: Sensor) -> int:
+        bad = ~np.isfinite(image)
+        count = int(bad.sum())
+        if count and self.strict:
+            raise DataError(f"key '{key}': {count} NaN/inf pixels (rejected by --strict)")
+        if count:
+            image[bad] = NONFINITE_FILL[sensor]
+        return count
+
+    def read_sample(self, key: str) -> Sample:
+        """Read one sample with coords and attributes (for inspection, not for indexing)."""
+        info = next((s for s in self.samples if s.key == key), None)
+        if info is None:
+            raise DataError(f"key '{key}' is not in the selected samples of {self.root}")
+        with _Shards(self.root, self.main_path) as shards:
+            group, where = shards.group(key)
+            image = _read_image(group, where, key, info.sensor)
+            self._clean(image, key, info.sensor)
+            coords = np.asarray(group["coords"], np.float32) if "coords" in group else None
+            crs = _scalar(group.attrs.get("crs"))
+            timestamp = _scalar(group.attrs.get("timestamp"))
+        return Sample(
+            key=key,
+            sensor=info.sensor,
+            image=image,
+            coords=coords,
+            crs=None if crs is None else int(crs),
+            timestamp=timestamp,
+            labels=info.labels,
+        )
+
+
+def read_metadata(path: Path) -> list[tuple[str, str, list[str]]]:
+    """Rows (key, split, labels) of metadata.parquet, validated."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
+        raise DataError(f"{path}: cannot read parquet: {exc}") from exc
+    missing = [c for c in ("key", "split", "labels") if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(table.column_names)})"
+        )
+    keys = table.column("key").to_pylist()
+    splits = table.column("split").to_pylist()
+    labels = table.column("labels").to_pylist()
+    rows: list[tuple[str, str, list[str]]] = []
+    for row, (key, split, label_list) in enumerate(zip(keys, splits, labels)):
+        if not isinstance(key, str) or not key:
+            raise DataError(f"{path}: row {row}: field 'key' must be a non-empty string")
+        if split not in SPLIT_ALIASES:
+            raise DataError(
+                f"{path}: key '{key}': field 'split' is {split!r}; expected train or test"
+            )
+        if isinstance(label_list, str):
+            label_list = [label_list]
+        if label_list is None or not all(isinstance(x, str) for x in label_list):
+            raise DataError(f"{path}: key '{key}': field 'labels' must be a list of strings")
+        rows.append((key, SPLIT_ALIASES[split], list(label_list)))
+    return rows
+
+
+class _Shards:
+    """Resolves sample keys to HDF5 groups, keeping each shard open once."""
+
+    def __init__(self, root: Path, main_path: Path) -> None:
+        self.root = root
+        self.main_path = main_path
+        self._stack = ExitStack()
+        self._files: dict[Path, object] = {}
+
+    def __enter__(self) -> "_Shards":
+        self._main = self._open(self.main_path)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _open(self, path: Path):  # noqa: ANN202 - h5py.File
+        import h5py
+
+        handle = self._files.get(path)
+        if handle is None:
+            try:
+                handle = self._stack.enter_context(h5py.File(path, "r"))
+            except OSError as exc:
+                raise DataError(f"{path}: cannot open as HDF5: {exc}") from exc
+            self._files[path] = handle
+        return handle
+
+    def group(self, key: str):  # noqa: ANN201 - (h5py.Group, str)
+        import h5py
+
+        link = self._main.get(key, getlink=True)
+        if link is None:
+            raise DataError(f"{self.main_path}: key '{key}' (listed in {METADATA_FILE}) not found")
+        if isinstance(link, h5py.ExternalLink):
+            shard = self._confined(key, link.filename)
+            if not shard.is_file():
+                raise DataError(f"shard file {shard} (linked from key '{key}') not found")
+            handle, inner = self._open(shard), link.path
+        elif isinstance(link, h5py.SoftLink):
+            handle, inner = self._main, link.path
+        else:
+            handle, inner = self._main, key
+        where = f"{handle.filename}:{inner}"
+        group = handle.get(inner)
+        if not isinstance(group, h5py.Group):
+            raise DataError(f"broken link: key '{key}' points to {where}, which is not a group")
+        return group, where
+
+    def _confined(self, key: str, filename: str) -> Path:
+        """External links must stay inside the dataset folder (checked on the link text)."""
+        target = Path(os.path.normpath(self.root / filename))
+        root = Path(os.path.normpath(self.root))
+        if not target.is_relative_to(root):
+            raise DataError(
+                f"{self.main_path}: key '{key}' links outside the dataset folder to '{filename}'"
+            )
+        return target
+
+
+def _read_image(group, where: str, key: str, sensor: Sensor) -> np.ndarray:  # noqa: ANN001
+    if "image" not in group:
+        raise DataError(f"{where}: key '{key}' has no 'image' dataset")
+    dataset = group["image"]
+    expected = (len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE)
+    if dataset.shape != expected:
+        raise DataError(
+            f"{where}: key '{key}': image shape {tuple(dataset.shape)} does not match "
+            f"sensor {sensor} {expected}"
+        )
+    try:
+        return np.asarray(dataset[()], dtype=np.float32)
+    except OSError as exc:
+        raise DataError(
+            f"{where}: key '{key}': cannot read image ({exc}); "
+            "compressed shards need `pip install hdf5plugin`"
+        ) from exc
+
+
+def _scalar(value: object) -> float | None:
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=np.float64).ravel()
+    if array.size == 0 or not np.isfinite(array[0]):
+        return None
+    return float(array[0])

@@ -1,0 +1,50 @@
+"""Sensors, their band names and how a CrisisLandMark key tells its sensor."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from rsretrieve.errors import ConfigError, DataError
+
+Sensor = Literal["s1", "s2"]
+SENSORS: tuple[Sensor, ...] = ("s2", "s1")
+
+# Stored Sentinel-2 bands: the 13 TOA bands without B10 (crisislandmark-notes.md).
+S2_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
+)
+S1_BANDS: tuple[str, ...] = ("VV", "VH")
+BANDS: dict[Sensor, tuple[str, ...]] = {"s2": S2_BANDS, "s1": S1_BANDS}
+
+# Source dataset names that appear inside sample keys.
+SOURCES: dict[str, Sensor] = {
+    "benv2s2": "s2",
+    "cabuar": "s2",
+    "sen2flood": "s2",
+    "benv2s1": "s1",
+    "mmflood": "s1",
+    "sen1flood": "s1",
+    "quakeset": "s1",
+}
+
+
+def sensor_of_key(key: str) -> Sensor:
+    """Tell a sample's sensor from the source name embedded in its key."""
+    lowered = key.lower()
+    found = {SOURCES[src] for src in SOURCES if src in lowered}
+    if len(found) != 1:
+        problem = "names no known source" if not found else "names sources of both sensors"
+        raise DataError(
+            f"key '{key}' {problem}; expected exactly one of {', '.join(SOURCES)} in the key"
+        )
+    return found.pop()
+
+
+def parse_sensor_filter(value: str) -> tuple[Sensor, ...]:
+    """'s1' | 's2' | 'all' -> the sensors to keep."""
+    value = value.lower()
+    if value == "all":
+        return SENSORS
+    if value in SENSORS:
+        return (value,)  # type: ignore[return-value]
+    raise ConfigError(f"unknown sensor '{value}'; use s1, s2 or all")

@@ -1,0 +1,147 @@
+"""Dataset batches -> band adapter -> encoder -> L2-normalised embeddings, resumable.
+
+Each finished batch is saved atomically as ``batch-NNNNNN.npz`` in a work folder next
+to the output; a rerun with the same plan (dataset, filters, pipeline, batch size)
+skips the batches already there, so an interrupted run loses at most one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsretrieve.datasets.crisislandmark import Batch, CrisisLandMark
+from rsretrieve.datasets.sensors import BANDS, Sensor
+from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
+from rsretrieve.errors import DataError
+from rsretrieve.io import atomic_path, write_json
+
+DEFAULT_ADAPTERS: dict[Sensor, str] = {"s2": "rgb", "s1": "sar"}
+
+
+@dataclass
+class ImagePipeline:
+    """One band adapter per sensor in front of a shared encoder."""
+
+    encoder: Encoder
+    adapters: Mapping[Sensor, Any]
+    adapter_names: Mapping[Sensor, str]
+
+    def embed(self, batch: Batch) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            pixels = self.adapters[batch.sensor](torch.from_numpy(batch.images))
+        return self.encoder.encode_images(pixels)
+
+    def describe(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.describe(), "adapters": dict(self.adapter_names)}
+
+
+def build_pipeline(
+    spec: EncoderSpec,
+    adapter_names: Mapping[Sensor, str] = DEFAULT_ADAPTERS,
+    sensors: Sequence[Sensor] = ("s2", "s1"),
+    device: str | None = None,
+) -> ImagePipeline:
+    """Adapters are built (and checked against the sensor's bands) before the encoder loads."""
+    from rsretrieve.adapters import build_adapter
+
+    names = {s: adapter_names[s] for s in sensors}
+    adapters = {s: build_adapter(name, BANDS[s]) for s, name in names.items()}
+    return ImagePipeline(load_encoder(spec, device), adapters, names)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    keys: list[str]
+    sensors: list[Sensor]
+    embeddings: np.ndarray
+    nonfinite_pixels: int
+
+
+def plan_id(dataset: CrisisLandMark, pipeline: ImagePipeline, batch_size: int) -> str:
+    """Hash of everything that determines the embeddings; equal ids mean reusable work."""
+    plan = {
+        "dataset": dataset.fingerprint(),
+        "split": dataset.split,
+        "sensors": list(dataset.sensors),
+        "limit": dataset.limit,
+        "strict": dataset.strict,
+        "pipeline": pipeline.describe(),
+        "batch_size": batch_size,
+    }
+    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+
+
+def embed_dataset(
+    dataset: CrisisLandMark,
+    pipeline: ImagePipeline,
+    work_dir: Path,
+    batch_size: int,
+    plan: str,
+    on_batch: Callable[[int], None] | None = None,
+) -> Embedded:
+    """Embed every selected sample, reusing batches already saved under ``work_dir``."""
+    batches = dataset.plan_batches(batch_size)
+    _prepare_work_dir(work_dir, plan)
+    todo = [i for i in range(len(batches)) if not _batch_path(work_dir, i).is_file()]
+    if on_batch:
+        on_batch(sum(len(b) for b in batches) - sum(len(batches[i]) for i in todo))
+    for index, batch in zip(todo, dataset.iter_batches([batches[i] for i in todo])):
+        vectors = pipeline.embed(batch)
+        _save_batch(_batch_path(work_dir, index), batch, vectors)
+        if on_batch:
+            on_batch(len(batch.keys))
+    return _collect(work_dir, batches)
+
+
+def _prepare_work_dir(work_dir: Path, plan: str) -> None:
+    plan_file = work_dir / "plan.json"
+    if work_dir.exists():
+        try:
+            same = json.loads(plan_file.read_text())["plan_id"] == plan
+        except (OSError, ValueError, KeyError):
+            same = False
+        if same:
+            return
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    write_json(plan_file, {"plan_id": plan})
+
+
+def _batch_path(work_dir: Path, index: int) -> Path:
+    return work_dir / f"batch-{index:06d}.npz"
+
+
+def _save_batch(path: Path, batch: Batch, vectors: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, embeddings=vectors, keys=np.array(batch.keys), nonfinite=np.int64(batch.nonfinite))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def _collect(work_dir: Path, batches: Sequence[Sequence[Any]]) -> Embedded:
+    keys: list[str] = []
+    sensors: list[Sensor] = []
+    parts: list[np.ndarray] = []
+    nonfinite = 0
+    for index, planned in enumerate(batches):
+        path = _batch_path(work_dir, index)
+        with np.load(path, allow_pickle=False) as saved:
+            stored = saved["keys"].tolist()
+            if stored != [s.key for s in planned]:
+                raise DataError(f"{path}: saved keys differ from the plan; delete {work_dir} and rerun")
+            parts.append(saved["embeddings"])
+            nonfinite += int(saved["nonfinite"])
+        keys.extend(stored)
+        sensors.extend(s.sensor for s in planned)
+    return Embedded(keys, sensors, np.concatenate(parts).astype(np.float32), nonfinite)

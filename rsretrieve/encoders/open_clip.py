@@ -1,0 +1,152 @@
+"""open_clip backend: any architecture with a pretrained tag, a local checkpoint,
+an ``hf-hub:`` id (when online) or random weights from a seed."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rsretrieve.encoders import EncoderSpec
+from rsretrieve.errors import ConfigError, ModelError
+from rsretrieve.registry import unknown_name_error
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+RANDOM = {None, "", "none", "random"}
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+@cache
+def _open_clip() -> Any:
+    """Import open_clip once and add the package's own model configs to its registry."""
+    import open_clip
+
+    open_clip.add_model_config(CONFIG_DIR)
+    return open_clip
+
+
+def list_models() -> list[str]:
+    return list(_open_clip().list_models())
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or value.endswith(CHECKPOINT_SUFFIXES) or value.startswith(".")
+
+
+def _create(spec: EncoderSpec) -> torch.nn.Module:
+    oc = _open_clip()
+    model, pretrained = spec.model, spec.pretrained
+    if model.startswith("hf-hub:"):
+        try:
+            return oc.create_model(model)
+        except Exception as exc:  # noqa: BLE001 - hub and parsing errors alike
+            raise ModelError(
+                f"cannot load {model}: {str(exc).splitlines()[0]}. Offline, download the repo "
+                f"on a machine with internet (huggingface-cli download {model[7:]}) and pass "
+                "--model ARCH --pretrained /path/to/open_clip_pytorch_model.bin"
+            ) from exc
+    if model not in oc.list_models():
+        raise unknown_name_error("open_clip model", model, oc.list_models())
+    if pretrained in RANDOM:
+        torch.manual_seed(spec.seed)
+        logging.disable(logging.WARNING)  # open_clip warns that weights are random: we asked for that
+        try:
+            return oc.create_model(model, pretrained=None)
+        finally:
+            logging.disable(logging.NOTSET)
+    if _looks_like_path(str(pretrained)) or Path(str(pretrained)).is_file():
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ModelError(f"checkpoint file {path} not found (--pretrained)")
+        try:
+            return oc.create_model(model, pretrained=str(path), weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for bad files
+            raise ModelError(f"cannot load checkpoint {path} into {model}: {exc}") from exc
+    return _create_from_tag(oc, model, str(pretrained))
+
+
+def _create_from_tag(oc: Any, model: str, pretrained: str) -> torch.nn.Module:
+    tags = oc.list_pretrained_tags_by_model(model)
+    if pretrained not in tags:
+        raise unknown_name_error(f"pretrained tag for {model}", pretrained, tags)
+    try:
+        return oc.create_model(model, pretrained=pretrained)
+    except Exception as exc:  # noqa: BLE001 - download failures come as RuntimeError
+        source = oc.get_pretrained_cfg(model, pretrained)
+        where = source.get("hf_hub") or source.get("url") or "its source"
+        raise ModelError(
+            f"weights '{pretrained}' for {model} are not cached and could not be downloaded "
+            f"({str(exc).splitlines()[0][:120]}). Download {where} on a machine with internet "
+            "and pass the file with --pretrained /path/to/checkpoint"
+        ) from exc
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over the state dict, so a manifest can tell whether weights changed."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _normalise(x: torch.Tensor) -> np.ndarray:
+    return F.normalize(x.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
+
+
+class OpenClipEncoder:
+    """An open_clip model with its tokenizer and preprocessing, for inference."""
+
+    def __init__(self, spec: EncoderSpec, device: str | None = None) -> None:
+        if spec.backend != "open_clip":
+            raise ConfigError(f"OpenClipEncoder got backend '{spec.backend}'")
+        self.spec = spec
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = _create(spec).to(self.device).eval()
+        self.tokenizer = _open_clip().get_tokenizer(spec.model)
+        cfg = _open_clip().get_model_preprocess_cfg(self.model)
+        size = cfg.get("size", 224)
+        self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)
+        self.mean = torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5)), device=self.device)
+        self.std = torch.tensor(cfg.get("std", (0.5, 0.5, 0.5)), device=self.device)
+        self.interpolation = "bicubic" if cfg.get("interpolation") == "bicubic" else "bilinear"
+        with torch.no_grad():
+            self.embed_dim = int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
+        self.weights_sha256 = weights_digest(self.model)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.spec.to_dict(),
+            "weights_sha256": self.weights_sha256,
+            "embed_dim": self.embed_dim,
+            "image_size": list(self.image_size),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
+
+    def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Resize [0, 1] images to the model's input size and apply its normalisation."""
+        pixels = pixels.to(self.device, torch.float32)
+        if tuple(pixels.shape[-2:]) != self.image_size:
+            pixels = F.interpolate(
+                pixels, size=self.image_size, mode=self.interpolation,
+                align_corners=False, antialias=True,
+            )
+        return (pixels - self.mean[None, :, None, None]) / self.std[None, :, None, None]
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
+        return _normalise(self.model.encode_image(self.preprocess(pixels)))
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return _normalise(self.model.encode_text(self.tokenizer(list(texts)).to(self.device)))
+

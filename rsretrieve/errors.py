@@ -1,0 +1,17 @@
+"""User-facing errors: the CLI prints their message on one line, never a traceback."""
+
+
+class RsRetrieveError(Exception):
+    """Base class for problems the user can fix (bad input, missing files, unknown names)."""
+
+
+class DataError(RsRetrieveError):
+    """A dataset, query or qrels file is missing, malformed or inconsistent."""
+
+
+class ConfigError(RsRetrieveError):
+    """A configuration value, option or registered name is invalid."""
+
+
+class ModelError(RsRetrieveError):
+    """An encoder or its weights cannot be loaded."""

@@ -1,0 +1,233 @@
+"""Index folders: embeddings (npy), ids (parquet), a FAISS index and a manifest (JSON).
+
+Layout of an index folder::
+
+    manifest.json     encoder, adapters, dataset fingerprint, counts, versions, timings
+    embeddings.npy    (N, D) float32, L2-normalised, row i belongs to ids row i
+    ids.parquet       key, sensor, labels
+    index.faiss       FAISS index over the rows (faiss' own format, no pickle)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from rsretrieve import __version__
+from rsretrieve.datasets.crisislandmark import CrisisLandMark
+from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
+from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.io import atomic_dir, write_json
+from rsretrieve.registry import unknown_name_error
+
+MANIFEST = "manifest.json"
+EMBEDDINGS = "embeddings.npy"
+IDS = "ids.parquet"
+FAISS_INDEX = "index.faiss"
+FORMAT_VERSION = 1
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """FAISS index choice. ``flat`` is exact inner product; ivf/hnsw are approximate."""
+
+    kind: str = "flat"
+    nlist: int | None = None  # ivf cells; default ~4 sqrt(N), at least 39 points per cell
+    nprobe: int = 16  # ivf cells visited per query
+    hnsw_m: int = 32
+    ef_search: int = 128
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise unknown_name_error("index kind", self.kind, INDEX_KINDS)
+
+
+@dataclass
+class LoadedIndex:
+    path: Path
+    manifest: dict[str, Any]
+    keys: list[str]
+    sensors: list[str]
+    labels: list[list[str]]
+    embeddings: np.ndarray
+    faiss_index: Any = field(repr=False)
+
+    def sensor_rows(self, sensor: str) -> np.ndarray:
+        return np.flatnonzero(np.asarray(self.sensors) == sensor).astype(np.int64)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"rsretrieve": __version__, "python": platform.python_version()}
+    for name in ("torch", "open_clip_torch", "faiss-cpu", "numpy", "h5py", "ranx"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def build_faiss(embeddings: np.ndarray, settings: IndexSettings) -> Any:
+    import faiss
+
+    n, dim = embeddings.shape
+    if settings.kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif settings.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    else:
+        nlist = settings.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
+        if nlist > n:
+            raise ConfigError(f"--nlist {nlist} exceeds the corpus size {n}")
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        train = embeddings[rng.permutation(n)[: 256 * nlist]]
+        index.train(train)
+    index.add(embeddings)
+    return index
+
+
+def _work_dir(out: Path) -> Path:
+    return out.with_name(f"{out.name}.partial")
+
+
+def build_index(
+    dataset: CrisisLandMark,
+    pipeline: ImagePipeline,
+    out: Path,
+    batch_size: int = 32,
+    settings: IndexSettings = IndexSettings(),
+    force: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Embed ``dataset`` and write an index folder at ``out``; returns its manifest.
+
+    An existing folder built from the same plan is reused as it is; any other
+    existing folder needs ``force``. Nothing is written at ``out`` until all is done.
+    """
+    out = Path(out)
+    plan = plan_id(dataset, pipeline, batch_size)
+    if (out / MANIFEST).is_file():
+        existing = read_manifest(out)
+        if existing.get("plan_id") == plan and existing.get("index") == asdict(settings) and not force:
+            return existing
+    if out.exists() and not force:
+        raise DataError(f"{out} already exists and was built differently; pass --force to replace it")
+    started = time.perf_counter()
+    embedded = embed_dataset(dataset, pipeline, _work_dir(out), batch_size, plan, on_batch)
+    embed_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    index = build_faiss(embedded.embeddings, settings)
+    manifest = _manifest(dataset, pipeline, embedded, settings, batch_size, plan)
+    manifest["timings"] = {"embed_s": round(embed_seconds, 3), "build_s": round(time.perf_counter() - started, 3)}
+    _write_folder(out, embedded, dataset, index, manifest, force)
+    shutil.rmtree(_work_dir(out), ignore_errors=True)
+    return manifest
+
+
+def _manifest(
+    dataset: CrisisLandMark,
+    pipeline: ImagePipeline,
+    embedded: Embedded,
+    settings: IndexSettings,
+    batch_size: int,
+    plan: str,
+) -> dict[str, Any]:
+    counts = {"total": len(embedded.keys)}
+    for sensor in dataset.sensors:
+        counts[sensor] = embedded.sensors.count(sensor)
+    return {
+        "format": "rsretrieve-index",
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "plan_id": plan,
+        "dataset": {
+            "name": dataset.name,
+            "path": str(dataset.root.resolve()),
+            "fingerprint": dataset.fingerprint(),
+            "split": dataset.split,
+            "sensors": list(dataset.sensors),
+            "limit": dataset.limit,
+            "strict": dataset.strict,
+        },
+        **pipeline.describe(),
+        "index": asdict(settings),
+        "batch_size": batch_size,
+        "embed_dim": int(embedded.embeddings.shape[1]),
+        "counts": counts,
+        "nonfinite_pixels": embedded.nonfinite_pixels,
+        "versions": package_versions(),
+    }
+
+
+def _write_folder(
+    out: Path, embedded: Embedded, dataset: CrisisLandMark, index: Any, manifest: dict[str, Any], force: bool
+) -> None:
+    import faiss
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    labels = {s.key: list(s.labels) for s in dataset.samples}
+    with atomic_dir(out, replace=force) as tmp:
+        np.save(tmp / EMBEDDINGS, embedded.embeddings, allow_pickle=False)
+        table = pa.table({
+            "key": embedded.keys,
+            "sensor": embedded.sensors,
+            "labels": pa.array([labels[k] for k in embedded.keys], pa.list_(pa.string())),
+        })
+        pq.write_table(table, tmp / IDS)
+        faiss.write_index(index, str(tmp / FAISS_INDEX))
+        write_json(tmp / MANIFEST, manifest)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{folder} is not an index folder: {MANIFEST} not found")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path}: invalid JSON: {exc}") from exc
+    if manifest.get("format") != "rsretrieve-index":
+        raise DataError(f"{path}: not an rsretrieve index manifest (field 'format')")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path}: format_version {manifest.get('format_version')} is not supported")
+    return manifest
+
+
+def load_index(folder: Path) -> LoadedIndex:
+    import faiss
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    for name in (EMBEDDINGS, IDS, FAISS_INDEX):
+        if not (folder / name).is_file():
+            raise DataError(f"index folder {folder}: {name} is missing")
+    table = pq.read_table(folder / IDS)
+    embeddings = np.load(folder / EMBEDDINGS, allow_pickle=False)
+    index = faiss.read_index(str(folder / FAISS_INDEX))
+    if not (table.num_rows == embeddings.shape[0] == index.ntotal):
+        raise DataError(
+            f"index folder {folder}: row counts disagree (ids {table.num_rows}, "
+            f"embeddings {embeddings.shape[0]}, faiss {index.ntotal})"
+        )
+    return LoadedIndex(
+        path=folder,
+        manifest=manifest,
+        keys=table.column("key").to_pylist(),
+        sensors=table.column("sensor").to_pylist(),
+        labels=table.column("labels").to_pylist(),
+        embeddings=embeddings,
+        faiss_index=index,
+    )

@@ -1,0 +1,200 @@
+"""The CLI end to end, and every bad input as one clear line with exit code 2."""
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rsretrieve.cli.app import app
+
+runner = CliRunner()
+
+
+def invoke(*args: object):  # noqa: ANN201
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, pattern: str) -> None:  # noqa: ANN001
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert __import__("re").search(pattern, lines[0]), lines[0]
+
+
+def test_help_and_version() -> None:
+    assert invoke("--help").exit_code == 0
+    result = invoke("--version")
+    assert result.exit_code == 0 and "rsretrieve 0.1.0" in result.stdout
+
+
+def test_sample_index_search_eval(tmp_path) -> None:  # noqa: ANN001
+    data, idx = tmp_path / "data", tmp_path / "idx"
+    assert invoke("sample", data, "--n-samples", 20).exit_code == 0
+    result = invoke("index", "--data", data, "--out", idx, "--model", "rsretrieve-tiny", "--batch-size", 4)
+    assert result.exit_code == 0, result.output
+    assert "index" in result.stdout and (idx / "manifest.json").is_file()
+
+    result = invoke("search", "--index", idx, "--text", "flooded fields", "-k", 3)
+    assert result.exit_code == 0 and "text: flooded fields" in result.stdout
+
+    run = tmp_path / "run.trec"
+    result = invoke("search", "--index", idx, "--queries", data / "queries.jsonl", "--out", run, "--sensor", "s1")
+    assert result.exit_code == 0 and run.is_file()
+    assert all(line.split()[2].split("_")[0] in {"benv2s1", "mmflood", "sen1flood", "quakeset"}
+               for line in run.read_text().splitlines())
+
+    out = tmp_path / "results.json"
+    result = invoke("eval", "--index", idx, "--qrels", data / "qrels", "--out", out, "-m", "ndcg@10,mrr", "--save-run", tmp_path / "all.json")
+    assert result.exit_code == 0, result.output
+    assert "retrieval metrics" in result.stdout and "ndcg@10" in result.stdout
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"all", "s1", "s2"} and report["metrics"] == ["ndcg@10", "mrr"]
+
+    saved = tmp_path / "scored.json"
+    result = invoke("eval", "--run", tmp_path / "all.json", "--qrels", data / "qrels",
+                    "--queries", data / "queries.jsonl", "-m", "ndcg@10,mrr", "--out", saved)
+    assert result.exit_code == 0, result.output
+    again = json.loads(saved.read_text())
+    assert again["results"]["all"]["scores"] == pytest.approx(report["results"]["all"]["scores"])
+
+    result = invoke("eval", "--index", idx)  # qrels and queries default to the dataset's
+    assert result.exit_code == 0 and (idx / "results" / "eval.json").is_file()
+
+
+def test_demo_runs_on_the_embedded_sample(tmp_path) -> None:  # noqa: ANN001
+    result = invoke("demo", "--out", tmp_path / "demo", "--limit", 24)
+    assert result.exit_code == 0, result.output
+    assert "retrieval metrics" in result.stdout and "ndcg@1000" in result.stdout
+    assert (tmp_path / "demo" / "results.json").is_file()
+
+
+def test_list_registries() -> None:
+    assert set(invoke("list", "adapters").stdout.split()) >= {"rgb", "false-color", "sar", "linear"}
+    assert "crisislandmark" in invoke("list", "datasets").stdout
+    assert "rsretrieve-tiny" in invoke("list", "models").stdout
+    assert_user_error(invoke("list", "adapter"), "Did you mean 'adapters'")
+
+
+# ---- bad input: one line, exit 2, no output written ---------------------------------
+
+
+def _key(root: Path, prefix: str) -> str:
+    with h5py.File(root / "crisislandmark.h5", "r") as main:
+        return next(k for k in main if k.startswith(prefix))
+
+
+def _index(data: Path, out: Path, *extra: object):  # noqa: ANN202
+    return invoke("index", "--data", data, "--out", out, *extra)
+
+
+def _corrupt_missing_shard(root: Path) -> str:
+    (root / "mmflood.h5").unlink()
+    return r"shard file .*mmflood.h5 \(linked from key 'mmflood_\d+'\) not found"
+
+
+def _corrupt_broken_link(root: Path) -> str:
+    key = _key(root, "cabuar")
+    with h5py.File(root / "crisislandmark.h5", "a") as main:
+        del main[key]
+        main[key] = h5py.ExternalLink("cabuar.h5", "/missing")
+    return f"broken link: key '{key}'"
+
+
+def _corrupt_outside_link(root: Path) -> str:
+    key = _key(root, "cabuar")
+    with h5py.File(root / "crisislandmark.h5", "a") as main:
+        del main[key]
+        main[key] = h5py.ExternalLink("/etc/passwd.h5", key)
+    return f"key '{key}' links outside the dataset folder"
+
+
+def _replace_image(root: Path, prefix: str, image: np.ndarray) -> str:
+    key = _key(root, prefix)
+    with h5py.File(root / "crisislandmark.h5", "r") as main:
+        shard = main.get(key, getlink=True).filename
+    with h5py.File(root / shard, "a") as f:
+        del f[key]["image"]
+        f[key].create_dataset("image", data=image)
+    return key
+
+
+def _corrupt_band_count(root: Path) -> str:
+    key = _replace_image(root, "benv2s1", np.zeros((12, 120, 120), np.float32))
+    return rf"key '{key}': image shape \(12, 120, 120\) does not match sensor s1"
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_missing_shard, _corrupt_broken_link, _corrupt_outside_link, _corrupt_band_count])
+def test_index_rejects_broken_datasets(sample_copy, tmp_path, corrupt) -> None:  # noqa: ANN001
+    pattern = corrupt(sample_copy)
+    out = tmp_path / "idx"
+    assert_user_error(_index(sample_copy, out), pattern)
+    assert not out.exists()
+
+
+def test_nan_pixels_replaced_by_default_rejected_with_strict(sample_copy, tmp_path) -> None:  # noqa: ANN001
+    image = np.full((12, 120, 120), 500.0, np.float32)
+    image[0, 0, 0] = np.nan
+    key = _replace_image(sample_copy, "benv2s2", image)
+    assert_user_error(_index(sample_copy, tmp_path / "strict", "--strict"), f"key '{key}': 1 NaN/inf pixels")
+    assert not (tmp_path / "strict").exists()
+    result = _index(sample_copy, tmp_path / "lenient")
+    assert result.exit_code == 0 and "1 non-finite pixels replaced" in result.stdout
+
+
+def test_bad_filter_options(sample_root, tmp_path) -> None:  # noqa: ANN001
+    assert_user_error(_index(sample_root, tmp_path / "x", "--split", "train", "--limit", "0"), "--limit must be at least 1")
+    assert_user_error(_index(sample_root, tmp_path / "x", "--sensor", "s3"), "unknown sensor 's3'")
+
+
+def test_empty_corpus_message(sample_copy, tmp_path) -> None:  # noqa: ANN001
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(sample_copy / "metadata.parquet")
+    pq.write_table(table.set_column(1, "split", pa.array(["train"] * table.num_rows)), sample_copy / "metadata.parquet")
+    assert_user_error(_index(sample_copy, tmp_path / "x"), "no samples left after filters")
+
+
+def test_unknown_names(sample_root, tmp_path) -> None:  # noqa: ANN001
+    assert_user_error(_index(sample_root, tmp_path / "x", "--s2-adapter", "rbg"), "unknown band adapter 'rbg'. Did you mean 'rgb'")
+    assert_user_error(_index(sample_root, tmp_path / "x", "--model", "ViT-B-23"), "Did you mean 'ViT-B-32'")
+    assert_user_error(_index(sample_root, tmp_path / "x", "--index", "hsnw"), "unknown index kind 'hsnw'")
+    assert not (tmp_path / "x").exists()
+
+
+def test_eval_input_errors(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
+    bad_queries = tmp_path / "queries.jsonl"
+    bad_queries.write_text('{"_id": "q-water", "text": "water"}\n{"_id": oops}\n')
+    out = tmp_path / "r.json"
+    assert_user_error(invoke("eval", "--index", index_dir, "--queries", bad_queries, "--out", out), r"queries.jsonl:2: malformed JSON line")
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("q-water 0 benv2s2_000000 1\nq-unknown 0 benv2s2_000000 1\n")
+    assert_user_error(invoke("eval", "--index", index_dir, "--qrels", qrels, "--out", out), "unknown query id 'q-unknown'")
+    assert_user_error(invoke("eval", "--index", index_dir, "-m", "ndgc@10", "--out", out), "unknown metric 'ndgc@10'")
+    assert_user_error(invoke("eval", "--index", tmp_path, "--out", out), "manifest.json not found")
+    assert_user_error(invoke("eval", "--index", index_dir, "--model", "rsretrieve-tiny", "--seed", "4", "--out", out), "was built with")
+    assert not out.exists()
+
+
+def test_index_from_config_with_overrides(sample_root, tmp_path) -> None:  # noqa: ANN001
+    config = tmp_path / "job.yaml"
+    config.write_text(f"data: {sample_root}\nmodel: rsretrieve-tiny\nsensor: s2\nindex: hnsw\n")
+    result = invoke("index", "--config", config, "--out", tmp_path / "idx", "--limit", 6)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["index"]["kind"] == "hnsw" and manifest["counts"] == {"total": 6, "s2": 6}
+    config.write_text("sensr: s2\n")
+    assert_user_error(invoke("index", "--config", config, "--out", tmp_path / "y"), r"job.yaml: unknown key 'sensr'. Did you mean 'sensor'")
+
+
+def test_shipped_configs_are_valid() -> None:
+    from rsretrieve.config import IndexJob, from_mapping, read_mapping
+
+    configs = sorted((Path(__file__).parents[2] / "configs" / "index").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        from_mapping(IndexJob, read_mapping(path), str(path))

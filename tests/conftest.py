@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny seeded CrisisLandMark sample and a tiny random open_clip model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Never reach for a hub from tests, and keep the default-sample cache out of $HOME.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from rsretrieve.datasets.crisislandmark import CrisisLandMark  # noqa: E402
+from rsretrieve.datasets.sample import generate_sample  # noqa: E402
+from rsretrieve.embeddings import build_pipeline  # noqa: E402
+from rsretrieve.encoders import EncoderSpec  # noqa: E402
+from rsretrieve.index import build_index  # noqa: E402
+
+N_SAMPLES = 40
+TINY = EncoderSpec(model="rsretrieve-tiny", pretrained=None, seed=0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _rsretrieve_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["RSRETRIEVE_HOME"] = str(tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Read-only sample dataset shared by the whole session (copy it before editing)."""
+    return generate_sample(tmp_path_factory.mktemp("data") / "clm", n_samples=N_SAMPLES, seed=0)
+
+
+@pytest.fixture
+def sample_copy(sample_root: Path, tmp_path: Path) -> Path:
+    """A private copy of the sample that a test may corrupt."""
+    return Path(shutil.copytree(sample_root, tmp_path / "clm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline():  # noqa: ANN201
+    return build_pipeline(TINY)
+
+
+@pytest.fixture(scope="session")
+def index_dir(sample_root: Path, tiny_pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
+    out = tmp_path_factory.mktemp("index") / "idx"
+    build_index(CrisisLandMark(sample_root), tiny_pipeline, out, batch_size=8)
+    return out

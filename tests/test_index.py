@@ -1,0 +1,105 @@
+"""Index folders: contents, manifest, reuse, resume after an interruption, ANN kinds."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from rsretrieve.datasets.crisislandmark import CrisisLandMark
+from rsretrieve.errors import DataError
+from rsretrieve.index import IndexSettings, build_index, load_index
+
+
+def test_index_folder_contents(index_dir, sample_root) -> None:  # noqa: ANN001
+    assert sorted(p.name for p in index_dir.iterdir()) == ["embeddings.npy", "ids.parquet", "index.faiss", "manifest.json"]
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    ds = CrisisLandMark(sample_root)
+    assert manifest["counts"]["total"] == len(ds.samples)
+    assert manifest["counts"]["s1"] + manifest["counts"]["s2"] == len(ds.samples)
+    assert manifest["encoder"]["model"] == "rsretrieve-tiny" and manifest["encoder"]["weights_sha256"]
+    assert manifest["adapters"] == {"s2": "rgb", "s1": "sar"}
+    assert manifest["dataset"]["fingerprint"] == ds.fingerprint()
+    assert manifest["dataset"]["split"] == "test"
+    assert {"torch", "faiss-cpu", "open_clip_torch", "rsretrieve"} <= set(manifest["versions"])
+    ids = pq.read_table(index_dir / "ids.parquet")
+    assert ids.column_names == ["key", "sensor", "labels"]
+    loaded = load_index(index_dir)
+    assert loaded.embeddings.shape == (len(ds.samples), manifest["embed_dim"])
+    np.testing.assert_allclose(np.linalg.norm(loaded.embeddings, axis=1), 1, rtol=1e-5)
+    assert not (index_dir.parent / "idx.partial").exists()
+
+
+def test_up_to_date_index_is_reused_and_others_need_force(index_dir, sample_root, tiny_pipeline) -> None:  # noqa: ANN001
+    ds = CrisisLandMark(sample_root)
+    before = (index_dir / "manifest.json").read_text()
+    calls = []
+    build_index(ds, tiny_pipeline, index_dir, batch_size=8, on_batch=calls.append)
+    assert calls == [] and (index_dir / "manifest.json").read_text() == before
+    with pytest.raises(DataError, match="already exists and was built differently; pass --force"):
+        build_index(CrisisLandMark(sample_root, limit=5), tiny_pipeline, index_dir, batch_size=8)
+
+
+def test_interrupted_run_resumes_from_saved_batches(sample_root, tiny_pipeline, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    ds = CrisisLandMark(sample_root)
+    out = tmp_path / "idx"
+    original = tiny_pipeline.embed
+    seen: list[int] = []
+
+    def failing(batch):  # noqa: ANN001, ANN202
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        seen.append(len(batch.keys))
+        return original(batch)
+
+    monkeypatch.setattr(tiny_pipeline, "embed", failing)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(ds, tiny_pipeline, out, batch_size=4)
+    assert not out.exists()  # nothing half-written at the output
+    assert len(list((tmp_path / "idx.partial").glob("batch-*.npz"))) == 2
+
+    resumed: list[int] = []
+
+    def counting(batch):  # noqa: ANN001, ANN202
+        resumed.append(len(batch.keys))
+        return original(batch)
+
+    monkeypatch.setattr(tiny_pipeline, "embed", counting)
+    build_index(ds, tiny_pipeline, out, batch_size=4)
+    assert sum(resumed) == len(ds.samples) - sum(seen)
+
+    monkeypatch.setattr(tiny_pipeline, "embed", original)
+    fresh = tmp_path / "fresh"
+    build_index(ds, tiny_pipeline, fresh, batch_size=4)
+    a, b = load_index(out), load_index(fresh)
+    assert a.keys == b.keys and len(set(a.keys)) == len(a.keys)
+    np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_agree_with_exact_on_a_small_corpus(index_dir, sample_root, tiny_pipeline, tmp_path, kind) -> None:  # noqa: ANN001
+    from rsretrieve.search import search
+
+    out = tmp_path / kind
+    settings = IndexSettings(kind=kind, nlist=2, nprobe=2)
+    manifest = build_index(CrisisLandMark(sample_root), tiny_pipeline, out, batch_size=8, settings=settings)
+    assert manifest["index"]["kind"] == kind
+    queries = {"q": "satellite image of water"}
+    exact = search(load_index(index_dir), tiny_pipeline.encoder, queries, 10)
+    approx = search(load_index(out), tiny_pipeline.encoder, queries, 10)
+    assert list(approx["q"]) == list(exact["q"])  # every cell probed / small graph: exact
+
+
+def test_corrupt_index_folder_is_reported(index_dir, tmp_path) -> None:  # noqa: ANN001
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(index_dir, broken)
+    (broken / "index.faiss").unlink()
+    with pytest.raises(DataError, match="index.faiss is missing"):
+        load_index(broken)
+    with pytest.raises(DataError, match="manifest.json not found"):
+        load_index(tmp_path)
+    (broken / "manifest.json").write_text("{")
+    with pytest.raises(DataError, match="manifest.json: invalid JSON"):
+        load_index(broken)

@@ -1,0 +1,31 @@
+import pytest
+
+from rsretrieve.io import atomic_dir, atomic_path, write_json, write_text
+
+
+def test_atomic_write_replaces_only_on_success(tmp_path) -> None:  # noqa: ANN001
+    target = tmp_path / "a.txt"
+    write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    write_json(target, {"x": 1})
+    assert target.read_text().strip().startswith("{")
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path) -> None:  # noqa: ANN001
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "f").write_text("x")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_dir(target) as tmp:
+        (tmp / "f").write_text("1")
+    with atomic_dir(target, replace=True) as tmp:
+        (tmp / "f").write_text("2")
+    assert (target / "f").read_text() == "2"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
