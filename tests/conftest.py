@@ -48,3 +48,22 @@ def index_dir(sample_root: Path, tiny_pipeline, tmp_path_factory: pytest.TempPat
     out = tmp_path_factory.mktemp("index") / "idx"
     build_index(CrisisLandMark(sample_root), tiny_pipeline, out, batch_size=8)
     return out
+
+
+def first_key(root: Path, prefix: str) -> str:
+    """First sample key of ``root``'s main file starting with ``prefix`` (a source name)."""
+    import h5py
+
+    with h5py.File(root / "crisislandmark.h5", "r") as main:
+        return next(k for k in main if k.startswith(prefix))
+
+
+def replace_image(root: Path, key: str, image) -> None:  # noqa: ANN001
+    """Overwrite one sample's ``image`` dataset in its shard (to build broken inputs)."""
+    import h5py
+
+    with h5py.File(root / "crisislandmark.h5", "r") as main:
+        shard = main.get(key, getlink=True).filename
+    with h5py.File(root / shard, "a") as f:
+        del f[key]["image"]
+        f[key].create_dataset("image", data=image)

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rsretrieve.cli.app import app
+from tests.conftest import first_key, replace_image
 
 runner = CliRunner()
 
@@ -82,11 +83,6 @@ def test_list_registries() -> None:
 # ---- bad input: one line, exit 2, no output written ---------------------------------
 
 
-def _key(root: Path, prefix: str) -> str:
-    with h5py.File(root / "crisislandmark.h5", "r") as main:
-        return next(k for k in main if k.startswith(prefix))
-
-
 def _index(data: Path, out: Path, *extra: object):  # noqa: ANN202
     return invoke("index", "--data", data, "--out", out, *extra)
 
@@ -97,7 +93,7 @@ def _corrupt_missing_shard(root: Path) -> str:
 
 
 def _corrupt_broken_link(root: Path) -> str:
-    key = _key(root, "cabuar")
+    key = first_key(root, "cabuar")
     with h5py.File(root / "crisislandmark.h5", "a") as main:
         del main[key]
         main[key] = h5py.ExternalLink("cabuar.h5", "/missing")
@@ -105,7 +101,7 @@ def _corrupt_broken_link(root: Path) -> str:
 
 
 def _corrupt_outside_link(root: Path) -> str:
-    key = _key(root, "cabuar")
+    key = first_key(root, "cabuar")
     with h5py.File(root / "crisislandmark.h5", "a") as main:
         del main[key]
         main[key] = h5py.ExternalLink("/etc/passwd.h5", key)
@@ -113,12 +109,8 @@ def _corrupt_outside_link(root: Path) -> str:
 
 
 def _replace_image(root: Path, prefix: str, image: np.ndarray) -> str:
-    key = _key(root, prefix)
-    with h5py.File(root / "crisislandmark.h5", "r") as main:
-        shard = main.get(key, getlink=True).filename
-    with h5py.File(root / shard, "a") as f:
-        del f[key]["image"]
-        f[key].create_dataset("image", data=image)
+    key = first_key(root, prefix)
+    replace_image(root, key, image)
     return key
 
 

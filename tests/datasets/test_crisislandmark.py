@@ -10,6 +10,7 @@ import pytest
 
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.errors import ConfigError, DataError
+from tests.conftest import replace_image
 
 
 def _read_all(ds: CrisisLandMark, batch_size: int = 8) -> dict[str, np.ndarray]:
@@ -93,24 +94,16 @@ def test_external_link_outside_the_dataset_folder_is_refused(sample_copy) -> Non
         _read_all(CrisisLandMark(sample_copy))
 
 
-def _replace_image(root: Path, key: str, image: np.ndarray) -> None:
-    with h5py.File(root / "crisislandmark.h5", "r") as main:
-        shard = main.get(key, getlink=True).filename
-    with h5py.File(root / shard, "a") as f:
-        del f[key]["image"]
-        f[key].create_dataset("image", data=image)
-
-
 def test_wrong_band_count_for_the_sensor(sample_copy) -> None:  # noqa: ANN001
     key = _first(sample_copy, "s1")
-    _replace_image(sample_copy, key, np.zeros((12, 120, 120), np.float32))
+    replace_image(sample_copy, key, np.zeros((12, 120, 120), np.float32))
     with pytest.raises(DataError, match=rf"key '{key}': image shape \(12, 120, 120\) does not match sensor s1 \(2, 120, 120\)"):
         _read_all(CrisisLandMark(sample_copy))
 
 
 def test_wrong_patch_size(sample_copy) -> None:  # noqa: ANN001
     key = _first(sample_copy, "s2")
-    _replace_image(sample_copy, key, np.zeros((12, 64, 64), np.float32))
+    replace_image(sample_copy, key, np.zeros((12, 64, 64), np.float32))
     with pytest.raises(DataError, match=rf"key '{key}': image shape \(12, 64, 64\)"):
         _read_all(CrisisLandMark(sample_copy))
 
@@ -120,7 +113,7 @@ def test_nonfinite_pixels_replaced_and_counted_or_rejected(sample_copy) -> None:
     image = CrisisLandMark(sample_copy).read_sample(key).image
     image[0, :2, :5] = np.nan
     image[3, 0, 0] = np.inf
-    _replace_image(sample_copy, key, image)
+    replace_image(sample_copy, key, image)
     ds = CrisisLandMark(sample_copy)
     batches = list(ds.iter_batches(ds.plan_batches(100)))
     assert sum(b.nonfinite for b in batches) == 11
