@@ -61,7 +61,8 @@ def read_mapping(path: Path) -> dict[str, Any]:
 class IndexJob:
     """Everything ``rsretrieve index`` needs, readable from configs/index/*.yaml.
 
-    ``data`` None means the embedded sample; ``pretrained`` None means random weights.
+    ``data`` None means the embedded sample; ``model`` None means the shipped default model;
+    ``pretrained`` None means random weights for open_clip architectures.
     """
 
     dataset: str = "crisislandmark"
@@ -73,8 +74,8 @@ class IndexJob:
     model: str | None = None
     pretrained: str | None = None
     seed: int = 0
-    s2_adapter: str = "rgb"
-    s1_adapter: str = "sar"
+    s2_adapter: str | None = None  # None: rgb for open_clip, the model's own for trained models
+    s1_adapter: str | None = None  # None: sar for open_clip, the model's own for trained models
     index: str = "flat"
     nlist: int | None = None
     nprobe: int = 16

@@ -21,7 +21,7 @@ import numpy as np
 from rsretrieve.datasets.crisislandmark import Batch, CrisisLandMark
 from rsretrieve.datasets.sensors import BANDS, Sensor
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
-from rsretrieve.errors import DataError
+from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import atomic_path, write_json
 
 DEFAULT_ADAPTERS: dict[Sensor, str] = {"s2": "rgb", "s1": "sar"}
@@ -29,7 +29,8 @@ DEFAULT_ADAPTERS: dict[Sensor, str] = {"s2": "rgb", "s1": "sar"}
 
 @dataclass
 class ImagePipeline:
-    """One band adapter per sensor in front of a shared encoder."""
+    """A band adapter per sensor in front of a shared encoder, or an encoder whose
+    per-sensor towers hold their own adapters (``adapters`` is then empty)."""
 
     encoder: Encoder
     adapters: Mapping[Sensor, Any]
@@ -38,9 +39,12 @@ class ImagePipeline:
     def embed(self, batch: Batch) -> np.ndarray:
         import torch
 
-        with torch.no_grad():
-            pixels = self.adapters[batch.sensor](torch.from_numpy(batch.images))
-        return self.encoder.encode_images(pixels)
+        pixels = torch.from_numpy(batch.images)
+        adapter = self.adapters.get(batch.sensor)
+        if adapter is not None:
+            with torch.no_grad():
+                pixels = adapter(pixels)
+        return self.encoder.encode_images(pixels, batch.sensor)
 
     def describe(self) -> dict[str, Any]:
         return {"encoder": self.encoder.describe(), "adapters": dict(self.adapter_names)}
@@ -48,16 +52,28 @@ class ImagePipeline:
 
 def build_pipeline(
     spec: EncoderSpec,
-    adapter_names: Mapping[Sensor, str] = DEFAULT_ADAPTERS,
+    adapter_names: Mapping[Sensor, str | None] | None = None,
     sensors: Sequence[Sensor] = ("s2", "s1"),
     device: str | None = None,
 ) -> ImagePipeline:
-    """Adapters are built (and checked against the sensor's bands) before the encoder loads."""
-    from rsretrieve.adapters import build_adapter
+    """Adapter names are checked before the encoder loads; None means the default one."""
+    from rsretrieve.adapters import ADAPTERS, build_adapter
 
-    names = {s: adapter_names[s] for s in sensors}
+    chosen = {s: (adapter_names or {}).get(s) for s in sensors}
+    for name in chosen.values():
+        if name is not None:
+            ADAPTERS.get(name)
+    encoder = load_encoder(spec, device)
+    if encoder.adapters_bundled:
+        given = [f"--{s}-adapter {n}" for s, n in chosen.items() if n is not None]
+        if given:
+            raise ConfigError(
+                f"encoder {spec.model} holds its own band adapters per sensor; drop {', '.join(given)}"
+            )
+        return ImagePipeline(encoder, {}, {s: "bundled" for s in sensors})
+    names = {s: n or DEFAULT_ADAPTERS[s] for s, n in chosen.items()}
     adapters = {s: build_adapter(name, BANDS[s]) for s, name in names.items()}
-    return ImagePipeline(load_encoder(spec, device), adapters, names)
+    return ImagePipeline(encoder, adapters, names)
 
 
 @dataclass(frozen=True)

@@ -22,36 +22,24 @@ Run = dict[str, dict[str, float]]
 QUERY_BATCH = 256
 
 
-def manifest_spec(manifest: Mapping[str, Any]) -> EncoderSpec:
-    enc = manifest["encoder"]
-    return EncoderSpec(
-        backend=enc["backend"], model=enc["model"], pretrained=enc["pretrained"], seed=enc["seed"]
-    )
-
-
 def encoder_for_index(
     index: LoadedIndex, requested: EncoderSpec | None = None, device: str | None = None
 ) -> Encoder:
     """Load the index's encoder; a different ``requested`` spec or changed weights is an error."""
-    spec = manifest_spec(index.manifest)
+    spec = EncoderSpec.from_manifest(index.manifest["encoder"])
     if requested is not None and requested != spec:
         raise ConfigError(
-            f"index {index.path} was built with {_describe(spec)}; "
-            f"you asked for {_describe(requested)}. Rebuild the index or drop the encoder options"
+            f"index {index.path} was built with {spec.label()}; "
+            f"you asked for {requested.label()}. Rebuild the index or drop the encoder options"
         )
     encoder = load_encoder(spec, device)
     expected = index.manifest["encoder"].get("weights_sha256")
     if expected and encoder.weights_sha256 != expected:
         raise DataError(
-            f"the weights of {_describe(spec)} differ from those index {index.path} was built "
+            f"the weights of {spec.label()} differ from those index {index.path} was built "
             "with (weights_sha256 mismatch); rebuild the index"
         )
     return encoder
-
-
-def _describe(spec: EncoderSpec) -> str:
-    weights = spec.pretrained or f"random init (seed {spec.seed})"
-    return f"{spec.backend}:{spec.model} [{weights}]"
 
 
 def encode_queries(encoder: Encoder, queries: Mapping[str, str]) -> tuple[list[str], np.ndarray]:

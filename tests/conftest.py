@@ -18,7 +18,7 @@ from rsretrieve.encoders import EncoderSpec  # noqa: E402
 from rsretrieve.index import build_index  # noqa: E402
 
 N_SAMPLES = 40
-TINY = EncoderSpec(model="rsretrieve-tiny", pretrained=None, seed=0)
+TINY = EncoderSpec(backend="open_clip", model="rsretrieve-tiny", pretrained=None, seed=0)
 
 
 @pytest.fixture(scope="session", autouse=True)

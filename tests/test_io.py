@@ -29,3 +29,17 @@ def test_atomic_dir_leaves_nothing_on_failure(tmp_path) -> None:  # noqa: ANN001
         (tmp / "f").write_text("2")
     assert (target / "f").read_text() == "2"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_outputs_follow_the_umask(tmp_path) -> None:  # noqa: ANN001
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "g").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

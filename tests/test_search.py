@@ -41,7 +41,7 @@ def test_k_larger_than_corpus_returns_the_corpus(loaded) -> None:  # noqa: ANN00
 
 def test_a_different_encoder_than_the_index_is_refused(loaded) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError, match=r"was built with open_clip:rsretrieve-tiny \[random init \(seed 0\)\]; you asked for .*seed 3"):
-        encoder_for_index(loaded, EncoderSpec(model="rsretrieve-tiny", seed=3))
+        encoder_for_index(loaded, EncoderSpec(backend="open_clip", model="rsretrieve-tiny", seed=3))
     assert encoder_for_index(loaded, TINY).weights_sha256 == load_encoder(TINY).weights_sha256
 
 

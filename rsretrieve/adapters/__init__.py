@@ -33,5 +33,6 @@ def build_adapter(name: str, bands: Sequence[str], **params: Any) -> Any:
         raise ConfigError(f"band adapter '{name}': bad parameters {params}: {exc}") from exc
 
 
-for _name, _attr in (("rgb", "rgb"), ("false-color", "false_color"), ("sar", "sar"), ("linear", "linear")):
+_BUILT_IN = (("rgb", "rgb"), ("false-color", "false_color"), ("sar", "sar"), ("linear", "linear"), ("all-bands", "all_bands"))
+for _name, _attr in _BUILT_IN:
     ADAPTERS.register_lazy(_name, f"rsretrieve.adapters.affine:{_attr}")

@@ -8,6 +8,8 @@
   ``db=False`` when the stored values are linear power; they are converted to dB first.
 - ``linear``: a learnable 1x1 convolution from B bands to 3, initialised to ``rgb`` for
   Sentinel-2 input and to ``sar`` for Sentinel-1 input (without clipping, so it trains).
+- ``all-bands``: keeps every band, scaled to order one for encoders that take them all
+  (multispectral towers): Sentinel-2 value / 10000, Sentinel-1 (dB + 15) / 10.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rsretrieve.datasets.sensors import S2_BANDS
 from rsretrieve.errors import ConfigError
 
 S2_SCALE = 10000.0
@@ -25,6 +28,8 @@ SAR_RANGES_DB = {"VV": (-25.0, 0.0), "VH": (-32.0, -5.0), "VV-VH": (0.0, 15.0)}
 
 class AffineAdapter(nn.Module):
     """out[c] = sum_b weight[c, b] * f(x[b]) + bias[c], optionally clipped to [0, 1]."""
+
+    out_channels: int
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class AffineAdapter(nn.Module):
         self.bias = nn.Parameter(bias.float().clone(), requires_grad=trainable)
         self.clip = clip
         self.to_db = to_db
+        self.out_channels = int(weight.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.to_db:
@@ -101,3 +107,13 @@ def linear(bands: tuple[str, ...]) -> AffineAdapter:
             f"this input has {', '.join(bands)}"
         )
     return AffineAdapter(weight, bias, clip=False, trainable=True)
+
+
+def all_bands(bands: tuple[str, ...]) -> AffineAdapter:
+    if set(bands) <= {"VV", "VH"}:
+        scale, bias = 1 / 10, 1.5
+    elif set(bands) <= set(S2_BANDS):
+        scale, bias = 1 / S2_SCALE, 0.0
+    else:
+        raise ConfigError(f"band adapter 'all-bands' knows Sentinel-1 and Sentinel-2 bands; this input has {', '.join(bands)}")
+    return AffineAdapter(torch.eye(len(bands)) * scale, torch.full((len(bands),), bias), clip=False)

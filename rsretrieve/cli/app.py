@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from rsretrieve import __version__
@@ -25,7 +26,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except RsRetrieveError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; rerun the same command to resume")
@@ -61,10 +62,10 @@ def _root(
     """rsretrieve command line."""
 
 
-def _spec(model: str | None, pretrained: str | None, seed: int):  # noqa: ANN202 - EncoderSpec
-    from rsretrieve.encoders import DEFAULT_MODEL, EncoderSpec
+def _spec(model: str | None, pretrained: str | None, seed: int | None):  # noqa: ANN202 - EncoderSpec
+    from rsretrieve.encoders import make_spec
 
-    return EncoderSpec(model=model or DEFAULT_MODEL, pretrained=pretrained, seed=seed)
+    return make_spec(model, pretrained, seed or 0)
 
 
 def _dataset(data: Path | None, dataset: str, split: str, sensor: str, limit: int | None, strict: bool):  # noqa: ANN202
@@ -170,7 +171,7 @@ def search(
 
 @app.command("eval")
 def evaluate(
-    index_dir: Annotated[Optional[Path], typer.Option("--index", help="Index folder to search and score.")] = None,
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="Index folder (default: the shipped model on the embedded sample).")] = None,
     qrels: Annotated[Optional[Path], typer.Option("--qrels", help="Qrels file or folder (default: the dataset's qrels/).")] = None,
     queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl (default: the dataset's).")] = None,
     run_file: Annotated[Optional[Path], typer.Option("--run", help="Score a saved run instead of searching.")] = None,
@@ -197,7 +198,9 @@ def evaluate(
         target = results_out or run_file.with_suffix(".results.json")
     else:
         if index_dir is None:
-            raise ConfigError("give --index DIR (or --run RUN with --qrels and --queries)")
+            from rsretrieve.datasets.sample import cache_home
+
+            index_dir = _default_index(cache_home() / "indexes" / "default-sample")
         requested = _spec(model, pretrained, seed) if model or pretrained else None
         report, run = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device)
         if run_out is not None:
@@ -208,28 +211,73 @@ def evaluate(
     out.print(f"results written to {target}")
 
 
+def _default_index(folder: Path, limit: int | None = None, force: bool = False) -> Path:
+    """Embedded sample -> shipped default model -> index at ``folder`` (reused when current)."""
+    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.encoders import EncoderSpec
+    from rsretrieve.index import build_index
+
+    ds = _dataset(None, "crisislandmark", "test", "all", limit, False)
+    err.print(f"dataset: {ds.root} ({len(ds.samples)} corpus samples); encoder: the shipped default model")
+    pipeline = build_pipeline(EncoderSpec(), sensors=ds.sensors)
+    with render.progress(err, "embedding", len(ds.samples)) as advance:
+        build_index(ds, pipeline, folder, force=force, on_batch=advance)
+    return folder
+
+
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes its index and results.")] = Path("runs/demo"),
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N corpus samples.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild the index.")] = False,
 ) -> None:
-    """The main job: embedded sample -> index (default encoder) -> eval table. No download."""
-    from rsretrieve.embeddings import DEFAULT_ADAPTERS, build_pipeline
-    from rsretrieve.encoders import EncoderSpec
+    """The main job: embedded sample -> index (default model) -> eval table. No download."""
     from rsretrieve.evaluate import evaluate_index
-    from rsretrieve.index import build_index
     from rsretrieve.io import write_json
 
-    ds = _dataset(None, "crisislandmark", "test", "all", limit, False)
-    err.print(f"dataset: {ds.root} ({len(ds.samples)} corpus samples)")
-    pipeline = build_pipeline(EncoderSpec(), DEFAULT_ADAPTERS, ds.sensors)
-    with render.progress(err, "embedding", len(ds.samples)) as advance:
-        build_index(ds, pipeline, out_dir / "index", force=force, on_batch=advance)
-    report, _ = evaluate_index(out_dir / "index")
+    report, _ = evaluate_index(_default_index(out_dir / "index", limit, force))
     write_json(out_dir / "results.json", report)
     render.report(out, err, report)
     out.print(f"results written to {out_dir / 'results.json'}")
+
+
+@app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: OUT/best (model), OUT/last (checkpoint).")],
+    data: DataOpt = None,
+    epochs: Annotated[int, typer.Option("--epochs")] = 40,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (linear warm-up).")] = 2e-3,
+    patience: Annotated[int, typer.Option("--patience", help="Stop after N epochs without a better validation nDCG@10.")] = 8,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Part of train held out for validation.")] = 0.2,
+    freeze: Annotated[str, typer.Option("--freeze", help="none, or encoder (train adapter + projection only).")] = "none",
+    adapter: Annotated[str, typer.Option("--adapter", help="Band adapter of each tower.")] = "all-bands",
+    backbone: Annotated[str, typer.Option("--backbone", help="spectral-cnn or open_clip.")] = "spectral-cnn",
+    width: Annotated[int, typer.Option("--width", help="spectral-cnn channels.")] = 64,
+    backbone_model: Annotated[Optional[str], typer.Option("--backbone-model", help="open_clip backbone architecture.")] = None,
+    backbone_pretrained: Annotated[Optional[str], typer.Option("--backbone-pretrained", help="open_clip backbone weights.")] = None,
+    text: Annotated[str, typer.Option("--text", help="minilm, or open_clip:ARCH[:PRETRAINED] for an open_clip text tower.")] = "minilm",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.")] = False,
+) -> None:
+    """Contrastively train per-sensor image towers against a frozen text encoder (train split)."""
+    from rsretrieve.datasets.sample import ensure_default_sample
+    from rsretrieve.encoders.text import TextSpec
+    from rsretrieve.encoders.trained import TowerConfig
+    from rsretrieve.training import TrainConfig, train as run_training
+
+    kind, _, rest = text.partition(":")
+    arch, _, tag = rest.partition(":")
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction,
+        seed=seed, freeze=freeze,
+        tower=TowerConfig(adapter=adapter, backbone=backbone, width=width, model=backbone_model, pretrained=backbone_pretrained),
+        text=TextSpec(kind=kind, model=arch or None, pretrained=tag or None),
+    )
+    root = data if data is not None else ensure_default_sample()
+    with render.training_progress(err) as (on_step, on_epoch):
+        record = run_training(root, out_dir, config, resume, on_step=on_step, on_epoch=on_epoch)
+    render.training_summary(out, out_dir, record)
 
 
 @app.command("list")

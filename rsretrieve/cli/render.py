@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rsretrieve.encoders import EncoderSpec
+
 SLICE_NAMES = {"all": "all", "s2": "Sentinel-2", "s1": "Sentinel-1"}
 
 
@@ -26,13 +28,42 @@ def progress(console: Console, label: str, total: int) -> Iterator[Callable[[int
         yield lambda n: bar.advance(task, n)
 
 
+@contextmanager
+def training_progress(console: Console) -> Iterator[tuple[Callable[[int, float], None], Callable[[Mapping[str, Any]], None]]]:
+    """Yield (on_step, on_epoch) callbacks: a spinner with the running loss, a line per epoch."""
+    columns = (TextColumn("{task.description}"), TextColumn("samples {task.completed:.0f}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("training", total=None)
+
+        def on_step(n: int, loss: float) -> None:
+            bar.update(task, advance=n, description=f"training  loss {loss:.4f}")
+
+        def on_epoch(entry: Mapping[str, Any]) -> None:
+            console.print(
+                f"epoch {entry['epoch']:3d}  loss {entry['loss']:.4f}  val ndcg@10 {entry['ndcg@10']:.4f}  "
+                f"map@100 {entry['map@100']:.4f}  ({entry['seconds']:.1f} s)"
+            )
+
+        yield on_step, on_epoch
+
+
+def training_summary(console: Console, folder: Path, record: Mapping[str, Any]) -> None:
+    untrained = record["history"][0]["ndcg@10"]
+    console.print(
+        f"best epoch {record['best_epoch']}: validation ndcg@10 {record['best_ndcg@10']:.4f} "
+        f"(untrained {untrained:.4f}); model in {folder / 'best'} (use --model {folder / 'best'})"
+    )
+
+
 def index_summary(console: Console, folder: Path, manifest: Mapping[str, Any]) -> None:
     counts = ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
     enc = manifest["encoder"]
+    spec = EncoderSpec.from_manifest(enc)
     console.print(
-        f"index {folder}: {counts}; encoder {enc['model']} [{enc['pretrained'] or 'random init'}], "
+        f"index {folder}: {counts}; encoder {spec.label()}, "
         f"adapters {manifest['adapters']}, {manifest['index']['kind']} index, "
-        f"{manifest['nonfinite_pixels']} non-finite pixels replaced"
+        f"{manifest['nonfinite_pixels']} non-finite pixels replaced",
+        markup=False,
     )
 
 
@@ -74,5 +105,5 @@ def report(console: Console, warn: Console, result: Mapping[str, Any]) -> None:
                    f"(e.g. {', '.join(diag['judged_docs_not_in_corpus_examples'][:3])}); they were left out of the qrels")
     for name, scored in result["results"].items():
         if scored.get("queries_without_relevant"):
-            warn.print(f"note: {name}: {len(scored['queries_without_relevant'])} judged queries have no relevant "
+            warn.print(f"note: {SLICE_NAMES.get(name, name)}: {len(scored['queries_without_relevant'])} judged queries have no relevant "
                        "document in this slice and were left out of its means")

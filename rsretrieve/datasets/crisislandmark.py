@@ -133,13 +133,16 @@ class CrisisLandMark:
                 digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
         return digest.hexdigest()
 
-    def plan_batches(self, batch_size: int) -> list[list[SampleInfo]]:
-        """Deterministic batches of one sensor each: all S2 first, then S1."""
+    def plan_batches(
+        self, batch_size: int, samples: Sequence[SampleInfo] | None = None
+    ) -> list[list[SampleInfo]]:
+        """Deterministic batches of one sensor each (all S2 first, then S1), of ``samples``
+        (default: every selected sample)."""
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         batches: list[list[SampleInfo]] = []
         for sensor in SENSORS:
-            group = [s for s in self.samples if s.sensor == sensor]
+            group = [s for s in (self.samples if samples is None else samples) if s.sensor == sensor]
             batches.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
         return batches
 

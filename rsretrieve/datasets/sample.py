@@ -126,7 +126,7 @@ def _raw_labels(rng: np.random.Generator, source: str, classes: tuple[str, ...])
     return tuple(event if c == EVENT_CLASS[event] else c.title() for c in classes)
 
 
-def _plan(n: int, seed: int) -> list[tuple[GeneratedSample, np.ndarray, np.ndarray]]:
+def _plan(n: int, seed: int, train_fraction: float) -> list[tuple[GeneratedSample, np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -145,7 +145,7 @@ def _plan(n: int, seed: int) -> list[tuple[GeneratedSample, np.ndarray, np.ndarr
         order = [j for j in np.argsort(-areas, kind="stable") if areas[j] >= 0.05]
         classes = tuple(candidates[j] for j in order)
         image = _render(rng, sensor, candidates, cmap)
-        split = "train" if rng.random() < TRAIN_FRACTION else "test"
+        split = "train" if rng.random() < train_fraction else "test"
         key = f"{source}_{i:06d}"
         sample = GeneratedSample(key, source, split, classes, _raw_labels(rng, source, classes))
         out.append((sample, image, _coords(rng)))
@@ -169,6 +169,7 @@ def generate_sample(
     seed: int = DEFAULT_SEED,
     compression: str | None = None,
     overwrite: bool = False,
+    train_fraction: float = TRAIN_FRACTION,
 ) -> Path:
     """Write a CrisisLandMark-format folder at ``out`` (atomically) and return it."""
     import h5py
@@ -181,7 +182,9 @@ def generate_sample(
     if out.exists() and not overwrite:
         raise DataError(f"{out} already exists; pass --force to replace it")
     filters = _compression(compression)
-    plan = _plan(n_samples, seed)
+    if not 0 < train_fraction < 1:
+        raise ConfigError(f"train fraction must be between 0 and 1, got {train_fraction}")
+    plan = _plan(n_samples, seed, train_fraction)
     with atomic_dir(out, replace=True) as tmp:
         shards: dict[str, h5py.File] = {}
         try:
@@ -212,7 +215,8 @@ def generate_sample(
         _write_topics(tmp, samples)
         (tmp / "SAMPLE.json").write_text(json.dumps(
             {"generator": "rsretrieve.datasets.sample", "version": SAMPLE_VERSION,
-             "n_samples": n_samples, "seed": seed, "compression": compression}, indent=2) + "\n")
+             "n_samples": n_samples, "seed": seed, "compression": compression,
+             "train_fraction": train_fraction}, indent=2) + "\n")
     return out
 
 

@@ -14,14 +14,15 @@ import numpy as np
 
 from rsretrieve.registry import Registry
 
-DEFAULT_MODEL = "rsretrieve-tiny"
+DEFAULT_BACKEND = "rsretrieve"
+DEFAULT_MODEL = "default"  # the trained model shipped in rsretrieve/weights/default
 
 
 @dataclass(frozen=True)
 class EncoderSpec:
     """What identifies an encoder: backend, architecture, weights source and init seed."""
 
-    backend: str = "open_clip"
+    backend: str = DEFAULT_BACKEND
     model: str = DEFAULT_MODEL
     pretrained: str | None = None  # tag, local checkpoint path, or None for random init
     seed: int = 0  # only matters for random initialisation
@@ -29,20 +30,49 @@ class EncoderSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_manifest(cls, encoder: dict[str, Any]) -> "EncoderSpec":
+        """The spec part of an index manifest's ``encoder`` record."""
+        return cls(encoder["backend"], encoder["model"], encoder["pretrained"], encoder["seed"])
+
+    def label(self) -> str:
+        """Human-readable name for messages: backend, model and where the weights come from."""
+        if self.backend != "open_clip":
+            return f"{self.backend}:{self.model}"
+        weights = self.pretrained or f"random init (seed {self.seed})"
+        return f"{self.backend}:{self.model} [{weights}]"
+
 
 class Encoder(Protocol):
     spec: EncoderSpec
     embed_dim: int
     weights_sha256: str
+    # True when the model holds its own band adapters (per-sensor towers): encode_images
+    # then takes raw sensor bands; False: it takes the 3-channel output of a band adapter.
+    adapters_bundled: bool
 
     def describe(self) -> dict[str, Any]:
         """Spec plus what the manifest records to recognise the same weights later."""
 
-    def encode_images(self, pixels: Any) -> np.ndarray:
-        """(N, 3, H, W) float tensor in [0, 1] -> (N, D) L2-normalised float32."""
+    def encode_images(self, pixels: Any, sensor: str) -> np.ndarray:
+        """(N, C, H, W) float tensor -> (N, D) L2-normalised float32."""
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, D) L2-normalised float32."""
+
+
+def make_spec(model: str | None = None, pretrained: str | None = None, seed: int = 0) -> EncoderSpec:
+    """CLI-style choice: no model -> the shipped default; ``default`` or a model folder
+    (holding config.json) -> backend ``rsretrieve``; anything else -> ``open_clip``."""
+    from pathlib import Path
+
+    from rsretrieve.errors import ConfigError
+
+    if model is None and pretrained is not None:
+        raise ConfigError("--pretrained needs --model (an open_clip architecture)")
+    if model is None or model == DEFAULT_MODEL or (Path(model) / "config.json").is_file():
+        return EncoderSpec(DEFAULT_BACKEND, model or DEFAULT_MODEL, pretrained, seed)
+    return EncoderSpec("open_clip", model, pretrained, seed)
 
 
 EncoderLoader = Callable[[EncoderSpec], Encoder]
@@ -55,3 +85,4 @@ def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
 
 
 ENCODERS.register_lazy("open_clip", "rsretrieve.encoders.open_clip:OpenClipEncoder")
+ENCODERS.register_lazy("rsretrieve", "rsretrieve.encoders.trained:TrainedEncoder")

@@ -105,6 +105,8 @@ def _normalise(x: torch.Tensor) -> np.ndarray:
 class OpenClipEncoder:
     """An open_clip model with its tokenizer and preprocessing, for inference."""
 
+    adapters_bundled = False
+
     def __init__(self, spec: EncoderSpec, device: str | None = None) -> None:
         if spec.backend != "open_clip":
             raise ConfigError(f"OpenClipEncoder got backend '{spec.backend}'")
@@ -143,7 +145,7 @@ class OpenClipEncoder:
         return (pixels - self.mean[None, :, None, None]) / self.std[None, :, None, None]
 
     @torch.no_grad()
-    def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
+    def encode_images(self, pixels: torch.Tensor, sensor: str | None = None) -> np.ndarray:
         return _normalise(self.model.encode_image(self.preprocess(pixels)))
 
     @torch.no_grad()

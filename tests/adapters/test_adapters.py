@@ -77,3 +77,14 @@ def test_third_party_adapter_registers_without_editing_the_package() -> None:
         assert out.shape == (1, 3, 3, 3)
     finally:
         ADAPTERS._entries.pop("test-gray")
+
+
+def test_all_bands_keeps_every_band_at_order_one() -> None:
+    out = build_adapter("all-bands", S2_BANDS)(_s2({"B08": 5000, "B12": 1000}))
+    assert out.shape == (1, 12, 4, 4)
+    assert out[0, S2_BANDS.index("B08"), 0, 0] == pytest.approx(0.5)
+    assert out[0, S2_BANDS.index("B12"), 0, 0] == pytest.approx(0.1)
+    sar = build_adapter("all-bands", S1_BANDS)(torch.tensor([-15.0, -25.0]).view(1, 2, 1, 1))
+    np.testing.assert_allclose(sar[0, :, 0, 0].numpy(), [0.0, -1.0], atol=1e-6)
+    with pytest.raises(ConfigError, match="'all-bands' knows Sentinel-1 and Sentinel-2 bands"):
+        build_adapter("all-bands", ("R", "G", "B"))

@@ -33,7 +33,7 @@ def test_preprocess_resizes_and_normalises(tiny) -> None:  # noqa: ANN001
 
 def test_random_init_is_deterministic_per_seed(tiny) -> None:  # noqa: ANN001
     again = load_encoder(TINY)
-    other = load_encoder(EncoderSpec(model="rsretrieve-tiny", seed=1))
+    other = load_encoder(EncoderSpec(backend="open_clip", model="rsretrieve-tiny", seed=1))
     assert again.weights_sha256 == tiny.weights_sha256 != other.weights_sha256
     np.testing.assert_array_equal(again.encode_texts(["x"]), tiny.encode_texts(["x"]))
     assert tiny.describe()["weights_sha256"] == tiny.weights_sha256
@@ -42,35 +42,35 @@ def test_random_init_is_deterministic_per_seed(tiny) -> None:  # noqa: ANN001
 def test_local_safetensors_checkpoint_round_trip(tiny, tmp_path) -> None:  # noqa: ANN001
     path = tmp_path / "tiny.safetensors"
     save_file({k: v.contiguous() for k, v in tiny.model.state_dict().items()}, str(path))
-    loaded = load_encoder(EncoderSpec(model="rsretrieve-tiny", pretrained=str(path), seed=5))
+    loaded = load_encoder(EncoderSpec(backend="open_clip", model="rsretrieve-tiny", pretrained=str(path), seed=5))
     assert loaded.weights_sha256 == tiny.weights_sha256
 
 
 def test_unknown_model_suggests_a_name() -> None:
     with pytest.raises(ConfigError, match="unknown open_clip model 'ViT-B-23'. Did you mean 'ViT-B-32'"):
-        load_encoder(EncoderSpec(model="ViT-B-23"))
+        load_encoder(EncoderSpec(backend="open_clip", model="ViT-B-23"))
 
 
 def test_unknown_pretrained_tag_suggests_a_tag() -> None:
     with pytest.raises(ConfigError, match="pretrained tag for ViT-B-32 'opneai'. Did you mean 'openai'"):
-        load_encoder(EncoderSpec(model="ViT-B-32", pretrained="opneai"))
+        load_encoder(EncoderSpec(backend="open_clip", model="ViT-B-32", pretrained="opneai"))
 
 
 def test_missing_checkpoint_file(tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(ModelError, match="checkpoint file .*missing.pt not found"):
-        load_encoder(EncoderSpec(model="rsretrieve-tiny", pretrained=str(tmp_path / "missing.pt")))
+        load_encoder(EncoderSpec(backend="open_clip", model="rsretrieve-tiny", pretrained=str(tmp_path / "missing.pt")))
 
 
 def test_offline_tag_says_what_to_download() -> None:
     with pytest.raises(ModelError, match="Download timm/vit_base_patch32_clip_224.openai.*--pretrained"):
-        load_encoder(EncoderSpec(model="ViT-B-32", pretrained="openai"))
+        load_encoder(EncoderSpec(backend="open_clip", model="ViT-B-32", pretrained="openai"))
 
 
 def test_offline_hub_id_says_what_to_do() -> None:
     with pytest.raises(ModelError, match="huggingface-cli download org/model"):
-        load_encoder(EncoderSpec(model="hf-hub:org/model"))
+        load_encoder(EncoderSpec(backend="open_clip", model="hf-hub:org/model"))
 
 
 def test_unknown_backend() -> None:
     with pytest.raises(ConfigError, match="unknown encoder backend 'open-clip'. Did you mean 'open_clip'"):
-        load_encoder(EncoderSpec(backend="open-clip"))
+        load_encoder(EncoderSpec(backend="open-clip", model="rsretrieve-tiny"))

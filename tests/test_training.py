@@ -1,0 +1,116 @@
+"""Training: captions, the loss, a tiny real run (loss falls, retrieval improves), resume."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rsretrieve.datasets.crisislandmark import CrisisLandMark
+from rsretrieve.datasets.sample import generate_sample
+from rsretrieve.embeddings import build_pipeline
+from rsretrieve.encoders import EncoderSpec
+from rsretrieve.encoders.text import TextSpec, load_text_encoder
+from rsretrieve.encoders.trained import DualEncoder, TowerConfig, load_model, read_model_config, save_model
+from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.evaluate import evaluate_index
+from rsretrieve.index import build_index
+from rsretrieve.training import TEMPLATES, TrainConfig, caption, contrastive_loss, train
+
+SMALL = TrainConfig(epochs=10, batch_size=16, lr=3e-3, warmup_steps=2, patience=10, tower=TowerConfig(width=32))
+
+
+@pytest.fixture(scope="module")
+def train_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 samples, 60 % train: enough labelled patches for a few contrastive epochs."""
+    return generate_sample(tmp_path_factory.mktemp("train") / "clm", n_samples=60, seed=3, train_fraction=0.6)
+
+
+@pytest.fixture(scope="module")
+def run_dir(train_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    return out, train(train_root, out, SMALL)
+
+
+def test_captions_use_templates_and_every_label() -> None:
+    rng = np.random.default_rng(0)
+    texts = {caption(("water", "trees", "built"), rng) for _ in range(40)}
+    assert len(texts) > 5
+    for text in texts:
+        assert all(label in text for label in ("water", "trees", "built"))
+        assert any(text == t.format(text[len(t.split("{}")[0]):]) for t in TEMPLATES)
+    assert caption(("water",), np.random.default_rng(1)) in {t.format("water") for t in TEMPLATES}
+
+
+def test_contrastive_loss_rewards_alignment_and_shares_positives() -> None:
+    eye = torch.eye(3)
+    scale = torch.tensor(np.log(100.0))
+    aligned = contrastive_loss(eye, eye, [("a",), ("b",), ("c",)], scale)
+    crossed = contrastive_loss(eye, eye[[1, 2, 0]], [("a",), ("b",), ("c",)], scale)
+    assert aligned < 0.01 < crossed
+    # two samples with one label set and one caption each: both captions are positives
+    shared = contrastive_loss(eye[:2], torch.ones(2, 3) / 3**0.5, [("a",), ("a",)], scale)
+    assert shared == pytest.approx(np.log(2), abs=1e-5)
+
+
+def test_tiny_run_loss_falls_and_retrieval_beats_the_untrained_model(run_dir, train_root, tmp_path) -> None:  # noqa: ANN001
+    out, record = run_dir
+    losses = [h["loss"] for h in record["history"][1:]]
+    assert losses[-1] < 0.8 * losses[0]
+    assert record["best_ndcg@10"] > record["history"][0]["ndcg@10"]
+    assert sorted(p.name for p in (out / "best").iterdir()) == ["config.json", "model.safetensors"]
+
+    config, _ = read_model_config(out / "best")
+    torch.manual_seed(SMALL.seed)
+    save_model(DualEncoder(config), tmp_path / "untrained", {})
+    corpus = CrisisLandMark(train_root)  # the test split: never seen in training
+    scores = {}
+    for name, folder in (("trained", out / "best"), ("untrained", tmp_path / "untrained")):
+        build_index(corpus, build_pipeline(EncoderSpec("rsretrieve", str(folder)), sensors=corpus.sensors), tmp_path / f"index-{name}")
+        scores[name] = evaluate_index(tmp_path / f"index-{name}", metrics=["ndcg@10"])[0]["results"]["all"]["scores"]["ndcg@10"]
+    assert scores["trained"] > scores["untrained"] + 0.1, scores
+
+
+def test_resume_continues_exactly(run_dir, train_root, tmp_path) -> None:  # noqa: ANN001
+    out, record = run_dir
+    split = tmp_path / "split"
+    train(train_root, split, TrainConfig(**{**SMALL.__dict__, "epochs": 5}))
+    resumed = train(train_root, split, SMALL, resume=True)
+    assert [h["loss"] for h in resumed["history"][1:]] == pytest.approx([h["loss"] for h in record["history"][1:]], rel=1e-5)
+    a, b = load_model(split / "last"), load_model(out / "last")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, msg=name)
+
+
+def test_existing_run_needs_resume(run_dir, train_root) -> None:  # noqa: ANN001
+    with pytest.raises(DataError, match="already holds a training run; pass --resume"):
+        train(train_root, run_dir[0], SMALL)
+
+
+def test_freeze_encoder_trains_adapter_and_projection_only(train_root, tmp_path) -> None:  # noqa: ANN001
+    config = TrainConfig(**{**SMALL.__dict__, "epochs": 1, "freeze": "encoder", "tower": TowerConfig(adapter="linear", width=16)})
+    train(train_root, tmp_path / "frozen", config)
+    torch.manual_seed(config.seed)
+    start = DualEncoder(read_model_config(tmp_path / "frozen" / "last")[0])
+    end = load_model(tmp_path / "frozen" / "last")
+    for sensor in end.towers:
+        before, after = start.towers[sensor], end.towers[sensor]
+        torch.testing.assert_close(before.backbone.state_dict(), after.backbone.state_dict())
+        assert not torch.allclose(before.projection.weight, after.projection.weight)
+        assert not torch.allclose(before.adapter.weight, after.adapter.weight)
+
+
+def test_bad_training_options() -> None:
+    with pytest.raises(ConfigError, match="--freeze must be one of none, encoder"):
+        TrainConfig(freeze="all")
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet'"):
+        TowerConfig(backbone="resnet")
+    with pytest.raises(ConfigError, match="unknown text encoder 'minlm'. Did you mean 'minilm'"):
+        TextSpec(kind="minlm")
+
+
+def test_minilm_text_encoder_is_real_and_offline() -> None:
+    encoder = load_text_encoder(TextSpec())
+    vectors = encoder.encode(["satellite image of flooded area", "areas under water after heavy rain", "satellite image of trees"])
+    assert vectors.shape == (3, 384)
+    assert vectors[0] @ vectors[1] > vectors[1] @ vectors[2]  # a paraphrase lands nearer its class
