@@ -66,18 +66,26 @@ def check_query_ids(qrels: Qrels, queries: Mapping[str, str], qrels_path: Path, 
         raise DataError(f"{qrels_path}: unknown query id {shown}{more} (not in {queries_path})")
 
 
-def score_run(qrels: Qrels, run: Run, metrics: Sequence[str]) -> dict[str, Any]:
-    """Mean and per-query scores over the queries that have a relevant document."""
+def ranx_inputs(qrels: Qrels, run: Run, name: str | None = None) -> tuple[Any, Any] | None:
+    """ranx Qrels/Run over the queries with a relevant document (None if there is none)."""
     from ranx import Qrels as RanxQrels
     from ranx import Run as RanxRun
-    from ranx import evaluate
 
     relevant = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
     evaluated = sorted(q for q, docs in relevant.items() if docs)
     if not evaluated:
+        return None
+    return RanxQrels({q: relevant[q] for q in evaluated}), RanxRun({q: dict(run.get(q, {})) for q in evaluated}, name=name)
+
+
+def score_run(qrels: Qrels, run: Run, metrics: Sequence[str]) -> dict[str, Any]:
+    """Mean and per-query scores over the queries that have a relevant document."""
+    from ranx import evaluate
+
+    inputs = ranx_inputs(qrels, run)
+    if inputs is None:
         return {"n_queries": 0, "scores": {m: None for m in metrics}, "per_query": {}}
-    ranx_qrels = RanxQrels({q: relevant[q] for q in evaluated})
-    ranx_run = RanxRun({q: dict(run.get(q, {})) for q in evaluated})
+    ranx_qrels, ranx_run = inputs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba type-safety chatter from ranx kernels
         means = evaluate(ranx_qrels, ranx_run, list(metrics))
@@ -85,7 +93,7 @@ def score_run(qrels: Qrels, run: Run, metrics: Sequence[str]) -> dict[str, Any]:
         means = {metrics[0]: means}
     per_query = {m: {q: float(v) for q, v in ranx_run.scores[m].items()} for m in metrics}
     return {
-        "n_queries": len(evaluated),
+        "n_queries": len(ranx_run.keys()),
         "scores": {m: float(means[m]) for m in metrics},
         "per_query": per_query,
     }
@@ -167,11 +175,11 @@ def evaluate_index(
     k: int | None = None,
     requested: EncoderSpec | None = None,
     device: str | None = None,
-) -> tuple[dict[str, Any], Run]:
+) -> tuple[dict[str, Any], dict[str, Run]]:
     """Search every query over the index (all, then each sensor) and score the runs.
 
     Queries and qrels default to the ones of the dataset the index was built from.
-    Returns the report and the run over the whole index.
+    Returns the report and the runs by slice (``all``, ``s1``, ``s2``).
     """
     metrics = parse_metrics(metrics)
     index = load_index(index_dir)
@@ -203,7 +211,7 @@ def evaluate_index(
         "counts": manifest["counts"],
     }
     report["versions"] = manifest["versions"]
-    return report, runs["all"]
+    return report, runs
 
 
 def evaluate_saved_run(

@@ -84,7 +84,7 @@ def test_saved_run_slices_by_sensor_from_keys() -> None:
 
 
 def test_evaluate_index_end_to_end(index_dir, sample_root) -> None:  # noqa: ANN001
-    report, run = evaluate_index(index_dir, metrics=["ndcg@10", "recall@1000"])
+    report, runs = evaluate_index(index_dir, metrics=["ndcg@10", "recall@1000"])
     assert set(report["results"]) == {"all", "s1", "s2"}
     assert report["source"]["qrels"] == str(sample_root / "qrels")
     for scored in report["results"].values():
@@ -92,4 +92,5 @@ def test_evaluate_index_end_to_end(index_dir, sample_root) -> None:  # noqa: ANN
         assert scored["scores"]["recall@1000"] == pytest.approx(1.0)
         assert 0 <= scored["scores"]["ndcg@10"] <= 1
     assert report["diagnostics"]["judged_docs_not_in_corpus"] == 0
-    assert len(next(iter(run.values()))) == report["source"]["counts"]["total"]
+    assert len(next(iter(runs["all"].values()))) == report["source"]["counts"]["total"]
+    assert set(runs) == {"all", "s1", "s2"}

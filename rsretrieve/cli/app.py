@@ -15,7 +15,7 @@ from rsretrieve.cli import render
 from rsretrieve.datasets.sample import DEFAULT_SAMPLES
 from rsretrieve.errors import RsRetrieveError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 
@@ -202,9 +202,9 @@ def evaluate(
 
             index_dir = _default_index(cache_home() / "indexes" / "default-sample")
         requested = _spec(model, pretrained, seed) if model or pretrained else None
-        report, run = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device)
+        report, runs = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device)
         if run_out is not None:
-            write_run(run, run_out)
+            write_run(runs["all"], run_out)
         target = results_out or index_dir / "results" / "eval.json"
     write_json(target, report)
     render.report(out, err, report)
@@ -278,6 +278,73 @@ def train(
     with render.training_progress(err) as (on_step, on_epoch):
         record = run_training(root, out_dir, config, resume, on_step=on_step, on_epoch=on_epoch)
     render.training_summary(out, out_dir, record)
+
+
+@app.command()
+def models() -> None:
+    """List the model zoo (configs/models, $RSRETRIEVE_ZOO) and whether each model's weights are here."""
+    from rsretrieve.zoo import card_summary, checkpoints_dir, load_zoo
+
+    render.models(out, [card_summary(card) for card in load_zoo().values()], checkpoints_dir())
+
+
+@app.command()
+def leaderboard(
+    suite_file: Annotated[Path, typer.Argument(help="Benchmark suite (configs/benchmarks/*.yaml).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: results/<suite name>).")] = None,
+    check: Annotated[Optional[Path], typer.Option("--check", help="Expected leaderboard JSON: exit 1 on drift or a ranking change.")] = None,
+    write_expected: Annotated[Optional[Path], typer.Option("--write-expected", help="Save this leaderboard as the expected file.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute indexes and records.")] = False,
+) -> None:
+    """Run every model of a suite, write result records and a leaderboard (md, csv, json)."""
+    from rsretrieve.io import write_json
+    from rsretrieve.leaderboard import check_against, expected_view, load_suite, read_expected, run_suite
+
+    suite = load_suite(suite_file)
+    expected = read_expected(check) if check is not None else None
+    target = out_dir or Path("results") / suite.name
+    board = run_suite(suite, target, force=force, on_model=lambda name, note: err.print(f"{name}: {note}", markup=False))
+    out.print((target / "leaderboard.md").read_text(), markup=False, soft_wrap=True)
+    out.print(f"leaderboard written to {target}/leaderboard.{{md,csv,json}}", markup=False)
+    if write_expected is not None:
+        write_json(write_expected, expected_view(board))
+        out.print(f"expected leaderboard written to {write_expected}")
+    if expected is not None:
+        problems = check_against(board, expected)
+        if problems:
+            for line in problems:
+                err.print(f"drift: {line}", markup=False)
+            err.print(f"leaderboard check against {check} failed ({len(problems)} differences)", markup=False)
+            raise typer.Exit(1)
+        out.print(f"leaderboard matches {check} (tolerance {board['tolerance']})")
+
+
+@app.command()
+def fuse(
+    runs: Annotated[list[Path], typer.Argument(help="Run files (TREC or ranx JSON), two or more.")],
+    run_out: Annotated[Path, typer.Option("--out", "-o", help="Fused run (.json or TREC).")],
+    method: Annotated[str, typer.Option("--method", help="rrf, combsum (sum), combmnz (mnz), max, wsum, ... (ranx).")] = "rrf",
+    norm: Annotated[Optional[str], typer.Option("--norm", help="min-max, max, sum, zmuv, rank, borda or none.")] = None,
+    qrels: Annotated[Optional[Path], typer.Option("--qrels", help="Evaluate the fused run against these qrels.")] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl (with --qrels).")] = None,
+    metrics: MetricsOpt = None,
+) -> None:
+    """Fuse runs (S1 with S2, or several models) and optionally score the result."""
+    from rsretrieve.errors import ConfigError
+    from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_saved_run
+    from rsretrieve.fusion import fuse_runs
+    from rsretrieve.io import write_json
+    from rsretrieve.search import read_run, write_run
+
+    if (qrels is None) != (queries is None):
+        raise ConfigError("give --qrels and --queries together to evaluate the fused run")
+    fused = fuse_runs([read_run(path) for path in runs], method, norm)
+    write_run(fused, run_out, tag=f"fused-{method}")
+    out.print(f"fused {len(runs)} runs with {method} into {run_out}")
+    if qrels is not None and queries is not None:
+        report = evaluate_saved_run(fused, queries, qrels, metrics or list(DEFAULT_METRICS))
+        write_json(run_out.with_suffix(".results.json"), report)
+        render.report(out, err, report)
 
 
 @app.command("list")

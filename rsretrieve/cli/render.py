@@ -107,3 +107,12 @@ def report(console: Console, warn: Console, result: Mapping[str, Any]) -> None:
         if scored.get("queries_without_relevant"):
             warn.print(f"note: {SLICE_NAMES.get(name, name)}: {len(scored['queries_without_relevant'])} judged queries have no relevant "
                        "document in this slice and were left out of its means")
+
+
+def models(console: Console, cards: list[Mapping[str, Any]], checkpoints: Path) -> None:
+    table = Table(title=f"model zoo (checkpoints folder: {checkpoints})")
+    for column in ("name", "backend", "weights here", "where / what is missing"):
+        table.add_column(column, overflow="fold")
+    for card in cards:
+        table.add_row(card["name"], card["backend"], "yes" if card["available"] else "no", card["weights"])
+    console.print(table)

@@ -86,3 +86,5 @@ def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
 
 ENCODERS.register_lazy("open_clip", "rsretrieve.encoders.open_clip:OpenClipEncoder")
 ENCODERS.register_lazy("rsretrieve", "rsretrieve.encoders.trained:TrainedEncoder")
+ENCODERS.register_lazy("transformers", "rsretrieve.encoders.transformers:TransformersEncoder")
+ENCODERS.register_lazy("random", "rsretrieve.encoders.random:RandomEncoder")

@@ -220,3 +220,41 @@ def test_eval_without_flags_scores_the_shipped_model_on_the_embedded_sample() ->
     report = json.loads((cache_home() / "indexes" / "default-sample" / "results" / "eval.json").read_text())
     assert report["source"]["encoder"]["backend"] == "rsretrieve"
     assert report["results"]["all"]["scores"]["ndcg@10"] > 0.6  # far above chance (~0.13)
+
+
+def test_models_lists_the_zoo_with_availability() -> None:
+    result = invoke("models")
+    assert result.exit_code == 0
+    for name in ("clip-vit-b-32-openai", "git-rsclip", "rsretrieve-default", "random"):
+        assert name in result.stdout
+
+
+def test_leaderboard_check_passes_then_fails_on_a_perturbed_expected_file(sample_root, tmp_path) -> None:  # noqa: ANN001
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: t\ndata: {sample_root}\nmodels: [rsretrieve-tiny-random, random]\nmetrics: [ndcg@10, mrr]\n")
+    expected = tmp_path / "expected.json"
+    out = tmp_path / "out"
+    result = invoke("leaderboard", suite, "--out", out, "--write-expected", expected)
+    assert result.exit_code == 0, result.output
+    assert "# Leaderboard: t" in result.stdout and (out / "leaderboard.md").is_file()
+    assert invoke("leaderboard", suite, "--out", out, "--check", expected).exit_code == 0
+    data = json.loads(expected.read_text())
+    data["rows"][0]["scores"]["s1"]["mrr"] += 0.2
+    expected.write_text(json.dumps(data))
+    result = invoke("leaderboard", suite, "--out", out, "--check", expected)
+    assert result.exit_code == 1
+    assert "drift: " in result.stderr and "mrr (s1)" in result.stderr and "failed (1 differences)" in result.stderr
+
+
+def test_fuse_sensor_runs_and_score(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
+    queries = sample_root / "queries.jsonl"
+    for sensor in ("s1", "s2"):
+        assert invoke("search", "--index", index_dir, "--queries", queries, "--sensor", sensor, "--out", tmp_path / f"{sensor}.trec").exit_code == 0
+    fused = tmp_path / "fused.json"
+    result = invoke("fuse", tmp_path / "s1.trec", tmp_path / "s2.trec", "--method", "rrf", "--out", fused,
+                    "--qrels", sample_root / "qrels", "--queries", queries, "-m", "ndcg@10")
+    assert result.exit_code == 0, result.output
+    run = json.loads(fused.read_text())
+    assert {d.split("_")[0] for docs in run.values() for d in docs} >= {"benv2s1", "benv2s2"}
+    assert (tmp_path / "fused.results.json").is_file()
+    assert_user_error(invoke("fuse", tmp_path / "s1.trec", tmp_path / "s2.trec", "--method", "rfr", "--out", fused), "Did you mean 'rrf'")

@@ -1,0 +1,48 @@
+"""Fuse runs (S1 with S2, or several models) with ranx's fusion methods."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.registry import unknown_name_error
+from rsretrieve.search import Run
+
+# ranx method names, plus the classic Comb* names as aliases.
+METHODS = (
+    "min", "max", "med", "sum", "anz", "mnz", "gmnz", "wmnz", "wsum", "rrf", "rbc", "isr",
+    "log_isr", "logn_isr", "bordafuse", "condorcet", "mapfuse", "posfuse", "probfuse",
+    "segfuse", "slidefuse", "w_bordafuse", "w_condorcet", "mixed", "bayesfuse",
+)
+ALIASES = {"combsum": "sum", "combmnz": "mnz", "combanz": "anz", "combmax": "max", "combmin": "min", "combmed": "med"}
+NORMS = ("min-max", "max", "sum", "zmuv", "rank", "borda", "none")
+# Methods that fuse ranks or use their own normalisation; ranx wants no score norm for them.
+RANK_BASED = {"rrf", "rbc", "isr", "log_isr", "logn_isr", "bordafuse", "condorcet"}
+
+
+def fuse_runs(
+    runs: Sequence[Run], method: str = "rrf", norm: str | None = None, params: Mapping[str, Any] | None = None
+) -> Run:
+    """Fuse ``runs`` query by query. ``norm`` defaults to min-max for score-based methods."""
+    from ranx import Run as RanxRun
+    from ranx import fuse
+
+    if len(runs) < 2:
+        raise ConfigError("fusion needs at least two runs")
+    name = ALIASES.get(method, method)
+    if name not in METHODS:
+        raise unknown_name_error("fusion method", method, [*METHODS, *ALIASES])
+    norm = norm or ("none" if name in RANK_BASED else "min-max")
+    if norm not in NORMS:
+        raise unknown_name_error("score normalisation", norm, NORMS)
+    queries = set().union(*(run.keys() for run in runs))
+    ranx_runs = [RanxRun({q: dict(run.get(q, {})) for q in sorted(queries)}) for run in runs]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fused = fuse(ranx_runs, norm=None if norm == "none" else norm, method=name, params=dict(params or {}))
+    except (AssertionError, KeyError, ValueError) as exc:
+        raise DataError(f"fusion '{method}' failed: {exc}; supervised methods need params (see ranx.fuse)") from exc
+    return {q: {d: float(s) for d, s in docs.items()} for q, docs in fused.to_dict().items()}

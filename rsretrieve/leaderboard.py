@@ -1,0 +1,325 @@
+"""Benchmark suites: every model of a suite on one dataset -> result records -> leaderboard.
+
+Layout of a suite's output folder (MTEB-style, predictable for tools that read it)::
+
+    OUT/indexes/<model>/                 index folders (reused while their plan is unchanged)
+    OUT/runs/<model>.<slice>.json        runs per slice (ranx JSON), for significance tests
+    OUT/records/<model>/<dataset>.json   one result record per model x dataset
+    OUT/leaderboard.{json,md,csv}        sorted by the suite's main score
+
+A rerun that changes nothing recomputes nothing: an index is reused when its plan matches,
+a record when its cache key (index plan, queries, qrels, metrics) matches.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rsretrieve.config import from_mapping, read_mapping
+from rsretrieve.datasets.crisislandmark import QRELS_DIR, QUERIES_FILE
+from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, ranx_inputs, restrict
+from rsretrieve.io import write_json, write_text
+from rsretrieve.search import Run, read_run, write_run
+from rsretrieve.zoo import ModelCard, get_card, load_zoo
+
+STAT_TESTS = ("student", "fisher", "paired_t")
+
+
+@dataclasses.dataclass(frozen=True)
+class Significance:
+    test: str = "student"
+    max_p: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.test not in STAT_TESTS:
+            raise ConfigError(f"significance test must be one of {', '.join(STAT_TESTS)}, got '{self.test}'")
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """configs/benchmarks/*.yaml. ``data`` None is the embedded sample."""
+
+    name: str
+    models: tuple[str, ...]
+    dataset: str = "crisislandmark"
+    data: str | None = None
+    split: str = "test"
+    sensors: str = "all"
+    limit: int | None = None
+    queries: str | None = None
+    qrels: str | None = None
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    main_metric: str = "ndcg@10"
+    main_slice: str = "all"
+    significance: Significance = Significance()
+    tolerance: float = 0.005
+    batch_size: int = 32
+
+
+def load_suite(path: Path) -> Suite:
+    data = dict(read_mapping(path))
+    sig = from_mapping(Significance, data.pop("significance", None) or {}, f"{path}: significance")
+    for key in ("models", "metrics"):
+        if key in data:
+            data[key] = tuple(data[key])
+    suite = dataclasses.replace(from_mapping(Suite, data, str(path)), significance=sig)
+    parse_metrics(suite.metrics)
+    if suite.main_metric not in suite.metrics:
+        raise ConfigError(f"{path}: main_metric '{suite.main_metric}' is not in metrics")
+    if not suite.models:
+        raise ConfigError(f"{path}: no models")
+    return suite
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if file.is_file():
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def run_suite(
+    suite: Suite,
+    out: Path,
+    zoo: Mapping[str, ModelCard] | None = None,
+    force: bool = False,
+    on_model: Callable[[str, str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate every model of ``suite`` (skipping those without weights); write the leaderboard."""
+    from rsretrieve.datasets import open_dataset
+    from rsretrieve.datasets.sample import ensure_default_sample
+    from rsretrieve.datasets.sensors import parse_sensor_filter
+
+    zoo = load_zoo() if zoo is None else zoo
+    cards = [get_card(name, zoo) for name in suite.models]
+    root = Path(suite.data) if suite.data else ensure_default_sample()
+    dataset = open_dataset(suite.dataset, root, split=suite.split, sensors=parse_sensor_filter(suite.sensors), limit=suite.limit)
+    queries_path = Path(suite.queries) if suite.queries else root / QUERIES_FILE
+    qrels_path = Path(suite.qrels) if suite.qrels else root / QRELS_DIR
+    _, qrels = load_topics(queries_path, qrels_path)
+    topics_key = _fingerprint(queries_path) + _fingerprint(qrels_path)
+    records, skipped = [], []
+    for card in cards:
+        available, where = card.availability()
+        if not available:
+            skipped.append({"model": card.name, "reason": where})
+            if on_model:
+                on_model(card.name, f"skipped: {where}")
+            continue
+        record = _evaluate_model(card, suite, dataset, out, queries_path, qrels_path, topics_key, force)
+        records.append(record)
+        if on_model:
+            on_model(card.name, "cached" if record.get("cached") else f"{record['wall_time_s']:.1f} s")
+    corpus = {s.key for s in dataset.samples if suite.main_slice in ("all", s.sensor)}
+    return _leaderboard(suite, records, skipped, qrels, corpus, out)
+
+
+def _evaluate_model(
+    card: ModelCard, suite: Suite, dataset: Any, out: Path, queries_path: Path, qrels_path: Path,
+    topics_key: str, force: bool,
+) -> dict[str, Any]:
+    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.evaluate import evaluate_index
+    from rsretrieve.index import build_index
+
+    started = time.perf_counter()
+    pipeline = build_pipeline(card.spec(), card.adapters, dataset.sensors)
+    index_dir = out / "indexes" / card.name
+    manifest = build_index(dataset, pipeline, index_dir, suite.batch_size, force=force)
+    key = hashlib.sha256(json.dumps([manifest["plan_id"], topics_key, list(suite.metrics)]).encode()).hexdigest()
+    record_path = out / "records" / card.name / f"{suite.dataset}.json"
+    if record_path.is_file() and not force:
+        cached = json.loads(record_path.read_text())
+        if cached.get("cache_key") == key and all(_run_path(out, card.name, s).is_file() for s in cached["scores"]):
+            return {**cached, "cached": True}
+    report, runs = evaluate_index(index_dir, qrels_path, queries_path, suite.metrics)
+    for name, run in runs.items():
+        write_run(run, _run_path(out, card.name, name))
+    record = {
+        "model": card.name,
+        "suite": suite.name,
+        "dataset": {**report["source"]["dataset"], "queries": str(queries_path), "qrels": str(qrels_path)},
+        "encoder": report["source"]["encoder"],
+        "revision": report["source"]["encoder"].get("weights_sha256"),
+        "adapters": report["source"]["adapters"],
+        "metrics": list(suite.metrics),
+        "scores": {name: scored["scores"] for name, scored in report["results"].items()},
+        "n_queries": {name: scored["n_queries"] for name, scored in report["results"].items()},
+        "n_docs": report["source"]["counts"],
+        "diagnostics": report["diagnostics"],
+        "references": [dataclasses.asdict(r) for r in card.references],
+        "versions": report["versions"],
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cache_key": key,
+    }
+    write_json(record_path, record)
+    return record
+
+
+def _run_path(out: Path, model: str, slice_name: str) -> Path:
+    return out / "runs" / f"{model}.{slice_name}.json"
+
+
+def significance_marks(
+    qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Run], corpus: set[str], metric: str, sig: Significance
+) -> dict[str, list[str]]:
+    """For each model, the models it beats on ``metric`` with p < max_p (ranx compare)."""
+    from ranx import compare
+
+    restricted, _ = restrict(dict(qrels), corpus)
+    names = list(runs)
+    if len(names) < 2:
+        return {name: [] for name in names}
+    pairs = [ranx_inputs(restricted, runs[name], name=name) for name in names]
+    if any(p is None for p in pairs):
+        return {name: [] for name in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = compare(pairs[0][0], [p[1] for p in pairs], [metric], stat_test=sig.test, max_p=sig.max_p,
+                         make_comparable=True).to_dict()
+    beats: dict[str, list[str]] = {}
+    for name in names:
+        mine = report[name]["scores"][metric]
+        beats[name] = [
+            other for other, p_values in report[name]["comparisons"].items()
+            if p_values[metric] < sig.max_p and mine > report[other]["scores"][metric]
+        ]
+    return beats
+
+
+def _leaderboard(
+    suite: Suite, records: list[dict[str, Any]], skipped: list[dict[str, str]], qrels: Any, corpus: set[str], out: Path
+) -> dict[str, Any]:
+    """Rank records by the main score, mark significant wins, write json/md/csv."""
+    main = (suite.main_slice, suite.main_metric)
+    ranked = sorted(records, key=lambda r: (-(r["scores"].get(main[0], {}).get(main[1]) or 0.0), r["model"]))
+    runs = {r["model"]: read_run(_run_path(out, r["model"], suite.main_slice)) for r in ranked}
+    beats = significance_marks(qrels, runs, corpus, suite.main_metric, suite.significance)
+    rows = [
+        {
+            "rank": i + 1,
+            "model": r["model"],
+            "scores": r["scores"],
+            "beats": beats.get(r["model"], []),
+            "n_queries": r["n_queries"],
+            "n_docs": r["n_docs"],
+            "revision": r["revision"],
+            "wall_time_s": r["wall_time_s"],
+        }
+        for i, r in enumerate(ranked)
+    ]
+    board = {
+        "suite": suite.name,
+        "main": {"slice": suite.main_slice, "metric": suite.main_metric},
+        "metrics": list(suite.metrics),
+        "significance": dataclasses.asdict(suite.significance),
+        "tolerance": suite.tolerance,
+        "rows": rows,
+        "skipped": skipped,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json(out / "leaderboard.json", board)
+    write_text(out / "leaderboard.md", render_markdown(board))
+    write_text(out / "leaderboard.csv", render_csv(board))
+    return board
+
+
+def _slices(board: Mapping[str, Any]) -> list[str]:
+    return sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
+
+
+def render_markdown(board: Mapping[str, Any]) -> str:
+    main_slice, main_metric = board["main"]["slice"], board["main"]["metric"]
+    letters = {row["model"]: chr(ord("a") + i) for i, row in enumerate(board["rows"])}
+    others = [s for s in _slices(board) if s != main_slice]
+    header = ["rank", "model", f"{main_metric} ({main_slice})"]
+    header += [f"{m} ({main_slice})" for m in board["metrics"] if m != main_metric]
+    header += [f"{main_metric} ({s})" for s in others]
+    lines = [f"# Leaderboard: {board['suite']}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in board["rows"]:
+        scores = row["scores"]
+        marks = "".join(letters[m] for m in row["beats"])
+        cells = [str(row["rank"]), f"{row['model']} ({letters[row['model']]})",
+                 _fmt(scores.get(main_slice, {}).get(main_metric)) + (f"<sup>{marks}</sup>" if marks else "")]
+        cells += [_fmt(scores.get(main_slice, {}).get(m)) for m in board["metrics"] if m != main_metric]
+        cells += [_fmt(scores.get(s, {}).get(main_metric)) for s in others]
+        lines.append("| " + " | ".join(cells) + " |")
+    sig = board["significance"]
+    lines += ["", f"Superscripts: significantly better than those models on {main_metric} ({main_slice}), "
+              f"paired {sig['test']} test, p < {sig['max_p']}."]
+    for entry in board["skipped"]:
+        lines.append(f"- skipped {entry['model']}: {entry['reason']}")
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(board: Mapping[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    slices = _slices(board)
+    writer.writerow(["rank", "model", *[f"{m}@{s}" for s in slices for m in board["metrics"]], "beats"])
+    for row in board["rows"]:
+        values = [_fmt(row["scores"].get(s, {}).get(m)) for s in slices for m in board["metrics"]]
+        writer.writerow([row["rank"], row["model"], *values, " ".join(row["beats"])])
+    return buffer.getvalue()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def check_against(board: Mapping[str, Any], expected: Mapping[str, Any], tolerance: float | None = None) -> list[str]:
+    """Differences from an expected leaderboard: ranking changes and scores beyond tolerance."""
+    tol = board["tolerance"] if tolerance is None else tolerance
+    problems = []
+    got_order = [r["model"] for r in board["rows"]]
+    want_order = [r["model"] for r in expected["rows"]]
+    if got_order != want_order:
+        problems.append(f"ranking changed: expected {' > '.join(want_order)}, got {' > '.join(got_order)}")
+    got = {r["model"]: r["scores"] for r in board["rows"]}
+    for row in expected["rows"]:
+        mine = got.get(row["model"])
+        if mine is None:
+            problems.append(f"{row['model']}: missing from the leaderboard")
+            continue
+        for slice_name, metrics in row["scores"].items():
+            for metric, want in metrics.items():
+                have = mine.get(slice_name, {}).get(metric)
+                if want is None and have is None:
+                    continue
+                if want is None or have is None or abs(have - want) > tol:
+                    problems.append(f"{row['model']} {metric} ({slice_name}): expected {_fmt(want)}, got {_fmt(have)} (tolerance {tol})")
+    return problems
+
+
+def expected_view(board: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a leaderboard that a reproduction check compares (no times, no dates)."""
+    return {
+        "suite": board["suite"], "main": board["main"], "tolerance": board["tolerance"],
+        "rows": [{"model": r["model"], "scores": r["scores"]} for r in board["rows"]],
+    }
+
+
+def read_expected(path: Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise DataError(f"expected leaderboard {path} not found")
+    try:
+        data = json.loads(Path(path).read_text())
+        data["rows"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not an expected leaderboard (needs 'rows'): {exc}") from exc
+    return data
+

@@ -1,0 +1,117 @@
+"""Suites, result records, caching, significance marks, tables and the reproduction check."""
+
+import copy
+import json
+
+import pytest
+
+from rsretrieve.errors import ConfigError
+from rsretrieve.leaderboard import (
+    Suite, check_against, expected_view, load_suite, render_csv, render_markdown, run_suite, significance_marks,
+)
+from rsretrieve.leaderboard import Significance
+
+
+@pytest.fixture(scope="module")
+def board_dir(sample_root, tmp_path_factory):  # noqa: ANN001, ANN201
+    suite = Suite(name="t", data=str(sample_root), models=("rsretrieve-tiny-random", "random", "remoteclip-vit-b-32"),
+                  metrics=("ndcg@10", "mrr"), main_metric="ndcg@10")
+    out = tmp_path_factory.mktemp("lb")
+    notes: list[tuple[str, str]] = []
+    board = run_suite(suite, out, on_model=lambda m, n: notes.append((m, n)))
+    return suite, out, board, notes
+
+
+def test_records_and_leaderboard_files(board_dir) -> None:  # noqa: ANN001
+    suite, out, board, _ = board_dir
+    assert sorted(p.name for p in out.iterdir()) == ["indexes", "leaderboard.csv", "leaderboard.json", "leaderboard.md", "records", "runs"]
+    record = json.loads((out / "records" / "random" / "crisislandmark.json").read_text())
+    assert set(record["scores"]) == {"all", "s1", "s2"}
+    assert record["revision"] and record["adapters"] == {"s2": "bundled", "s1": "bundled"}
+    assert record["n_docs"]["total"] > 0 and record["n_queries"]["all"] > 0
+    assert {"torch", "rsretrieve"} <= set(record["versions"]) and record["wall_time_s"] > 0
+    scores = [row["scores"]["all"]["ndcg@10"] for row in board["rows"]]
+    assert scores == sorted(scores, reverse=True)
+    assert [s["model"] for s in board["skipped"]] == ["remoteclip-vit-b-32"]
+    assert "skipped remoteclip-vit-b-32" in (out / "leaderboard.md").read_text()
+    assert (out / "leaderboard.csv").read_text().splitlines()[0].startswith("rank,model,ndcg@10@all")
+
+
+def test_rerun_that_changes_nothing_recomputes_nothing(board_dir, monkeypatch) -> None:  # noqa: ANN001
+    suite, out, board, _ = board_dir
+    import rsretrieve.evaluate as evaluate
+    import rsretrieve.embeddings as embeddings
+
+    def boom(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(evaluate, "evaluate_index", boom)
+    monkeypatch.setattr(embeddings.ImagePipeline, "embed", boom)
+    notes: list[tuple[str, str]] = []
+    again = run_suite(suite, out, on_model=lambda m, n: notes.append((m, n)))
+    assert [n for _, n in notes] == ["cached", "cached", notes[2][1]] and notes[2][1].startswith("skipped")
+    assert expected_view(again) == expected_view(board)
+
+
+def test_significance_marks_find_the_clear_winner() -> None:
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(20)}
+    docs = [f"d{i}" for i in range(20)]
+    perfect = {q: {d: (1.0 if d == f"d{q[1:]}" else 0.0) for d in docs} for q in qrels}
+    reversed_ = {q: {d: (0.0 if d == f"d{q[1:]}" else 1.0 - int(d[1:]) / 100) for d in docs} for q in qrels}
+    marks = significance_marks(qrels, {"good": perfect, "bad": reversed_}, set(docs), "ndcg@10", Significance())
+    assert marks == {"good": ["bad"], "bad": []}
+
+
+def _board() -> dict:
+    return {
+        "suite": "s", "main": {"slice": "all", "metric": "ndcg@10"}, "metrics": ["ndcg@10", "mrr"],
+        "significance": {"test": "student", "max_p": 0.05}, "tolerance": 0.01, "skipped": [],
+        "rows": [
+            {"rank": 1, "model": "m1", "scores": {"all": {"ndcg@10": 0.9, "mrr": 1.0}, "s1": {"ndcg@10": 0.8, "mrr": None}}, "beats": ["m2"]},
+            {"rank": 2, "model": "m2", "scores": {"all": {"ndcg@10": 0.5, "mrr": 0.6}, "s1": {"ndcg@10": 0.4, "mrr": 0.5}}, "beats": []},
+        ],
+    }
+
+
+def test_markdown_and_csv_tables() -> None:
+    md = render_markdown(_board())
+    assert "| 1 | m1 (a) | 0.9000<sup>b</sup> | 1.0000 | 0.8000 |" in md
+    assert "| 2 | m2 (b) | 0.5000 | 0.6000 | 0.4000 |" in md
+    rows = render_csv(_board()).splitlines()
+    assert rows[0] == "rank,model,ndcg@10@all,mrr@all,ndcg@10@s1,mrr@s1,beats"
+    assert rows[1] == "1,m1,0.9000,1.0000,0.8000,-,m2"
+
+
+def test_check_passes_within_tolerance_and_fails_on_drift_or_reordering() -> None:
+    board = _board()
+    expected = expected_view(board)
+    assert check_against(board, expected) == []
+    near = copy.deepcopy(expected)
+    near["rows"][0]["scores"]["all"]["ndcg@10"] += 0.009
+    assert check_against(board, near) == []
+    drifted = copy.deepcopy(expected)
+    drifted["rows"][1]["scores"]["s1"]["mrr"] = 0.52
+    assert check_against(board, drifted) == ["m2 mrr (s1): expected 0.5200, got 0.5000 (tolerance 0.01)"]
+    swapped = copy.deepcopy(expected)
+    swapped["rows"].reverse()
+    assert check_against(board, swapped)[0] == "ranking changed: expected m2 > m1, got m1 > m2"
+
+
+def test_suite_files_are_validated(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodels: [random]\nmetrics: [ndcg@10]\nmain_metric: mrr\n")
+    with pytest.raises(ConfigError, match="main_metric 'mrr' is not in metrics"):
+        load_suite(path)
+    path.write_text("name: s\nmodels: [random]\nmodel: x\n")
+    with pytest.raises(ConfigError, match="unknown key 'model'. Did you mean 'models'"):
+        load_suite(path)
+    path.write_text("name: s\nmodels: [random]\nsignificance: {test: wilcoxon}\n")
+    with pytest.raises(ConfigError, match="significance test must be one of"):
+        load_suite(path)
+
+
+def test_shipped_suites_are_valid() -> None:
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "benchmarks").glob("*.yaml")):
+        load_suite(path)
