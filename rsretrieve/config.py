@@ -81,7 +81,11 @@ class IndexJob:
     nprobe: int = 16
     hnsw_m: int = 32
     ef_search: int = 128
-    batch_size: int = 32
+    batch_size: int | None = None  # None: 32 images, 1024 captions
+    what: str = "images"  # or "captions" (Git-10M)
+    pq: int | None = None
+    sq8: bool = False
+    train_size: int = 100_000
 
     @classmethod
     def load(cls, path: Path | None, overrides: Mapping[str, Any]) -> "IndexJob":

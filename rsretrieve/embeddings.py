@@ -24,7 +24,7 @@ from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import atomic_path, write_json
 
-DEFAULT_ADAPTERS: dict[Sensor, str] = {"s2": "rgb", "s1": "sar"}
+DEFAULT_ADAPTERS: dict[str, str] = {"s2": "rgb", "s1": "sar", "rgb": "rgb"}
 
 
 @dataclass

@@ -22,24 +22,29 @@ Run = dict[str, dict[str, float]]
 QUERY_BATCH = 256
 
 
-def encoder_for_index(
-    index: LoadedIndex, requested: EncoderSpec | None = None, device: str | None = None
+def encoder_for_manifest(
+    manifest: Mapping[str, Any], where: Path, requested: EncoderSpec | None = None, device: str | None = None
 ) -> Encoder:
-    """Load the index's encoder; a different ``requested`` spec or changed weights is an error."""
-    spec = EncoderSpec.from_manifest(index.manifest["encoder"])
+    """Load the encoder an index was built with; a different ``requested`` spec or changed
+    weights is an error, so queries and the index always share one embedding space."""
+    spec = EncoderSpec.from_manifest(manifest["encoder"])
     if requested is not None and requested != spec:
         raise ConfigError(
-            f"index {index.path} was built with {spec.label()}; "
+            f"index {where} was built with {spec.label()}; "
             f"you asked for {requested.label()}. Rebuild the index or drop the encoder options"
         )
     encoder = load_encoder(spec, device)
-    expected = index.manifest["encoder"].get("weights_sha256")
+    expected = manifest["encoder"].get("weights_sha256")
     if expected and encoder.weights_sha256 != expected:
         raise DataError(
-            f"the weights of {spec.label()} differ from those index {index.path} was built "
+            f"the weights of {spec.label()} differ from those index {where} was built "
             "with (weights_sha256 mismatch); rebuild the index"
         )
     return encoder
+
+
+def encoder_for_index(index: LoadedIndex, requested: EncoderSpec | None = None, device: str | None = None) -> Encoder:
+    return encoder_for_manifest(index.manifest, index.path, requested, device)
 
 
 def encode_queries(encoder: Encoder, queries: Mapping[str, str]) -> tuple[list[str], np.ndarray]:

@@ -1,7 +1,8 @@
 """Built-in adapters. Each is an affine per-pixel map (a 1x1 convolution) of the bands.
 
 - ``rgb``: Sentinel-2 true colour (B04, B03, B02): reflectance = value / 10000, then
-  divided by ``max_reflectance`` (0.3) and clipped to [0, 1].
+  divided by ``max_reflectance`` (0.3) and clipped to [0, 1]; 8-bit RGB input (bands
+  R, G, B, e.g. Git-10M images) is divided by 255.
 - ``false-color``: (B08, B04, B03), same scaling with ``max_reflectance`` 0.4.
 - ``sar``: Sentinel-1 composite (VV, VH, VV - VH) in dB, each channel stretched from a
   fixed dB range (VV -25..0, VH -32..-5, VV-VH 0..15) to [0, 1] and clipped. Pass
@@ -84,6 +85,8 @@ def _sar(bands: Sequence[str]):
 
 
 def rgb(bands: tuple[str, ...], max_reflectance: float = 0.3) -> AffineAdapter:
+    if tuple(bands) == ("R", "G", "B"):  # 8-bit RGB images: value / 255
+        return AffineAdapter(torch.eye(3) / 255.0, torch.zeros(3), clip=True)
     return AffineAdapter(*_selection("rgb", bands, ("B04", "B03", "B02"), max_reflectance), clip=True)
 
 

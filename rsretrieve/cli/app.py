@@ -83,12 +83,22 @@ def sample(
     n_samples: Annotated[int, typer.Option("--n-samples", help="Number of samples (S1 and S2 together).")] = DEFAULT_SAMPLES,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     compression: Annotated[str, typer.Option("--compression", help="none, gzip or lz4 (hdf5plugin).")] = "none",
+    fmt: Annotated[str, typer.Option("--format", help="crisislandmark or git10m.")] = "crisislandmark",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
 ) -> None:
-    """Write a seeded CrisisLandMark-format sample dataset (shards, links, metadata, queries, qrels)."""
-    from rsretrieve.datasets.sample import generate_sample
+    """Write a seeded sample dataset: CrisisLandMark layout (default) or Git-10M parquet shards."""
+    from rsretrieve.errors import ConfigError
 
-    path = generate_sample(out_dir, n_samples=n_samples, seed=seed, compression=compression, overwrite=force)
+    if fmt == "crisislandmark":
+        from rsretrieve.datasets.sample import generate_sample
+
+        path = generate_sample(out_dir, n_samples=n_samples, seed=seed, compression=compression, overwrite=force)
+    elif fmt == "git10m":
+        from rsretrieve.datasets.git10m import generate_git10m
+
+        path = generate_git10m(out_dir, n_rows=n_samples, shards=2, seed=seed, overwrite=force)
+    else:
+        raise ConfigError(f"--format must be crisislandmark or git10m, got '{fmt}'")
     out.print(f"wrote {n_samples} samples to {path}")
 
 
@@ -110,11 +120,15 @@ def index(
     kind: Annotated[Optional[str], typer.Option("--index", help="flat (exact), ivf or hnsw [flat].")] = None,
     nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells [~4 sqrt(N)].")] = None,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells searched per query [16].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch [32].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch [32; captions 1024].")] = None,
+    what: Annotated[Optional[str], typer.Option("--what", help="images, or captions (Git-10M) [images].")] = None,
+    pq: Annotated[Optional[int], typer.Option("--pq", help="Captions: product-quantise IVF vectors into M codes.")] = None,
+    sq8: Annotated[Optional[bool], typer.Option("--sq8", help="Captions: 8-bit scalar-quantised vectors.")] = None,
+    train_size: Annotated[Optional[int], typer.Option("--train-size", help="Captions: vectors that train IVF/PQ [100000].")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an index built differently.")] = False,
     device: DeviceOpt = None,
 ) -> None:
-    """Embed a dataset split with encoder + band adapters and write an index folder."""
+    """Embed a dataset split with encoder + band adapters (or Git-10M captions) into an index folder."""
     from rsretrieve.config import IndexJob
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.index import IndexSettings, build_index
@@ -123,15 +137,60 @@ def index(
         "data": None if data is None else str(data), "dataset": dataset, "split": split, "sensor": sensor,
         "limit": limit, "strict": strict, "model": model, "pretrained": pretrained, "seed": seed,
         "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "index": kind, "nlist": nlist,
-        "nprobe": nprobe, "batch_size": batch_size,
+        "nprobe": nprobe, "batch_size": batch_size, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
     })
+    if job.what == "captions":
+        _index_captions(job, out_dir, force, device)
+        return
     settings = IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
     ds = _dataset(Path(job.data) if job.data else None, job.dataset, job.split, job.sensor, job.limit, job.strict)
     spec = _spec(job.model, job.pretrained, job.seed)
     pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, ds.sensors, device)
     with render.progress(err, "embedding", len(ds.samples)) as advance:
-        manifest = build_index(ds, pipeline, out_dir, job.batch_size, settings, force, on_batch=advance)
+        manifest = build_index(ds, pipeline, out_dir, job.batch_size or 32, settings, force, on_batch=advance)
     render.index_summary(out, out_dir, manifest)
+
+
+def _index_captions(job, out_dir: Path, force: bool, device: str | None) -> None:  # noqa: ANN001 - IndexJob
+    from rsretrieve.captions import CaptionIndexSettings, build_caption_index
+    from rsretrieve.datasets import DATASETS
+    from rsretrieve.encoders import load_encoder
+    from rsretrieve.errors import ConfigError
+
+    if job.dataset != "git10m" or not job.data:
+        raise ConfigError("--what captions indexes Git-10M: give --dataset git10m --data SHARDS")
+    dataset = DATASETS.get("git10m")(Path(job.data))
+    settings = CaptionIndexSettings(
+        kind=job.index if job.index != "flat" or job.pq or job.sq8 else "flat", nlist=job.nlist,
+        nprobe=job.nprobe, pq=job.pq, sq8=bool(job.sq8), hnsw_m=job.hnsw_m, ef_search=job.ef_search,
+        train_size=job.train_size,
+    )
+    encoder = load_encoder(_spec(job.model, job.pretrained, job.seed), device)
+    with render.progress(err, "captions", dataset.rows) as advance:
+        manifest = build_caption_index(dataset, encoder, out_dir, settings, job.batch_size or 1024, force, advance)
+    out.print(f"caption index {out_dir}: {manifest['counts']['total']} captions, {manifest['index']['factory']}, "
+              f"{manifest['bytes'] / 1e6:.1f} MB", markup=False)
+
+
+def _caption_filter(min_quality: float | None, min_resolution: float | None, max_resolution: float | None, bbox: str | None):  # noqa: ANN202
+    from rsretrieve.captions import CaptionFilter
+    from rsretrieve.errors import ConfigError
+
+    box = None
+    if bbox is not None:
+        try:
+            box = tuple(float(v) for v in bbox.split(","))
+        except ValueError:
+            raise ConfigError(f"--bbox '{bbox}' must be four numbers lon_min,lat_min,lon_max,lat_max") from None
+        if len(box) != 4:
+            raise ConfigError(f"--bbox '{bbox}' must be four numbers lon_min,lat_min,lon_max,lat_max")
+    return CaptionFilter(min_quality, min_resolution, max_resolution, box)  # type: ignore[arg-type]
+
+
+MinQualityOpt = Annotated[Optional[float], typer.Option("--min-quality", help="Captions: img_quality_score at least this.")]
+MinResOpt = Annotated[Optional[float], typer.Option("--min-resolution", help="Captions: metres per pixel at least this.")]
+MaxResOpt = Annotated[Optional[float], typer.Option("--max-resolution", help="Captions: metres per pixel at most this.")]
+BboxOpt = Annotated[Optional[str], typer.Option("--bbox", help="Captions: lon_min,lat_min,lon_max,lat_max.")]
 
 
 @app.command()
@@ -146,8 +205,12 @@ def search(
     pretrained: PretrainedOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = None,
+    min_quality: MinQualityOpt = None,
+    min_resolution: MinResOpt = None,
+    max_resolution: MaxResOpt = None,
+    bbox: BboxOpt = None,
 ) -> None:
-    """Run text queries against an index; write a run file or print the top hits."""
+    """Run text queries against an image index (run file or top hits) or a caption index."""
     from rsretrieve.datasets.queries import load_queries
     from rsretrieve.datasets.sensors import parse_sensor_filter
     from rsretrieve.errors import ConfigError
@@ -157,6 +220,10 @@ def search(
     if (queries is None) == (text is None):
         raise ConfigError("give either --queries FILE or --text TEXT")
     topics = load_queries(queries) if queries else {"text": str(text)}
+    if _is_caption_index(index_dir):
+        _search_captions(index_dir, topics, k, run_out, _caption_filter(min_quality, min_resolution, max_resolution, bbox),
+                         _spec(model, pretrained, seed) if model or pretrained else None, device)
+        return
     only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
     loaded = load_index(index_dir)
     requested = _spec(model, pretrained, seed) if model or pretrained else None
@@ -167,6 +234,79 @@ def search(
         out.print(f"wrote run for {len(run)} queries to {run_out}")
     else:
         render.hits(out, run, topics, dict(zip(loaded.keys, loaded.labels)), limit=10)
+
+
+def _is_caption_index(folder: Path) -> bool:
+    import json
+
+    path = folder / "manifest.json"
+    return path.is_file() and json.loads(path.read_text()).get("kind") == "captions"
+
+
+def _search_captions(index_dir: Path, topics: dict[str, str], k: int, hits_out: Path | None, where, requested, device) -> None:  # noqa: ANN001
+    from rsretrieve.captions import CaptionIndex, search_captions
+    from rsretrieve.io import write_text
+    from rsretrieve.search import encoder_for_manifest
+
+    index = CaptionIndex(index_dir)
+    encoder = encoder_for_manifest(index.manifest, index_dir, requested, device)
+    results = search_captions(index, encoder, list(topics.values()), k, where)
+    if hits_out is not None:
+        import json
+
+        lines = [json.dumps({"query_id": q, **hit}) for q, hits in zip(topics, results) for hit in hits]
+        write_text(hits_out, "\n".join(lines) + "\n")
+        out.print(f"wrote {len(lines)} caption hits to {hits_out}")
+    else:
+        for (qid, text), hits in zip(topics.items(), results):
+            render.captions(out, f"{qid}: {text}", hits)
+
+
+@app.command()
+def describe(
+    captions_dir: Annotated[Path, typer.Option("--captions", help="Caption index (rsretrieve index --what captions).")],
+    data: Annotated[Path, typer.Option("--data", help="A CrisisLandMark folder, or Git-10M shards with --dataset git10m.")],
+    key: Annotated[str, typer.Option("--key", help="Sample key (CrisisLandMark) or img_name (Git-10M).")],
+    dataset: Annotated[str, typer.Option("--dataset", help="crisislandmark or git10m.")] = "crisislandmark",
+    k: Annotated[int, typer.Option("-k", help="Captions to show.")] = 5,
+    min_quality: MinQualityOpt = None,
+    min_resolution: MinResOpt = None,
+    max_resolution: MaxResOpt = None,
+    bbox: BboxOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Describe an image by its nearest captions (image-to-caption retrieval)."""
+    import numpy as np
+
+    from rsretrieve.captions import CaptionIndex, describe_images
+    from rsretrieve.datasets.crisislandmark import Batch, CrisisLandMark
+    from rsretrieve.datasets.git10m import Git10M
+    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.encoders import EncoderSpec
+    from rsretrieve.errors import ConfigError
+
+    index = CaptionIndex(captions_dir)
+    if dataset == "git10m":
+        pixels = Git10M(data).read_image(key).transpose(2, 0, 1)[None].astype(np.float32)
+        batch = Batch("rgb", [key], pixels, 0)  # type: ignore[arg-type]
+    elif dataset == "crisislandmark":
+        split = "test" if _in_split(data, key, "test") else "train"
+        sample = CrisisLandMark(data, split=split).read_sample(key)
+        batch = Batch(sample.sensor, [key], sample.image[None], 0)
+    else:
+        raise ConfigError(f"--dataset must be crisislandmark or git10m, got '{dataset}'")
+    pipeline = build_pipeline(EncoderSpec.from_manifest(index.manifest["encoder"]), sensors=(batch.sensor,), device=device)
+    expected = index.manifest["encoder"].get("weights_sha256")
+    if expected and pipeline.encoder.weights_sha256 != expected:
+        raise ConfigError(f"the encoder's weights differ from those caption index {captions_dir} was built with")
+    hits = describe_images(index, pipeline, batch, k, _caption_filter(min_quality, min_resolution, max_resolution, bbox))[0]
+    render.captions(out, f"{key} ({batch.sensor})", hits)
+
+
+def _in_split(data: Path, key: str, split: str) -> bool:
+    from rsretrieve.datasets.crisislandmark import METADATA_FILE, read_metadata
+
+    return any(k == key and s == split for k, s, _ in read_metadata(Path(data) / METADATA_FILE))
 
 
 @app.command("eval")

@@ -116,3 +116,13 @@ def models(console: Console, cards: list[Mapping[str, Any]], checkpoints: Path) 
     for card in cards:
         table.add_row(card["name"], card["backend"], "yes" if card["available"] else "no", card["weights"])
     console.print(table)
+
+
+def captions(console: Console, title: str, hits: list[Mapping[str, Any]]) -> None:
+    table = Table(title=title)
+    for column in ("rank", "score", "img_name", "caption", "quality", "res (m)", "lon, lat"):
+        table.add_column(column, overflow="fold", min_width=30 if column == "caption" else None)
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(str(rank), f"{hit['score']:.4f}", hit["img_name"], hit["caption"], f"{hit['quality']:.2f}",
+                      f"{hit['resolution']:g}", f"{hit['lon']:.3f}, {hit['lat']:.3f}")
+    console.print(table)

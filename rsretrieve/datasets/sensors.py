@@ -14,7 +14,8 @@ S2_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
 )
 S1_BANDS: tuple[str, ...] = ("VV", "VH")
-BANDS: dict[Sensor, tuple[str, ...]] = {"s2": S2_BANDS, "s1": S1_BANDS}
+RGB_BANDS: tuple[str, ...] = ("R", "G", "B")  # 8-bit RGB images (Git-10M)
+BANDS: dict[str, tuple[str, ...]] = {"s2": S2_BANDS, "s1": S1_BANDS, "rgb": RGB_BANDS}
 
 # Source dataset names that appear inside sample keys.
 SOURCES: dict[str, Sensor] = {

@@ -63,13 +63,16 @@ class Encoder(Protocol):
 
 def make_spec(model: str | None = None, pretrained: str | None = None, seed: int = 0) -> EncoderSpec:
     """CLI-style choice: no model -> the shipped default; ``default`` or a model folder
-    (holding config.json) -> backend ``rsretrieve``; anything else -> ``open_clip``."""
+    (holding config.json) -> backend ``rsretrieve``; ``random`` -> the chance baseline;
+    anything else -> ``open_clip``."""
     from pathlib import Path
 
     from rsretrieve.errors import ConfigError
 
     if model is None and pretrained is not None:
         raise ConfigError("--pretrained needs --model (an open_clip architecture)")
+    if model == "random":
+        return EncoderSpec("random", "random", None, seed)
     if model is None or model == DEFAULT_MODEL or (Path(model) / "config.json").is_file():
         return EncoderSpec(DEFAULT_BACKEND, model or DEFAULT_MODEL, pretrained, seed)
     return EncoderSpec("open_clip", model, pretrained, seed)

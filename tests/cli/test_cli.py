@@ -258,3 +258,25 @@ def test_fuse_sensor_runs_and_score(index_dir, sample_root, tmp_path) -> None:  
     assert {d.split("_")[0] for docs in run.values() for d in docs} >= {"benv2s1", "benv2s2"}
     assert (tmp_path / "fused.results.json").is_file()
     assert_user_error(invoke("fuse", tmp_path / "s1.trec", tmp_path / "s2.trec", "--method", "rfr", "--out", fused), "Did you mean 'rrf'")
+
+
+def test_caption_index_search_and_describe(sample_root, tmp_path) -> None:  # noqa: ANN001
+    from rsretrieve.datasets.git10m import generate_git10m
+
+    shards = generate_git10m(tmp_path / "git10m", n_rows=300, shards=2)
+    idx = tmp_path / "cap"
+    result = invoke("index", "--dataset", "git10m", "--what", "captions", "--data", shards, "--out", idx, "--index", "hnsw", "--sq8")
+    assert result.exit_code == 0, result.output
+    assert "300 captions, HNSW32_SQ8" in result.stdout
+    result = invoke("search", "--index", idx, "--text", "snow covered mountains", "-k", 3, "--min-quality", "0.2")
+    assert result.exit_code == 0 and "snow" in result.stdout
+    hits = tmp_path / "hits.jsonl"
+    assert invoke("search", "--index", idx, "--text", "forest", "--bbox", "-20,-30,40,60", "--out", hits).exit_code == 0
+    rows = [json.loads(line) for line in hits.read_text().splitlines()]
+    assert rows and all(-20 <= r["lon"] <= 40 and -30 <= r["lat"] <= 60 for r in rows)
+    key = first_key(sample_root, "benv2s2")
+    result = invoke("describe", "--captions", idx, "--data", sample_root, "--key", key, "-k", 2)
+    assert result.exit_code == 0, result.output
+    assert_user_error(invoke("search", "--index", idx, "--text", "x", "--bbox", "1,2,3"), "--bbox '1,2,3' must be four numbers")
+    assert_user_error(invoke("index", "--what", "captions", "--out", tmp_path / "z"), "--what captions indexes Git-10M")
+    assert_user_error(invoke("describe", "--captions", sample_root, "--data", sample_root, "--key", key), "manifest.json not found")

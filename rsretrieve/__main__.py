@@ -1,0 +1,5 @@
+"""`python -m rsretrieve` runs the CLI."""
+
+from rsretrieve.cli.app import main
+
+main()

@@ -1,0 +1,247 @@
+"""Caption indexes: Git-10M captions embedded with an encoder's text side, in FAISS.
+
+Built in one streaming pass: the first ``train_size`` caption vectors train the index
+(IVF centroids, PQ/SQ codebooks), then every batch is added and its metadata appended to
+``captions.parquet``. Memory is the index itself plus one batch; per million 384-d vectors:
+flat or HNSW ~1.5 GB (+ ~0.26 GB HNSW links at M=32), IVF-SQ8 ~0.39 GB, IVF-PQ48 ~0.06 GB.
+
+Folder::
+
+    manifest.json     kind "captions", encoder, dataset fingerprint, index settings, counts
+    index.faiss       FAISS index (row i <-> captions.parquet row i)
+    captions.parquet  img_name, caption, quality, resolution, zoom, lon, lat
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsretrieve.datasets.crisislandmark import Batch
+from rsretrieve.datasets.git10m import Git10M
+from rsretrieve.embeddings import ImagePipeline
+from rsretrieve.encoders import Encoder
+from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.index import package_versions
+from rsretrieve.io import atomic_dir, write_json
+from rsretrieve.registry import unknown_name_error
+
+KIND = "captions"
+MANIFEST = "manifest.json"
+FAISS_INDEX = "index.faiss"
+METADATA = "captions.parquet"
+CAPTION_INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionIndexSettings:
+    """``pq`` (sub-quantizers, e.g. 48) or ``sq8`` compress the vectors of ivf/hnsw indexes."""
+
+    kind: str = "ivf"
+    nlist: int | None = None
+    nprobe: int = 32
+    pq: int | None = None
+    pq_bits: int = 8  # bits per PQ code (8: 256 centroids per sub-quantizer)
+    sq8: bool = False
+    hnsw_m: int = 32
+    ef_search: int = 128
+    train_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.kind not in CAPTION_INDEX_KINDS:
+            raise unknown_name_error("index kind", self.kind, CAPTION_INDEX_KINDS)
+        if self.pq and self.sq8:
+            raise ConfigError("choose one of --pq and --sq8")
+        if self.kind == "flat" and (self.pq or self.sq8):
+            raise ConfigError("--pq/--sq8 need --index ivf or hnsw")
+        if self.kind == "hnsw" and self.pq:
+            raise ConfigError("--pq is for ivf indexes; use --sq8 with hnsw")
+
+    def factory(self, rows: int) -> str:
+        """FAISS index_factory string for a corpus of ``rows`` vectors."""
+        pq = f"PQ{self.pq}" + ("" if self.pq_bits == 8 else f"x{self.pq_bits}")
+        codec = pq if self.pq else "SQ8" if self.sq8 else "Flat"
+        if self.kind == "flat":
+            return "Flat"
+        if self.kind == "hnsw":
+            return f"HNSW{self.hnsw_m}" + ("_SQ8" if self.sq8 else "")
+        return f"IVF{self.nlist or default_nlist(rows, self.train_size)},{codec}"
+
+
+def default_nlist(rows: int, train_size: int) -> int:
+    """~4 sqrt(N) cells, with at least 39 training points per cell."""
+    return max(1, min(int(4 * math.sqrt(rows)), min(rows, train_size) // 39))
+
+
+def build_caption_index(
+    dataset: Git10M,
+    encoder: Encoder,
+    out: Path,
+    settings: CaptionIndexSettings = CaptionIndexSettings(),
+    batch_size: int = 1024,
+    force: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Embed every caption of ``dataset`` and write a caption index folder at ``out``."""
+    import faiss
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise DataError(f"{out} already exists; pass --force to replace it")
+    started = time.perf_counter()
+    factory = settings.factory(dataset.rows)
+    index = faiss.index_factory(encoder.embed_dim, factory, faiss.METRIC_INNER_PRODUCT)
+    pending: list[np.ndarray] = []
+    count = 0
+    with atomic_dir(out, replace=force) as tmp:
+        writer: pq.ParquetWriter | None = None
+        for batch in dataset.iter_captions(batch_size):
+            vectors = np.ascontiguousarray(encoder.encode_texts(batch.caption), np.float32)
+            if index.is_trained:
+                index.add(vectors)
+            else:
+                pending.append(vectors)
+                if sum(len(p) for p in pending) >= min(settings.train_size, dataset.rows):
+                    _train_and_flush(index, pending)
+            table = pa.table({
+                "img_name": batch.img_name, "caption": batch.caption, "quality": batch.quality,
+                "resolution": batch.resolution, "zoom": batch.zoom, "lon": batch.lon, "lat": batch.lat,
+            })
+            writer = writer or pq.ParquetWriter(tmp / METADATA, table.schema)
+            writer.write_table(table)
+            count += len(batch.caption)
+            if on_batch:
+                on_batch(len(batch.caption))
+        if writer is not None:
+            writer.close()
+        if not index.is_trained:
+            _train_and_flush(index, pending)
+        if index.ntotal != count:
+            raise DataError(f"{dataset.root}: indexed {index.ntotal} vectors for {count} captions")
+        faiss.write_index(index, str(tmp / FAISS_INDEX))
+        manifest = {
+            "format": "rsretrieve-index",
+            "format_version": 1,
+            "kind": KIND,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "dataset": {"name": dataset.name, "path": str(dataset.root.resolve()), "fingerprint": dataset.fingerprint()},
+            "encoder": encoder.describe(),
+            "index": {**dataclasses.asdict(settings), "factory": factory},
+            "counts": {"total": count},
+            "bytes": (tmp / FAISS_INDEX).stat().st_size,
+            "versions": package_versions(),
+            "timings": {"build_s": round(time.perf_counter() - started, 3)},
+        }
+        write_json(tmp / MANIFEST, manifest)
+    return manifest
+
+
+def _train_and_flush(index: Any, pending: list[np.ndarray]) -> None:
+    if not pending:
+        return
+    sample = np.concatenate(pending)
+    index.train(sample)
+    index.add(sample)
+    pending.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionFilter:
+    """Keep captions with quality >= ``min_quality``, resolution in [min, max] metres, inside
+    ``bbox`` = (lon_min, lat_min, lon_max, lat_max)."""
+
+    min_quality: float | None = None
+    min_resolution: float | None = None
+    max_resolution: float | None = None
+    bbox: tuple[float, float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.bbox is not None:
+            lon0, lat0, lon1, lat1 = self.bbox
+            if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
+                raise ConfigError(f"--bbox {self.bbox} is not lon_min,lat_min,lon_max,lat_max in degrees")
+
+    def active(self) -> bool:
+        return any(v is not None for v in dataclasses.astuple(self))
+
+    def mask(self, meta: Mapping[str, np.ndarray]) -> np.ndarray:
+        keep = np.ones(len(meta["quality"]), bool)
+        if self.min_quality is not None:
+            keep &= meta["quality"] >= self.min_quality
+        if self.min_resolution is not None:
+            keep &= meta["resolution"] >= self.min_resolution
+        if self.max_resolution is not None:
+            keep &= meta["resolution"] <= self.max_resolution
+        if self.bbox is not None:
+            lon0, lat0, lon1, lat1 = self.bbox
+            keep &= (meta["lon"] >= lon0) & (meta["lon"] <= lon1) & (meta["lat"] >= lat0) & (meta["lat"] <= lat1)
+        return keep
+
+
+class CaptionIndex:
+    """A caption index folder opened for search (metadata columns memory-mapped)."""
+
+    def __init__(self, folder: Path) -> None:
+        import faiss
+        import pyarrow.parquet as pq
+
+        self.path = Path(folder)
+        manifest_path = self.path / MANIFEST
+        if not manifest_path.is_file():
+            raise DataError(f"{self.path} is not an index folder: {MANIFEST} not found")
+        self.manifest = json.loads(manifest_path.read_text())
+        if self.manifest.get("kind") != KIND:
+            raise DataError(f"{self.path} is an image index; this needs a caption index (rsretrieve index --what captions)")
+        self.index = faiss.read_index(str(self.path / FAISS_INDEX))
+        self.table = pq.read_table(self.path / METADATA, memory_map=True)
+
+    def search(self, vectors: np.ndarray, k: int, where: CaptionFilter = CaptionFilter()) -> list[list[dict[str, Any]]]:
+        """Top-``k`` captions per query vector that pass ``where``; each hit is a metadata dict."""
+        import faiss
+
+        if k < 1:
+            raise ConfigError(f"-k must be at least 1, got {k}")
+        selector = None
+        if where.active():
+            meta = {c: self.table.column(c).to_numpy() for c in ("quality", "resolution", "lon", "lat")}
+            rows = np.flatnonzero(where.mask(meta)).astype(np.int64)
+            if rows.size == 0:
+                return [[] for _ in range(len(vectors))]
+            selector = faiss.IDSelectorBatch(rows)
+        settings = self.manifest["index"]
+        k = min(k, self.index.ntotal)
+        if settings["kind"] == "ivf":
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=settings["nprobe"])
+        elif settings["kind"] == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(settings["ef_search"], k))
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        scores, ids = self.index.search(np.ascontiguousarray(vectors, np.float32), k, params=params)
+        results = []
+        for row_scores, row_ids in zip(scores, ids):
+            keep = [(float(s), int(i)) for s, i in zip(row_scores, row_ids) if i >= 0]
+            rows = self.table.take([i for _, i in keep]).to_pylist() if keep else []
+            results.append([{"score": s, "row": i, **r} for (s, i), r in zip(keep, rows)])
+        return results
+
+
+def search_captions(index: CaptionIndex, encoder: Encoder, texts: Sequence[str], k: int, where: CaptionFilter = CaptionFilter()) -> list[list[dict[str, Any]]]:
+    """Text -> captions: the nearest captions to each text."""
+    return index.search(encoder.encode_texts(list(texts)), k, where)
+
+
+def describe_images(
+    index: CaptionIndex, pipeline: ImagePipeline, batch: Batch, k: int, where: CaptionFilter = CaptionFilter()
+) -> list[list[dict[str, Any]]]:
+    """Image -> captions: describe images by their nearest captions (adapter + image side)."""
+    return index.search(pipeline.embed(batch), k, where)

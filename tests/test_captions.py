@@ -1,0 +1,92 @@
+"""Caption indexes: build (flat, IVF-PQ, HNSW-SQ8), text search, filters, image-to-caption."""
+
+import numpy as np
+import pytest
+
+from rsretrieve.captions import CaptionFilter, CaptionIndex, CaptionIndexSettings, build_caption_index, describe_images, search_captions
+from rsretrieve.datasets.crisislandmark import Batch, CrisisLandMark
+from rsretrieve.datasets.git10m import Git10M, generate_git10m
+from rsretrieve.embeddings import build_pipeline
+from rsretrieve.encoders import EncoderSpec, load_encoder
+from rsretrieve.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Git10M:
+    return Git10M(generate_git10m(tmp_path_factory.mktemp("g") / "git10m", n_rows=600, shards=2, seed=1))
+
+
+@pytest.fixture(scope="module")
+def default():  # noqa: ANN201
+    return load_encoder(EncoderSpec())
+
+
+@pytest.fixture(scope="module")
+def flat(data, default, tmp_path_factory):  # noqa: ANN001, ANN201
+    out = tmp_path_factory.mktemp("cap") / "flat"
+    build_caption_index(data, default, out, CaptionIndexSettings(kind="flat"), batch_size=128)
+    return CaptionIndex(out)
+
+
+def test_flat_caption_search_finds_the_class(flat, default) -> None:  # noqa: ANN001
+    hits = search_captions(flat, default, ["a frozen landscape covered in snow"], 5)[0]
+    assert len(hits) == 5 and all("snow" in h["caption"] for h in hits)
+    assert hits[0]["score"] >= hits[-1]["score"]
+    assert flat.manifest["counts"]["total"] == 600
+
+
+@pytest.mark.parametrize(("settings", "factory"), [
+    (CaptionIndexSettings(kind="ivf", nlist=8, nprobe=8, pq=16, pq_bits=4, train_size=400), "IVF8,PQ16x4"),
+    (CaptionIndexSettings(kind="hnsw", sq8=True), "HNSW32_SQ8"),
+])
+def test_compressed_indexes_agree_with_exact_search(data, default, flat, tmp_path, settings, factory) -> None:  # noqa: ANN001
+    manifest = build_caption_index(data, default, tmp_path / "idx", settings, batch_size=128)
+    assert manifest["index"]["factory"] == factory
+    approx = CaptionIndex(tmp_path / "idx")
+    queries = ["water near a river", "buildings and a highway", "desert"]
+    exact_hits = search_captions(flat, default, queries, 10)
+    approx_hits = search_captions(approx, default, queries, 10)
+    overlap = np.mean([len({h["row"] for h in a} & {h["row"] for h in e}) / 10 for a, e in zip(approx_hits, exact_hits)])
+    assert overlap >= 0.5  # captions repeat, so ties make exact top-10 sets only partly unique
+
+
+def test_filters_restrict_every_hit(flat, default) -> None:  # noqa: ANN001
+    where = CaptionFilter(min_quality=0.5, max_resolution=2.0, bbox=(-60.0, -40.0, 60.0, 60.0))
+    hits = search_captions(flat, default, ["forest"], 20, where)[0]
+    assert hits
+    for hit in hits:
+        assert hit["quality"] >= 0.5 and hit["resolution"] <= 2.0
+        assert -60 <= hit["lon"] <= 60 and -40 <= hit["lat"] <= 60
+    none = search_captions(flat, default, ["forest"], 5, CaptionFilter(min_quality=2.0))[0]
+    assert none == []
+
+
+def test_describe_a_crisislandmark_image(flat, sample_root) -> None:  # noqa: ANN001
+    ds = CrisisLandMark(sample_root)
+    sample = next(s for s in ds.samples if s.sensor == "s2" and s.labels[0] == "water")
+    image = ds.read_sample(sample.key).image
+    pipeline = build_pipeline(EncoderSpec(), sensors=("s2",))
+    hits = describe_images(flat, pipeline, Batch("s2", [sample.key], image[None], 0), 5)[0]
+    assert sum("water" in h["caption"] or "wetland" in h["caption"] for h in hits) >= 3
+
+
+def test_describe_an_rgb_image_with_open_clip(data, tmp_path) -> None:  # noqa: ANN001
+    tiny = load_encoder(EncoderSpec("open_clip", "rsretrieve-tiny"))
+    build_caption_index(data, tiny, tmp_path / "tiny", CaptionIndexSettings(kind="flat"))
+    pipeline = build_pipeline(EncoderSpec("open_clip", "rsretrieve-tiny"), sensors=("rgb",))
+    pixels = data.read_image("git10m_00000001.png").transpose(2, 0, 1)[None].astype(np.float32)
+    hits = describe_images(CaptionIndex(tmp_path / "tiny"), pipeline, Batch("rgb", ["x"], pixels, 0), 3)[0]
+    assert len(hits) == 3
+
+
+def test_settings_and_folder_errors(flat, index_dir, tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(ConfigError, match="choose one of --pq and --sq8"):
+        CaptionIndexSettings(pq=8, sq8=True)
+    with pytest.raises(ConfigError, match="need --index ivf or hnsw"):
+        CaptionIndexSettings(kind="flat", sq8=True)
+    with pytest.raises(ConfigError, match="--bbox"):
+        CaptionFilter(bbox=(10.0, 0.0, 5.0, 1.0))
+    with pytest.raises(DataError, match="is an image index; this needs a caption index"):
+        CaptionIndex(index_dir)
+    with pytest.raises(DataError, match="already exists"):
+        build_caption_index(Git10M(flat.manifest["dataset"]["path"]), load_encoder(EncoderSpec("random", "random")), flat.path)
