@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rsretrieve.datasets.crisislandmark import QRELS_DIR, QUERIES_FILE
-from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries
+from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries, load_query_fields
 from rsretrieve.datasets.sensors import sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.registry import did_you_mean
@@ -159,6 +159,26 @@ def slice_saved_run(run: Run, qrels: Qrels) -> tuple[dict[str, Run], dict[str, s
     return runs, corpora
 
 
+def group_scores(
+    per_query: Mapping[str, Mapping[str, float]], attributes: Mapping[str, Mapping[str, Any]], fields: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Mean per-query scores grouped by query attributes (e.g. country, season, climate zone);
+    queries without a value for a field are left out of that field's groups."""
+    out: dict[str, dict[str, Any]] = {}
+    for field in fields:
+        groups: dict[str, list[str]] = {}
+        for qid in next(iter(per_query.values()), {}):
+            value = attributes.get(qid, {}).get(field)
+            if value is not None:
+                groups.setdefault(str(value), []).append(qid)
+        out[field] = {
+            value: {"n_queries": len(qids),
+                    "scores": {m: float(sum(per_query[m][q] for q in qids) / len(qids)) for m in per_query}}
+            for value, qids in sorted(groups.items())
+        }
+    return out
+
+
 def load_topics(queries_path: Path, qrels_path: Path) -> tuple[dict[str, str], Qrels]:
     """Queries and qrels, checked against each other (unknown query ids are errors)."""
     queries = load_queries(queries_path)
@@ -175,6 +195,7 @@ def evaluate_index(
     k: int | None = None,
     requested: EncoderSpec | None = None,
     device: str | None = None,
+    group_by: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Run]]:
     """Search every query over the index (all, then each sensor) and score the runs.
 
@@ -211,6 +232,9 @@ def evaluate_index(
         "counts": manifest["counts"],
     }
     report["versions"] = manifest["versions"]
+    if group_by:
+        fields = load_query_fields(queries_path, group_by)
+        report["groups"] = group_scores(report["per_query"]["all"], fields, group_by)
     return report, runs
 
 

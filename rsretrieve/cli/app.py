@@ -83,7 +83,7 @@ def sample(
     n_samples: Annotated[int, typer.Option("--n-samples", help="Number of samples (S1 and S2 together).")] = DEFAULT_SAMPLES,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     compression: Annotated[str, typer.Option("--compression", help="none, gzip or lz4 (hdf5plugin).")] = "none",
-    fmt: Annotated[str, typer.Option("--format", help="crisislandmark or git10m.")] = "crisislandmark",
+    fmt: Annotated[str, typer.Option("--format", help="crisislandmark, git10m or bigearthnet-txt.")] = "crisislandmark",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
 ) -> None:
     """Write a seeded sample dataset: CrisisLandMark layout (default) or Git-10M parquet shards."""
@@ -97,8 +97,12 @@ def sample(
         from rsretrieve.datasets.git10m import generate_git10m
 
         path = generate_git10m(out_dir, n_rows=n_samples, shards=2, seed=seed, overwrite=force)
+    elif fmt == "bigearthnet-txt":
+        from rsretrieve.datasets.bigearthnet_txt import generate_bigearthnet_txt
+
+        path = generate_bigearthnet_txt(out_dir, n_patches=n_samples, seed=seed, overwrite=force)
     else:
-        raise ConfigError(f"--format must be crisislandmark or git10m, got '{fmt}'")
+        raise ConfigError(f"--format must be crisislandmark, git10m or bigearthnet-txt, got '{fmt}'")
     out.print(f"wrote {n_samples} samples to {path}")
 
 
@@ -319,6 +323,7 @@ def evaluate(
     k: Annotated[Optional[int], typer.Option("-k", help="Search depth (default: the largest cutoff, at least 1000).")] = None,
     results_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON (default: INDEX/results/eval.json).")] = None,
     run_out: Annotated[Optional[Path], typer.Option("--save-run", help="Also write the run (.json or TREC).")] = None,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", help="Query fields to slice metrics by, e.g. country,season,climate_zone.")] = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     seed: SeedOpt = 0,
@@ -342,7 +347,8 @@ def evaluate(
 
             index_dir = _default_index(cache_home() / "indexes" / "default-sample")
         requested = _spec(model, pretrained, seed) if model or pretrained else None
-        report, runs = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device)
+        fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else []
+        report, runs = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device, fields)
         if run_out is not None:
             write_run(runs["all"], run_out)
         target = results_out or index_dir / "results" / "eval.json"
@@ -363,6 +369,24 @@ def _default_index(folder: Path, limit: int | None = None, force: bool = False) 
     with render.progress(err, "embedding", len(ds.samples)) as advance:
         build_index(ds, pipeline, folder, force=force, on_batch=advance)
     return folder
+
+
+@app.command("bigearthnet-task")
+def bigearthnet_task(
+    data: Annotated[Path, typer.Option("--data", help="BigEarthNet.txt.parquet")],
+    images: Annotated[Path, typer.Option("--images", help="rico-hdl LMDB, or a folder of GeoTIFF patch folders.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Task folder to write.")],
+    image_format: Annotated[str, typer.Option("--image-format", help="lmdb or geotiff.")] = "lmdb",
+    split: Annotated[list[str], typer.Option("--split", help="bench (default), test, ... (repeatable).")] = ["bench"],  # noqa: B006
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing task folder.")] = False,
+) -> None:
+    """Turn BigEarthNet.txt into a text-to-image retrieval task (queries, qrels, corpus)."""
+    from rsretrieve.datasets.bigearthnet_txt import build_task
+
+    counts = build_task(data, images, image_format, out_dir, split, force)
+    out.print(f"task {out_dir}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()), markup=False)
+    out.print(f"next: rsretrieve index --dataset bigearthnet --data {out_dir} --out IDX; "
+              "rsretrieve eval --index IDX --group-by country,season,climate_zone", markup=False)
 
 
 @app.command()

@@ -96,6 +96,15 @@ def report(console: Console, warn: Console, result: Mapping[str, Any]) -> None:
         values = (scored["scores"][metric] for scored in slices.values())
         table.add_row(metric, *(f"{v:.4f}" if v is not None else "-" for v in values))
     console.print(table)
+    for field, groups in result.get("groups", {}).items():
+        grouped = Table(title=f"by {field} (all)")
+        grouped.add_column(field)
+        grouped.add_column("queries", justify="right")
+        for metric in result["metrics"]:
+            grouped.add_column(metric, justify="right")
+        for value, entry in groups.items():
+            grouped.add_row(value, str(entry["n_queries"]), *(f"{entry['scores'][m]:.4f}" for m in result["metrics"]))
+        console.print(grouped)
     diag = result["diagnostics"]
     if diag["queries_without_judgements"]:
         warn.print(f"warning: {len(diag['queries_without_judgements'])} queries have no judgements and were not scored: "

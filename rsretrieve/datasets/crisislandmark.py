@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rsretrieve.datasets.base import Batch, PatchDataset, SampleInfo
 from rsretrieve.datasets.labels import normalise_labels
 from rsretrieve.datasets.sensors import BANDS, SENSORS, Sensor, sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
@@ -30,15 +31,6 @@ QUERIES_FILE = "queries.jsonl"
 QRELS_DIR = "qrels"
 PATCH_SIZE = 120
 SPLIT_ALIASES = {"train": "train", "test": "test", "corpus": "test"}
-# Fill values for non-finite pixels, as in the authors' loader.
-NONFINITE_FILL: dict[Sensor, float] = {"s2": 0.0, "s1": 1e-6}
-
-
-@dataclass(frozen=True)
-class SampleInfo:
-    key: str
-    sensor: Sensor
-    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -54,14 +46,6 @@ class Sample:
     labels: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Batch:
-    sensor: Sensor
-    keys: list[str]
-    images: np.ndarray
-    nonfinite: int
-
-
 def normalise_split(split: str) -> str:
     try:
         return SPLIT_ALIASES[split.lower()]
@@ -69,7 +53,7 @@ def normalise_split(split: str) -> str:
         raise ConfigError(f"unknown split '{split}'; use train or test (alias: corpus)") from None
 
 
-class CrisisLandMark:
+class CrisisLandMark(PatchDataset):
     """A CrisisLandMark-format folder filtered by split, sensors and an optional limit."""
 
     name = "crisislandmark"
@@ -133,19 +117,6 @@ class CrisisLandMark:
                 digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
         return digest.hexdigest()
 
-    def plan_batches(
-        self, batch_size: int, samples: Sequence[SampleInfo] | None = None
-    ) -> list[list[SampleInfo]]:
-        """Deterministic batches of one sensor each (all S2 first, then S1), of ``samples``
-        (default: every selected sample)."""
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        batches: list[list[SampleInfo]] = []
-        for sensor in SENSORS:
-            group = [s for s in (self.samples if samples is None else samples) if s.sensor == sensor]
-            batches.extend(group[i : i + batch_size] for i in range(0, len(group), batch_size))
-        return batches
-
     def iter_batches(
         self, batches: Sequence[Sequence[SampleInfo]]
     ) -> Iterator[Batch]:
@@ -161,17 +132,8 @@ class CrisisLandMark:
         for i, info in enumerate(batch):
             group, where = shards.group(info.key)
             images[i] = _read_image(group, where, info.key, sensor)
-            nonfinite += self._clean(images[i], info.key, sensor)
+            nonfinite += self.clean(images[i], info.key, sensor)
         return Batch(sensor, [s.key for s in batch], images, nonfinite)
-
-    def _clean(self, image: np.ndarray, key: str, sensor: Sensor) -> int:
-        bad = ~np.isfinite(image)
-        count = int(bad.sum())
-        if count and self.strict:
-            raise DataError(f"key '{key}': {count} NaN/inf pixels (rejected by --strict)")
-        if count:
-            image[bad] = NONFINITE_FILL[sensor]
-        return count
 
     def read_sample(self, key: str) -> Sample:
         """Read one sample with coords and attributes (for inspection, not for indexing)."""
@@ -181,7 +143,7 @@ class CrisisLandMark:
         with _Shards(self.root, self.main_path) as shards:
             group, where = shards.group(key)
             image = _read_image(group, where, key, info.sensor)
-            self._clean(image, key, info.sensor)
+            self.clean(image, key, info.sensor)
             coords = np.asarray(group["coords"], np.float32) if "coords" in group else None
             crs = _scalar(group.attrs.get("crs"))
             timestamp = _scalar(group.attrs.get("timestamp"))

@@ -8,6 +8,7 @@ with the file, line and field named.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,18 @@ def load_queries(path: Path | str) -> dict[str, str]:
     if not queries:
         raise DataError(f"{path}: no queries")
     return queries
+
+
+def load_query_fields(path: Path | str, fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Extra per-query fields of queries.jsonl (e.g. country), for grouped metrics."""
+    load_queries(path)  # validates the file, with line numbers
+    out: dict[str, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                obj = json.loads(line)
+                out[str(_field(obj, QUERY_ID_FIELDS, str(path), "query id"))] = {f: obj.get(f) for f in fields}
+    return out
 
 
 def load_qrels(path: Path | str) -> Qrels:

@@ -95,14 +95,14 @@ def _smooth_fields(rng: np.random.Generator, count: int, cells: int = 6) -> np.n
     return rows[:, :, i0] * (1 - t)[None, None, :] + rows[:, :, i0 + 1] * t[None, None, :]
 
 
-def _class_map(rng: np.random.Generator, classes: list[str]) -> np.ndarray:
+def class_map(rng: np.random.Generator, classes: list[str]) -> np.ndarray:
     """Pixel -> index into ``classes``; the first class gets a head start so it dominates."""
     fields = _smooth_fields(rng, len(classes))
     fields[0] += 0.8
     return np.argmax(fields, axis=0)
 
 
-def _render(rng: np.random.Generator, sensor: str, classes: list[str], cmap: np.ndarray) -> np.ndarray:
+def render(rng: np.random.Generator, sensor: str, classes: list[str], cmap: np.ndarray) -> np.ndarray:
     if sensor == "s2":
         sig = np.array([S2_SIGNATURES[c] for c in classes], np.float32)  # (C, 12)
         image = sig[cmap].transpose(2, 0, 1) * 10000.0
@@ -140,11 +140,11 @@ def _plan(n: int, seed: int, train_fraction: float) -> list[tuple[GeneratedSampl
         else:
             pool = [c for c in LAND_CLASSES if c != "snow and ice"] + ["burned area"]
             candidates = list(rng.choice(pool, size=int(rng.integers(1, 4)), replace=False))
-        cmap = _class_map(rng, candidates)
+        cmap = class_map(rng, candidates)
         areas = np.bincount(cmap.ravel(), minlength=len(candidates)) / cmap.size
         order = [j for j in np.argsort(-areas, kind="stable") if areas[j] >= 0.05]
         classes = tuple(candidates[j] for j in order)
-        image = _render(rng, sensor, candidates, cmap)
+        image = render(rng, sensor, candidates, cmap)
         split = "train" if rng.random() < train_fraction else "test"
         key = f"{source}_{i:06d}"
         sample = GeneratedSample(key, source, split, classes, _raw_labels(rng, source, classes))

@@ -29,8 +29,15 @@ SOURCES: dict[str, Sensor] = {
 }
 
 
+MISSION_PREFIXES: dict[str, Sensor] = {"S1A_": "s1", "S1B_": "s1", "S1C_": "s1", "S2A_": "s2", "S2B_": "s2", "S2C_": "s2"}
+
+
 def sensor_of_key(key: str) -> Sensor:
-    """Tell a sample's sensor from the source name embedded in its key."""
+    """Tell a sample's sensor from the source name embedded in its key (CrisisLandMark), or
+    from a Sentinel product-name prefix such as S2A_ or S1B_ (BigEarthNet patch names)."""
+    for prefix, sensor in MISSION_PREFIXES.items():
+        if key.startswith(prefix):
+            return sensor
     lowered = key.lower()
     found = {SOURCES[src] for src in SOURCES if src in lowered}
     if len(found) != 1:

@@ -280,3 +280,18 @@ def test_caption_index_search_and_describe(sample_root, tmp_path) -> None:  # no
     assert_user_error(invoke("search", "--index", idx, "--text", "x", "--bbox", "1,2,3"), "--bbox '1,2,3' must be four numbers")
     assert_user_error(invoke("index", "--what", "captions", "--out", tmp_path / "z"), "--what captions indexes Git-10M")
     assert_user_error(invoke("describe", "--captions", sample_root, "--data", sample_root, "--key", key), "manifest.json not found")
+
+
+def test_bigearthnet_txt_end_to_end_with_grouped_metrics(tmp_path) -> None:  # noqa: ANN001
+    fixture, task, idx = tmp_path / "ben", tmp_path / "task", tmp_path / "idx"
+    assert invoke("sample", fixture, "--format", "bigearthnet-txt", "--n-samples", 20).exit_code == 0
+    result = invoke("bigearthnet-task", "--data", fixture / "BigEarthNet.txt.parquet", "--images", fixture / "lmdb", "--out", task)
+    assert result.exit_code == 0 and "caption queries" in result.stdout
+    assert invoke("index", "--dataset", "bigearthnet", "--data", task, "--out", idx).exit_code == 0
+    result = invoke("eval", "--index", idx, "--group-by", "country,season,climate_zone", "-m", "ndcg@10")
+    assert result.exit_code == 0, result.output
+    assert "by country (all)" in result.stdout and "by climate_zone (all)" in result.stdout
+    report = json.loads((idx / "results" / "eval.json").read_text())
+    assert set(report["groups"]) == {"country", "season", "climate_zone"}
+    assert_user_error(invoke("bigearthnet-task", "--data", fixture / "BigEarthNet.txt.parquet", "--images", tmp_path / "none",
+                             "--out", tmp_path / "t2"), "image store .*none not found")

@@ -1,0 +1,328 @@
+"""BigEarthNet.txt as a text-to-image retrieval benchmark, with BigEarthNet v2 patches.
+
+``build_task`` turns the annotation parquet (ID, s1_name, patch_id, input, output, type,
+category, split, latitude, longitude, country, season, climate_zone) into a task folder:
+
+    queries.jsonl     caption queries (a captioning row's reference caption; its S1/S2 pair
+                      is relevant) and label queries (a class from presence questions; every
+                      patch answered "yes" is relevant), each with country/season/climate_zone
+    qrels/test.tsv    BEIR TSV
+    patches.parquet   the corpus: patch_id (S2), s1_name (S1), labels, country, season, climate_zone
+    task.json         where the images are and in which layout
+
+Images come from the layout the dataset card recommends, a rico-hdl LMDB (key: patch name;
+value: safetensors bytes with one 2-D array per band), or from plain GeoTIFF folders
+(``<root>/**/<patch>/<patch>_<band>.tif``). 20 m and 60 m Sentinel-2 bands are upsampled to
+the 120 x 120 grid of the 10 m bands by pixel repetition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsretrieve.datasets.base import Batch, PatchDataset, SampleInfo
+from rsretrieve.datasets.sensors import BANDS, SENSORS, Sensor
+from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.io import atomic_dir, write_json
+
+COLUMNS = ("ID", "s1_name", "patch_id", "input", "output", "type", "category", "split",
+           "latitude", "longitude", "country", "season", "climate_zone")
+SPLITS = ("train", "validation", "test", "bench")
+GROUP_FIELDS = ("country", "season", "climate_zone")
+PATCH = 120
+IMAGE_FORMATS = ("lmdb", "geotiff")
+BEN19_CLASSES = (
+    "Urban fabric", "Industrial or commercial units", "Arable land", "Permanent crops", "Pastures",
+    "Complex cultivation patterns",
+    "Land principally occupied by agriculture, with significant areas of natural vegetation",
+    "Agro-forestry areas", "Broad-leaved forest", "Coniferous forest", "Mixed forest",
+    "Natural grassland and sparsely vegetated areas", "Moors, heathland and sclerophyllous vegetation",
+    "Transitional woodland, shrub", "Beaches, dunes, sands", "Inland wetlands", "Coastal wetlands",
+    "Inland waters", "Marine waters",
+)
+_YES = re.compile(r"^\s*yes\b", re.IGNORECASE)
+
+
+def read_annotations(path: Path, splits: Sequence[str]) -> Any:
+    """The rows of ``splits`` (a pyarrow Table), columns validated."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"BigEarthNet.txt parquet {path} not found")
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ConfigError(f"unknown split(s) {', '.join(unknown)}; BigEarthNet.txt has {', '.join(SPLITS)}")
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
+        raise DataError(f"{path}: cannot read parquet: {exc}") from exc
+    missing = [c for c in COLUMNS if c not in schema.names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    return pq.read_table(path, columns=list(COLUMNS), filters=[("split", "in", list(splits))])
+
+
+def presence_class(question: str) -> str | None:
+    """The BigEarthNet-19 class a presence question asks about (longest name that matches)."""
+    lowered = question.lower()
+    found = [c for c in BEN19_CLASSES if c.lower() in lowered]
+    return max(found, key=len) if found else None
+
+
+def build_task(parquet: Path, images: Path, image_format: str, out: Path, splits: Sequence[str] = ("bench",),
+               overwrite: bool = False) -> dict[str, Any]:
+    """Write a retrieval task folder from BigEarthNet.txt; returns counts."""
+    if image_format not in IMAGE_FORMATS:
+        raise ConfigError(f"--image-format must be one of {', '.join(IMAGE_FORMATS)}, got '{image_format}'")
+    if not Path(images).exists():
+        raise DataError(f"image store {images} not found")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} already exists; pass --force to replace it")
+    rows = read_annotations(parquet, splits).to_pylist()
+    if not rows:
+        raise DataError(f"{parquet}: no rows in split(s) {', '.join(splits)}")
+    patches: dict[str, dict[str, Any]] = {}
+    queries: list[dict[str, Any]] = []
+    qrels: list[tuple[str, str, int]] = []
+    presence: dict[str, set[str]] = {}
+    unparsed = 0
+    for row in rows:
+        patch = patches.setdefault(row["patch_id"], {
+            "patch_id": row["patch_id"], "s1_name": row["s1_name"], "labels": set(),
+            **{f: row[f] for f in GROUP_FIELDS}, "latitude": row["latitude"], "longitude": row["longitude"],
+        })
+        kind, category = str(row["type"]).lower(), str(row["category"]).lower()
+        if kind == "captioning":
+            qid = f"cap-{row['ID']}"
+            queries.append({"_id": qid, "text": row["output"], "kind": "caption", **{f: row[f] for f in GROUP_FIELDS}})
+            qrels += [(qid, row["patch_id"], 1), (qid, row["s1_name"], 1)]
+        elif kind == "binary" and category in ("pr", "presence"):
+            cls = presence_class(row["input"])
+            if cls is None:
+                unparsed += 1
+            elif _YES.match(str(row["output"])):
+                presence.setdefault(cls, set()).add(row["patch_id"])
+                patch["labels"].add(cls)
+    for cls, ids in sorted(presence.items()):
+        qid = "label-" + re.sub(r"[^a-z0-9]+", "-", cls.lower()).strip("-")
+        queries.append({"_id": qid, "text": cls, "kind": "label", **{f: None for f in GROUP_FIELDS}})
+        for pid in sorted(ids):
+            qrels += [(qid, pid, 1), (qid, patches[pid]["s1_name"], 1)]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic_dir(out, replace=overwrite) as tmp:
+        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(q) + "\n" for q in queries)
+        (tmp / "qrels").mkdir()
+        lines = ["query-id\tcorpus-id\tscore", *(f"{q}\t{d}\t{r}" for q, d, r in qrels)]
+        (tmp / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        table = pa.table({
+            "patch_id": [p["patch_id"] for p in patches.values()],
+            "s1_name": [p["s1_name"] for p in patches.values()],
+            "labels": pa.array([sorted(p["labels"]) for p in patches.values()], pa.list_(pa.string())),
+            **{f: [p[f] for p in patches.values()] for f in (*GROUP_FIELDS, "latitude", "longitude")},
+        })
+        pq.write_table(table, tmp / "patches.parquet")
+        write_json(tmp / "task.json", {"images": str(Path(images).resolve()), "format": image_format,
+                                       "source": str(Path(parquet).resolve()), "splits": list(splits)})
+    return {"queries": len(queries), "caption_queries": sum(q["kind"] == "caption" for q in queries),
+            "label_queries": len(presence), "patches": len(patches), "unparsed_presence_questions": unparsed}
+
+
+class BigEarthNetTask(PatchDataset):
+    """The corpus of a task folder: each patch as a Sentinel-2 sample and a Sentinel-1 sample."""
+
+    name = "bigearthnet"
+
+    def __init__(self, root: Path | str, split: str = "test", sensors: Sequence[Sensor] = SENSORS,
+                 limit: int | None = None, strict: bool = False) -> None:
+        import pyarrow.parquet as pq
+
+        self.root = Path(root)
+        self.split, self.sensors, self.limit, self.strict = split, tuple(sensors), limit, strict
+        for name in ("task.json", "patches.parquet"):
+            if not (self.root / name).is_file():
+                raise DataError(f"{self.root / name} not found: not a BigEarthNet task folder (rsretrieve bigearthnet-task)")
+        task = json.loads((self.root / "task.json").read_text())
+        self.images, self.format = Path(task["images"]), task["format"]
+        table = pq.read_table(self.root / "patches.parquet").to_pylist()
+        samples = []
+        for row in table:
+            for sensor, column in (("s2", "patch_id"), ("s1", "s1_name")):
+                if sensor in self.sensors:
+                    samples.append(SampleInfo(row[column], sensor, tuple(row["labels"])))  # type: ignore[arg-type]
+        self.samples = samples[:limit] if limit else samples
+        if not self.samples:
+            raise DataError(f"{self.root}: no samples left after filters")
+        self.queries_path, self.qrels_path = self.root / "queries.jsonl", self.root / "qrels"
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for name in ("patches.parquet", "task.json"):
+            digest.update((self.root / name).read_bytes())
+        return digest.hexdigest()
+
+    def iter_batches(self, batches: Sequence[Sequence[SampleInfo]]) -> Iterator[Batch]:
+        store = _LmdbStore(self.images) if self.format == "lmdb" else _TiffStore(self.images)
+        try:
+            for batch in batches:
+                sensor = batch[0].sensor
+                images = np.stack([store.read(s.key, BANDS[sensor]) for s in batch])
+                nonfinite = sum(self.clean(img, s.key, sensor) for img, s in zip(images, batch))
+                yield Batch(sensor, [s.key for s in batch], images, nonfinite)
+        finally:
+            store.close()
+
+
+def _to_grid(array: np.ndarray, where: str) -> np.ndarray:
+    """Bring a band to 120 x 120 (20 m and 60 m bands are repeated up), as float32."""
+    array = np.asarray(array, np.float32)
+    if array.ndim != 2 or array.shape[0] != array.shape[1] or PATCH % array.shape[0]:
+        raise DataError(f"{where}: band shape {array.shape} does not divide the {PATCH} x {PATCH} grid")
+    factor = PATCH // array.shape[0]
+    return np.repeat(np.repeat(array, factor, 0), factor, 1) if factor > 1 else array
+
+
+class _LmdbStore:
+    def __init__(self, path: Path) -> None:
+        import lmdb
+
+        try:
+            self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=path.is_dir())
+        except lmdb.Error as exc:
+            raise DataError(f"{path}: cannot open LMDB: {exc}") from exc
+        self.path = path
+
+    def read(self, key: str, bands: Sequence[str]) -> np.ndarray:
+        from safetensors.numpy import load
+
+        with self.env.begin() as txn:
+            value = txn.get(key.encode())
+        if value is None:
+            raise DataError(f"{self.path}: patch '{key}' not in the LMDB")
+        tensors = load(value)
+        missing = [b for b in bands if b not in tensors]
+        if missing:
+            raise DataError(f"{self.path}: patch '{key}' lacks band(s) {', '.join(missing)}")
+        return np.stack([_to_grid(tensors[b], f"{self.path}:{key}:{b}") for b in bands])
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class _TiffStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.folders: dict[str, Path] = {}
+        for folder, dirs, _ in os.walk(root):
+            for name in dirs:
+                self.folders.setdefault(name, Path(folder) / name)
+
+    def read(self, key: str, bands: Sequence[str]) -> np.ndarray:
+        import tifffile
+
+        folder = self.folders.get(key)
+        if folder is None:
+            raise DataError(f"{self.root}: no folder for patch '{key}'")
+        out = []
+        for band in bands:
+            path = folder / f"{key}_{band}.tif"
+            if not path.is_file():
+                raise DataError(f"{path} not found (band {band} of patch '{key}')")
+            out.append(_to_grid(tifffile.imread(path), str(path)))
+        return np.stack(out)
+
+    def close(self) -> None:
+        self.folders.clear()
+
+
+# --- seeded fixture generator -------------------------------------------------------
+
+FIXTURE_CLASSES = {  # BigEarthNet-19 name -> signature class of the CrisisLandMark generator
+    "Coniferous forest": "trees", "Arable land": "crops", "Urban fabric": "built", "Inland waters": "water",
+    "Pastures": "grass", "Beaches, dunes, sands": "bare", "Inland wetlands": "flooded vegetation",
+    "Moors, heathland and sclerophyllous vegetation": "shrub and scrub",
+}
+COUNTRIES = ("Austria", "Belgium", "Finland", "Ireland", "Lithuania", "Portugal", "Serbia", "Switzerland")
+SEASONS = ("Spring", "Summer", "Autumn", "Winter")
+CLIMATES = ("Cfb", "Dfb", "Csa", "Dfc")
+S2_RESOLUTION = {"B01": 60, "B09": 60, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20}
+
+
+def generate_bigearthnet_txt(out: Path | str, n_patches: int = 40, seed: int = 0, overwrite: bool = False) -> Path:
+    """BigEarthNet.txt.parquet plus the same patches as an LMDB (lmdb/) and GeoTIFF folders (geotiff/)."""
+    import lmdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import tifffile
+    from safetensors.numpy import save
+
+    from rsretrieve.datasets.sample import class_map, render
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} already exists; pass --force to replace it")
+    if n_patches < 4:
+        raise ConfigError("--n-samples must be at least 4 for a BigEarthNet.txt fixture")
+    rng = np.random.default_rng(seed)
+    names = list(FIXTURE_CLASSES)
+    rows: list[dict[str, Any]] = []
+    with atomic_dir(out, replace=overwrite) as tmp:
+        env = lmdb.open(str(tmp / "lmdb"), map_size=1 << 30)
+        with env.begin(write=True) as txn:
+            for i in range(n_patches):
+                tile = f"T{33 + i % 3}UUP"
+                s2 = f"S2A_MSIL2A_20170613T101031_N9999_R022_{tile}_{i // 10:02d}_{i % 10:02d}"
+                s1 = f"S1A_IW_GRDH_1SDV_20170613T165043_{tile[1:]}_{i // 10:02d}_{i % 10:02d}"
+                chosen = list(rng.choice(names, size=int(rng.integers(1, 4)), replace=False))
+                cmap = class_map(rng, [FIXTURE_CLASSES[c] for c in chosen])
+                areas = np.bincount(cmap.ravel(), minlength=len(chosen)) / cmap.size
+                present = [chosen[j] for j in np.argsort(-areas) if areas[j] >= 0.05]
+                bands = {
+                    "s2": render(rng, "s2", [FIXTURE_CLASSES[c] for c in chosen], cmap),
+                    "s1": render(rng, "s1", [FIXTURE_CLASSES[c] for c in chosen], cmap),
+                }
+                arrays = {"s2": {b: _downsample(bands["s2"][k], S2_RESOLUTION.get(b, 10)) for k, b in enumerate(BANDS["s2"])},
+                          "s1": {b: bands["s1"][k] for k, b in enumerate(BANDS["s1"])}}
+                for sensor, key in (("s2", s2), ("s1", s1)):
+                    txn.put(key.encode(), save(arrays[sensor]))
+                    folder = tmp / "geotiff" / f"BigEarthNet-{sensor.upper()}" / tile / key
+                    folder.mkdir(parents=True)
+                    for band, array in arrays[sensor].items():
+                        tifffile.imwrite(folder / f"{key}_{band}.tif", array)
+                split = ("bench", "test", "train")[int(rng.choice(3, p=[0.4, 0.3, 0.3]))]
+                meta = {"s1_name": s1, "patch_id": s2, "split": split, "latitude": float(rng.uniform(38, 68)),
+                        "longitude": float(rng.uniform(-9, 28)), "country": str(rng.choice(COUNTRIES)),
+                        "season": str(rng.choice(SEASONS)), "climate_zone": str(rng.choice(CLIMATES))}
+                joined = " and ".join(c.lower() for c in present)
+                rows.append({**meta, "input": "Describe the image.", "output": f"The image shows {joined}.",
+                             "type": "captioning", "category": "captioning"})
+                for cls in rng.choice(names, size=3, replace=False):
+                    answer = "Yes" if cls in present else "No"
+                    rows.append({**meta, "input": f"Is there any {cls.lower()} in the image?", "output": answer,
+                                 "type": "binary", "category": "Pr"})
+                rows.append({**meta, "input": "In which season was the image taken?", "output": meta["season"],
+                             "type": "mcq", "category": "S"})
+        env.close()
+        for number, row in enumerate(rows):
+            row["ID"] = number
+        pq.write_table(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows]), tmp / "BigEarthNet.txt.parquet")
+    return out
+
+
+def _downsample(band: np.ndarray, metres: int) -> np.ndarray:
+    factor = metres // 10
+    if factor == 1:
+        return band.astype(np.float32)
+    return band.reshape(PATCH // factor, factor, PATCH // factor, factor).mean((1, 3)).astype(np.float32)
