@@ -15,7 +15,6 @@ Folder::
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +29,7 @@ from rsretrieve.datasets.git10m import Git10M
 from rsretrieve.embeddings import ImagePipeline
 from rsretrieve.encoders import Encoder
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.index import package_versions
+from rsretrieve.index import FORMAT_VERSION, package_versions, read_manifest, search_params
 from rsretrieve.io import atomic_dir, write_json
 from rsretrieve.registry import unknown_name_error
 
@@ -131,7 +130,7 @@ def build_caption_index(
         faiss.write_index(index, str(tmp / FAISS_INDEX))
         manifest = {
             "format": "rsretrieve-index",
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "kind": KIND,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "dataset": {"name": dataset.name, "path": str(dataset.root.resolve()), "fingerprint": dataset.fingerprint()},
@@ -196,10 +195,7 @@ class CaptionIndex:
         import pyarrow.parquet as pq
 
         self.path = Path(folder)
-        manifest_path = self.path / MANIFEST
-        if not manifest_path.is_file():
-            raise DataError(f"{self.path} is not an index folder: {MANIFEST} not found")
-        self.manifest = json.loads(manifest_path.read_text())
+        self.manifest = read_manifest(self.path)
         if self.manifest.get("kind") != KIND:
             raise DataError(f"{self.path} is an image index; this needs a caption index (rsretrieve index --what captions)")
         self.index = faiss.read_index(str(self.path / FAISS_INDEX))
@@ -218,14 +214,8 @@ class CaptionIndex:
             if rows.size == 0:
                 return [[] for _ in range(len(vectors))]
             selector = faiss.IDSelectorBatch(rows)
-        settings = self.manifest["index"]
         k = min(k, self.index.ntotal)
-        if settings["kind"] == "ivf":
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=settings["nprobe"])
-        elif settings["kind"] == "hnsw":
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(settings["ef_search"], k))
-        else:
-            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        params = search_params(self.manifest["index"], selector, k)
         scores, ids = self.index.search(np.ascontiguousarray(vectors, np.float32), k, params=params)
         results = []
         for row_scores, row_ids in zip(scores, ids):

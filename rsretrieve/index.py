@@ -10,7 +10,6 @@ Layout of an index folder::
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import shutil
@@ -19,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from rsretrieve import __version__
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.io import atomic_dir, write_json
+from rsretrieve.io import atomic_dir, read_json, write_json
 from rsretrieve.registry import unknown_name_error
 
 MANIFEST = "manifest.json"
@@ -95,6 +95,17 @@ def build_faiss(embeddings: np.ndarray, settings: IndexSettings) -> Any:
         index.train(train)
     index.add(embeddings)
     return index
+
+
+def search_params(settings: Mapping[str, Any], selector: Any, k: int) -> Any:
+    """FAISS search parameters for a manifest's index settings, restricted by ``selector``."""
+    import faiss
+
+    if settings["kind"] == "ivf":
+        return faiss.SearchParametersIVF(sel=selector, nprobe=settings["nprobe"])
+    if settings["kind"] == "hnsw":
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=max(settings["ef_search"], k))
+    return faiss.SearchParameters(sel=selector) if selector is not None else None
 
 
 def _work_dir(out: Path) -> Path:
@@ -192,12 +203,7 @@ def _write_folder(
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"{folder} is not an index folder: {MANIFEST} not found")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise DataError(f"{path}: invalid JSON: {exc}") from exc
+    manifest = read_json(path, DataError, "an index folder")
     if manifest.get("format") != "rsretrieve-index":
         raise DataError(f"{path}: not an rsretrieve index manifest (field 'format')")
     if manifest.get("format_version") != FORMAT_VERSION:

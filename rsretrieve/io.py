@@ -68,6 +68,17 @@ def atomic_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def read_json(path: Path, error: type[Exception], what: str) -> Any:
+    """Parse a JSON file; a missing or malformed file raises ``error`` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path.parent} is not {what}: {path.name} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise error(f"{path}: invalid JSON: {exc}") from exc
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -15,7 +15,7 @@ import numpy as np
 
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.index import LoadedIndex
+from rsretrieve.index import LoadedIndex, search_params
 from rsretrieve.io import atomic_path, write_json
 
 Run = dict[str, dict[str, float]]
@@ -91,12 +91,7 @@ def _faiss_search(index: LoadedIndex, vectors: np.ndarray, k: int, sensor: str |
         selector = faiss.IDSelectorBatch(rows)
         k = min(k, int(rows.size))
     k = min(k, index.faiss_index.ntotal)
-    if settings["kind"] == "ivf":
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=settings["nprobe"])
-    elif settings["kind"] == "hnsw":
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(settings["ef_search"], k))
-    else:
-        params = faiss.SearchParameters(sel=selector) if selector is not None else None
+    params = search_params(settings, selector, k)
     return index.faiss_index.search(np.ascontiguousarray(vectors, np.float32), k, params=params)
 
 

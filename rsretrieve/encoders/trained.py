@@ -13,7 +13,6 @@ shipped in the package (trained on the embedded sample by scripts/train_default.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
@@ -32,7 +31,7 @@ from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.open_clip import weights_digest
 from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
 from rsretrieve.errors import ConfigError, ModelError
-from rsretrieve.io import atomic_dir, write_json
+from rsretrieve.io import atomic_dir, read_json, write_json
 from rsretrieve.registry import unknown_name_error
 
 MODEL_FORMAT = "rsretrieve-model"
@@ -172,12 +171,7 @@ def save_model(
 
 def read_model_config(folder: Path) -> tuple[ModelConfig, dict[str, Any]]:
     path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        raise ModelError(f"{folder} is not an rsretrieve model folder: {CONFIG_FILE} not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ModelError(f"{path}: invalid JSON: {exc}") from exc
+    data = read_json(path, ModelError, "an rsretrieve model folder")
     if data.get("format") != MODEL_FORMAT:
         raise ModelError(f"{path}: field 'format' is not {MODEL_FORMAT!r}")
     return ModelConfig.from_dict(data.get("config", {}), str(path)), data.get("training", {})
