@@ -9,7 +9,7 @@ import torch
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.datasets.sample import generate_sample
 from rsretrieve.embeddings import build_pipeline
-from rsretrieve.encoders import EncoderSpec
+from rsretrieve.encoders import EncoderSpec, load_encoder
 from rsretrieve.encoders.text import TextSpec, load_text_encoder
 from rsretrieve.encoders.trained import DualEncoder, TowerConfig, load_model, read_model_config, save_model
 from rsretrieve.errors import ConfigError, DataError
@@ -114,3 +114,18 @@ def test_minilm_text_encoder_is_real_and_offline() -> None:
     vectors = encoder.encode(["satellite image of flooded area", "areas under water after heavy rain", "satellite image of trees"])
     assert vectors.shape == (3, 384)
     assert vectors[0] @ vectors[1] > vectors[1] @ vectors[2]  # a paraphrase lands nearer its class
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(train_root, tmp_path) -> None:  # noqa: ANN001
+    config = TrainConfig(**{**SMALL.__dict__, "epochs": 10, "lr": 0.0, "patience": 2})
+    record = train(train_root, tmp_path / "stop", config)
+    assert [h["epoch"] for h in record["history"]] == [0, 1, 2, 3]  # epoch 1 is best, 2 and 3 are not
+    assert record["best_epoch"] == 1 and record["bad_epochs"] == 2
+
+
+def test_an_open_clip_text_tower_can_be_the_text_side(train_root, tmp_path) -> None:  # noqa: ANN001
+    config = TrainConfig(**{**SMALL.__dict__, "epochs": 1, "text": TextSpec(kind="open_clip", model="rsretrieve-tiny")})
+    train(train_root, tmp_path / "oc", config)
+    encoder = load_encoder(EncoderSpec("rsretrieve", str(tmp_path / "oc" / "best")))
+    assert encoder.embed_dim == 64 and encoder.encode_texts(["water"]).shape == (1, 64)
+    assert encoder.describe()["text"]["kind"] == "open_clip"
