@@ -68,6 +68,16 @@ def atomic_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; other bytes are a DataError naming the file and offset."""
+    from rsretrieve.errors import DataError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
 def read_json(path: Path, error: type[Exception], what: str) -> Any:
     """Parse a JSON file; a missing or malformed file raises ``error`` naming it."""
     path = Path(path)

@@ -16,7 +16,7 @@ import numpy as np
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.index import LoadedIndex, search_params
-from rsretrieve.io import atomic_path, write_json
+from rsretrieve.io import atomic_path, read_text, write_json
 
 Run = dict[str, dict[str, float]]
 QUERY_BATCH = 256
@@ -113,7 +113,7 @@ def read_run(path: Path) -> Run:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"run file {path} not found")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if text.lstrip().startswith("{"):
         try:
             data = json.loads(text)

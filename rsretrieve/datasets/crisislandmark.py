@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,8 +130,9 @@ class CrisisLandMark(PatchDataset):
         images = np.empty((len(batch), len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE), np.float32)
         nonfinite = 0
         for i, info in enumerate(batch):
-            group, where = shards.group(info.key)
-            images[i] = _read_image(group, where, info.key, sensor)
+            with _hdf5_errors(self.root, info.key):
+                group, where = shards.group(info.key)
+                images[i] = _read_image(group, where, info.key, sensor)
             nonfinite += self.clean(images[i], info.key, sensor)
         return Batch(sensor, [s.key for s in batch], images, nonfinite)
 
@@ -140,7 +141,7 @@ class CrisisLandMark(PatchDataset):
         info = next((s for s in self.samples if s.key == key), None)
         if info is None:
             raise DataError(f"key '{key}' is not in the selected samples of {self.root}")
-        with _Shards(self.root, self.main_path) as shards:
+        with _Shards(self.root, self.main_path) as shards, _hdf5_errors(self.root, key):
             group, where = shards.group(key)
             image = _read_image(group, where, key, info.sensor)
             self.clean(image, key, info.sensor)
@@ -156,6 +157,17 @@ class CrisisLandMark(PatchDataset):
             timestamp=timestamp,
             labels=info.labels,
         )
+
+
+@contextmanager
+def _hdf5_errors(root: Path, key: str) -> Iterator[None]:
+    """h5py reports damaged files as OSError, RuntimeError, KeyError...: name the key instead."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise DataError(f"{root}: key '{key}': damaged HDF5 data ({str(exc).splitlines()[0][:120]})") from None
 
 
 def read_metadata(path: Path) -> list[tuple[str, str, list[str]]]:
@@ -213,7 +225,7 @@ class _Shards:
         if handle is None:
             try:
                 handle = self._stack.enter_context(h5py.File(path, "r"))
-            except OSError as exc:
+            except (OSError, RuntimeError) as exc:
                 raise DataError(f"{path}: cannot open as HDF5: {exc}") from exc
             self._files[path] = handle
         return handle
@@ -262,6 +274,8 @@ def _read_image(group, where: str, key: str, sensor: Sensor) -> np.ndarray:  # n
         )
     try:
         return np.asarray(dataset[()], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: key '{key}': image dtype {dataset.dtype} is not numeric") from None
     except OSError as exc:
         raise DataError(
             f"{where}: key '{key}': cannot read image ({exc}); "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rsretrieve.errors import DataError
+from rsretrieve.io import read_text
 
 Qrels = dict[str, dict[str, int]]
 QUERY_ID_FIELDS = ("_id", "id", "query_id", "query-id", "qid")
@@ -35,24 +36,23 @@ def load_queries(path: Path | str) -> dict[str, str]:
     if not path.is_file():
         raise DataError(f"queries file {path} not found")
     queries: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"{where}: malformed JSON line: {exc.args[0]}") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object")
-            qid = str(_field(obj, QUERY_ID_FIELDS, where, "query id"))
-            text = _field(obj, QUERY_TEXT_FIELDS, where, "query text")
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"{where}: query '{qid}' has an empty or non-string text")
-            if qid in queries:
-                raise DataError(f"{where}: duplicate query id '{qid}'")
-            queries[qid] = text
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{where}: malformed JSON line: {exc.args[0]}") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected a JSON object")
+        qid = str(_field(obj, QUERY_ID_FIELDS, where, "query id"))
+        text = _field(obj, QUERY_TEXT_FIELDS, where, "query text")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: query '{qid}' has an empty or non-string text")
+        if qid in queries:
+            raise DataError(f"{where}: duplicate query id '{qid}'")
+        queries[qid] = text
     if not queries:
         raise DataError(f"{path}: no queries")
     return queries
@@ -62,11 +62,10 @@ def load_query_fields(path: Path | str, fields: Sequence[str]) -> dict[str, dict
     """Extra per-query fields of queries.jsonl (e.g. country), for grouped metrics."""
     load_queries(path)  # validates the file, with line numbers
     out: dict[str, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                obj = json.loads(line)
-                out[str(_field(obj, QUERY_ID_FIELDS, str(path), "query id"))] = {f: obj.get(f) for f in fields}
+    for line in read_text(path).splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            out[str(_field(obj, QUERY_ID_FIELDS, str(path), "query id"))] = {f: obj.get(f) for f in fields}
     return out
 
 
@@ -102,7 +101,7 @@ def load_qrels(path: Path | str) -> Qrels:
 
 
 def _read_qrels_file(path: Path) -> list[tuple[str, str, int]]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     head = text.lstrip()[:1]
     if head == "{":
         try:
