@@ -92,6 +92,7 @@ def plan_id(dataset: CrisisLandMark, pipeline: ImagePipeline, batch_size: int) -
         "sensors": list(dataset.sensors),
         "limit": dataset.limit,
         "strict": dataset.strict,
+        "shard": dataset.shard,
         "pipeline": pipeline.describe(),
         "batch_size": batch_size,
     }

@@ -10,6 +10,7 @@ Layout of an index folder::
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
 import shutil
@@ -17,8 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -141,7 +142,9 @@ def build_index(
     index = build_faiss(embedded.embeddings, settings)
     manifest = _manifest(dataset, pipeline, embedded, settings, batch_size, plan)
     manifest["timings"] = {"embed_s": round(embed_seconds, 3), "build_s": round(time.perf_counter() - started, 3)}
-    _write_folder(out, embedded, dataset, index, manifest, force)
+    labels = {s.key: list(s.labels) for s in dataset.samples}
+    _write_folder(out, embedded.keys, embedded.sensors, [labels[k] for k in embedded.keys],
+                  embedded.embeddings, index, manifest, force)
     shutil.rmtree(_work_dir(out), ignore_errors=True)
     return manifest
 
@@ -170,6 +173,7 @@ def _manifest(
             "sensors": list(dataset.sensors),
             "limit": dataset.limit,
             "strict": dataset.strict,
+            "shard": list(dataset.shard) if dataset.shard else None,
         },
         **pipeline.describe(),
         "index": asdict(settings),
@@ -182,20 +186,17 @@ def _manifest(
 
 
 def _write_folder(
-    out: Path, embedded: Embedded, dataset: CrisisLandMark, index: Any, manifest: dict[str, Any], force: bool
+    out: Path, keys: list[str], sensors: list[str], labels: list[list[str]], embeddings: np.ndarray,
+    index: Any, manifest: dict[str, Any], force: bool,
 ) -> None:
+    """Write the four files of an index folder; the folder appears only when complete."""
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    labels = {s.key: list(s.labels) for s in dataset.samples}
     with atomic_dir(out, replace=force) as tmp:
-        np.save(tmp / EMBEDDINGS, embedded.embeddings, allow_pickle=False)
-        table = pa.table({
-            "key": embedded.keys,
-            "sensor": embedded.sensors,
-            "labels": pa.array([labels[k] for k in embedded.keys], pa.list_(pa.string())),
-        })
+        np.save(tmp / EMBEDDINGS, embeddings, allow_pickle=False)
+        table = pa.table({"key": keys, "sensor": sensors, "labels": pa.array(labels, pa.list_(pa.string()))})
         pq.write_table(table, tmp / IDS)
         faiss.write_index(index, str(tmp / FAISS_INDEX))
         write_json(tmp / MANIFEST, manifest)
@@ -237,3 +238,62 @@ def load_index(folder: Path) -> LoadedIndex:
         embeddings=embeddings,
         faiss_index=index,
     )
+
+
+SHARED_FIELDS = ("encoder", "adapters", "index", "batch_size", "embed_dim")
+SHARED_DATASET_FIELDS = ("name", "fingerprint", "split", "sensors", "limit", "strict")
+
+
+def merge_indexes(folders: list[Path], out: Path, force: bool = False) -> dict[str, Any]:
+    """Combine the shard folders of one sharded job into one index folder at ``out``.
+
+    Every shard must come from the same dataset, filters, encoder weights, adapters and index
+    settings, and shards 0..N-1 must all be there once; rows keep shard order.
+    """
+    if not folders:
+        raise ConfigError("merge needs at least one shard folder")
+    if Path(out).exists() and not force:
+        raise DataError(f"{out} already exists; pass --force to replace it")
+    shards = [load_index(f) for f in folders]
+    first = shards[0].manifest
+    for shard in shards[1:]:
+        for name in SHARED_FIELDS:
+            if shard.manifest.get(name) != first.get(name):
+                raise DataError(f"cannot merge {shard.path} with {shards[0].path}: their '{name}' differ")
+        for name in SHARED_DATASET_FIELDS:
+            if shard.manifest["dataset"].get(name) != first["dataset"].get(name):
+                raise DataError(f"cannot merge {shard.path} with {shards[0].path}: dataset '{name}' differs")
+    positions = [s.manifest["dataset"].get("shard") for s in shards]
+    if any(p is None for p in positions):
+        raise DataError(f"{shards[positions.index(None)].path} is not a shard (index --shard I/N)")
+    count = positions[0][1]
+    if sorted(p[0] for p in positions) != list(range(count)) or any(p[1] != count for p in positions):
+        got = ", ".join(f"{i}/{n}" for i, n in positions)
+        raise DataError(f"merge needs shards 0..{count - 1} of {count} exactly once; got {got}")
+    shards.sort(key=lambda s: s.manifest["dataset"]["shard"][0])
+    keys = [k for s in shards for k in s.keys]
+    if len(set(keys)) != len(keys):
+        raise DataError("shards overlap: some sample keys appear twice")
+    embeddings = np.concatenate([s.embeddings for s in shards])
+    started = time.perf_counter()
+    index = build_faiss(embeddings, IndexSettings(**first["index"]))
+    counts: dict[str, int] = {"total": len(keys)}
+    for s in shards:
+        for sensor, n in s.manifest["counts"].items():
+            if sensor != "total":
+                counts[sensor] = counts.get(sensor, 0) + n
+    manifest = {
+        **first,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "plan_id": hashlib.sha256("".join(s.manifest["plan_id"] for s in shards).encode()).hexdigest(),
+        "dataset": {**first["dataset"], "shard": None},
+        "counts": counts,
+        "nonfinite_pixels": sum(s.manifest["nonfinite_pixels"] for s in shards),
+        "merged_from": [str(s.path.resolve()) for s in shards],
+        "versions": package_versions(),
+        "timings": {"embed_s": round(sum(s.manifest["timings"]["embed_s"] for s in shards), 3),
+                    "build_s": round(time.perf_counter() - started, 3)},
+    }
+    _write_folder(Path(out), keys, [x for s in shards for x in s.sensors], [x for s in shards for x in s.labels],
+                  embeddings, index, manifest, force)
+    return manifest

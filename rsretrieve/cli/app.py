@@ -68,15 +68,6 @@ def _spec(model: str | None, pretrained: str | None, seed: int | None):  # noqa:
     return make_spec(model, pretrained, seed or 0)
 
 
-def _dataset(data: Path | None, dataset: str, split: str, sensor: str, limit: int | None, strict: bool):  # noqa: ANN202
-    from rsretrieve.datasets import open_dataset
-    from rsretrieve.datasets.sample import ensure_default_sample
-    from rsretrieve.datasets.sensors import parse_sensor_filter
-
-    root = data if data is not None else ensure_default_sample()
-    return open_dataset(dataset, root, split=split, sensors=parse_sensor_filter(sensor), limit=limit, strict=strict)
-
-
 @app.command()
 def sample(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
@@ -129,13 +120,16 @@ def index(
     pq: Annotated[Optional[int], typer.Option("--pq", help="Captions: product-quantise IVF vectors into M codes.")] = None,
     sq8: Annotated[Optional[bool], typer.Option("--sq8", help="Captions: 8-bit scalar-quantised vectors.")] = None,
     train_size: Annotated[Optional[int], typer.Option("--train-size", help="Captions: vectors that train IVF/PQ [100000].")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Index only shard I/N (0-based) of the samples; merge later.")] = None,
+    shards: Annotated[Optional[int], typer.Option("--shards", help="Index N shards, then merge them into --out.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="How --shards run: local, or dask (worker processes).")] = "local",
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Dask worker processes [min(N, 2)].")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an index built differently.")] = False,
     device: DeviceOpt = None,
 ) -> None:
     """Embed a dataset split with encoder + band adapters (or Git-10M captions) into an index folder."""
     from rsretrieve.config import IndexJob
-    from rsretrieve.embeddings import build_pipeline
-    from rsretrieve.index import IndexSettings, build_index
+    from rsretrieve.jobs import run_index_job, run_sharded
 
     job = IndexJob.load(config, {
         "data": None if data is None else str(data), "dataset": dataset, "split": split, "sensor": sensor,
@@ -146,13 +140,35 @@ def index(
     if job.what == "captions":
         _index_captions(job, out_dir, force, device)
         return
-    settings = IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
-    ds = _dataset(Path(job.data) if job.data else None, job.dataset, job.split, job.sensor, job.limit, job.strict)
-    spec = _spec(job.model, job.pretrained, job.seed)
-    pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, ds.sensors, device)
-    with render.progress(err, "embedding", len(ds.samples)) as advance:
-        manifest = build_index(ds, pipeline, out_dir, job.batch_size or 32, settings, force, on_batch=advance)
+    if shards is not None:
+        manifest = run_sharded(job, out_dir, shards, engine, workers, force)
+    else:
+        position = _parse_shard(shard) if shard else None
+        with render.progress(err, "embedding") as bar:
+            manifest = run_index_job(job, out_dir, force, device, position, on_start=bar.start, on_batch=bar)
     render.index_summary(out, out_dir, manifest)
+
+
+def _parse_shard(value: str) -> tuple[int, int]:
+    from rsretrieve.errors import ConfigError
+
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like I/N (e.g. 0/4), got '{value}'") from None
+    return index, count
+
+
+@app.command()
+def merge(
+    shard_dirs: Annotated[list[Path], typer.Argument(help="Shard index folders (index --shard I/N).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Merged index folder.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
+) -> None:
+    """Merge the shards of one sharded indexing job into one index folder."""
+    from rsretrieve.index import merge_indexes
+
+    render.index_summary(out, out_dir, merge_indexes(shard_dirs, out_dir, force))
 
 
 def _index_captions(job, out_dir: Path, force: bool, device: str | None) -> None:  # noqa: ANN001 - IndexJob
@@ -363,7 +379,10 @@ def _default_index(folder: Path, limit: int | None = None, force: bool = False) 
     from rsretrieve.encoders import EncoderSpec
     from rsretrieve.index import build_index
 
-    ds = _dataset(None, "crisislandmark", "test", "all", limit, False)
+    from rsretrieve.config import IndexJob
+    from rsretrieve.jobs import open_job_dataset
+
+    ds = open_job_dataset(IndexJob(limit=limit))
     err.print(f"dataset: {ds.root} ({len(ds.samples)} corpus samples); encoder: the shipped default model")
     pipeline = build_pipeline(EncoderSpec(), sensors=ds.sensors)
     with render.progress(err, "embedding", len(ds.samples)) as advance:

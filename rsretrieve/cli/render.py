@@ -17,15 +17,25 @@ SLICE_NAMES = {"all": "all", "s2": "Sentinel-2", "s1": "Sentinel-1"}
 
 
 @contextmanager
-def progress(console: Console, label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(n)`` callback driving a progress bar on ``console``."""
+def progress(console: Console, label: str, total: int | None = None) -> Iterator["Bar"]:
+    """Yield a bar: call it with n to advance, ``start(total)`` once the total is known."""
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield Bar(bar, bar.add_task(label, total=total))
+
+
+class Bar:
+    def __init__(self, progress_bar: Progress, task: Any) -> None:
+        self._progress, self._task = progress_bar, task
+
+    def __call__(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def start(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
 
 
 @contextmanager

@@ -39,6 +39,17 @@ class PatchDataset:
     name: str
     samples: list[SampleInfo]
     strict: bool
+    shard: tuple[int, int] | None = None
+
+    def take_shard(self, index: int, count: int) -> None:
+        """Keep contiguous part ``index`` of ``count`` (0-based) of the selected samples."""
+        if count < 1 or not 0 <= index < count:
+            raise ConfigError(f"--shard must be I/N with 0 <= I < N, got {index}/{count}")
+        n = len(self.samples)
+        self.samples = self.samples[index * n // count : (index + 1) * n // count]
+        if not self.samples:
+            raise DataError(f"shard {index}/{count} is empty: only {n} samples")
+        self.shard = (index, count)
 
     def plan_batches(self, batch_size: int, samples: Sequence[SampleInfo] | None = None) -> list[list[SampleInfo]]:
         """Deterministic batches of one sensor each (all S2 first, then S1), of ``samples``

@@ -295,3 +295,15 @@ def test_bigearthnet_txt_end_to_end_with_grouped_metrics(tmp_path) -> None:  # n
     assert set(report["groups"]) == {"country", "season", "climate_zone"}
     assert_user_error(invoke("bigearthnet-task", "--data", fixture / "BigEarthNet.txt.parquet", "--images", tmp_path / "none",
                              "--out", tmp_path / "t2"), "image store .*none not found")
+
+
+def test_sharded_indexing_from_the_cli(sample_root, tmp_path) -> None:  # noqa: ANN001
+    for i in range(2):
+        assert _index(sample_root, tmp_path / f"s{i}", "--model", "rsretrieve-tiny", "--shard", f"{i}/2").exit_code == 0
+    result = invoke("merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["counts"]["total"] > 0
+    result = _index(sample_root, tmp_path / "dask", "--model", "rsretrieve-tiny", "--shards", 2, "--engine", "dask")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "dask.shards" / "shard-1-of-2" / "manifest.json").is_file()
+    assert_user_error(_index(sample_root, tmp_path / "x", "--shard", "1-2"), "--shard must look like I/N")
