@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import queue
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import atomic_path, write_json
 
+T = TypeVar("T")
 DEFAULT_ADAPTERS: dict[str, str] = {"s2": "rgb", "s1": "sar", "rgb": "rgb"}
 
 
@@ -113,12 +116,46 @@ def embed_dataset(
     todo = [i for i in range(len(batches)) if not _batch_path(work_dir, i).is_file()]
     if on_batch:
         on_batch(sum(len(b) for b in batches) - sum(len(batches[i]) for i in todo))
-    for index, batch in zip(todo, dataset.iter_batches([batches[i] for i in todo])):
+    for index, batch in zip(todo, prefetch(dataset.iter_batches([batches[i] for i in todo]))):
         vectors = pipeline.embed(batch)
         _save_batch(_batch_path(work_dir, index), batch, vectors)
         if on_batch:
             on_batch(len(batch.keys))
     return _collect(work_dir, batches)
+
+
+def prefetch(iterator: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run ``iterator`` in a reader thread, ``depth`` items ahead, so that reading the next
+    batch overlaps encoding this one (HDF5 reads and torch both release the GIL)."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            items.put(exc)
+
+    reader = threading.Thread(target=produce, name="rsretrieve-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=5)
 
 
 def _prepare_work_dir(work_dir: Path, plan: str) -> None:

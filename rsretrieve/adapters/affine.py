@@ -50,8 +50,9 @@ class AffineAdapter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.to_db:
             x = 10.0 * torch.log10(x.clamp_min(1e-10))
-        out = torch.einsum("cb,nbhw->nchw", self.weight, x) + self.bias[None, :, None, None]
-        return out.clamp(0.0, 1.0) if self.clip else out
+        n, _, h, w = x.shape  # a 1x1 convolution, as one matmul (faster than conv2d on CPU)
+        out = (self.weight @ x.reshape(n, x.shape[1], h * w)).view(n, -1, h, w) + self.bias[None, :, None, None]
+        return out.clamp_(0.0, 1.0) if self.clip else out
 
 
 def _indices(name: str, bands: Sequence[str], wanted: Sequence[str]) -> list[int]:
