@@ -530,6 +530,37 @@ def fuse(
         render.report(out, err, report)
 
 
+@app.command()
+def show(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")],
+    image_out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")],
+    text: Annotated[Optional[str], typer.Option("--text", help="Query text.")] = None,
+    query_id: Annotated[Optional[str], typer.Option("--query-id", help="A query of queries.jsonl (needed with --qrels).")] = None,
+    k: Annotated[int, typer.Option("-k", help="Patches to show.")] = 16,
+    qrels: Annotated[Optional[Path], typer.Option("--qrels", help="Mark relevant (green) and non-relevant (red) patches.")] = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl (default: the dataset's).")] = None,
+    false_color: Annotated[bool, typer.Option("--false-color", help="Sentinel-2 as B08, B04, B03.")] = False,
+    columns: Annotated[int, typer.Option("--columns", help="Tiles per row.")] = 4,
+) -> None:
+    """Draw a grid of a query's top-k patches with rank, score, key, sensor and labels."""
+    from rsretrieve.visualize import show_query
+
+    path = show_query(index_dir, image_out, text, query_id, k, qrels, queries, "false" if false_color else "true", columns)
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="Leaderboard folder (rsretrieve leaderboard --out).")],
+    report_out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (index.html + PNGs).")] = Path("report"),
+    grids: Annotated[int, typer.Option("--grids", help="Query grids to draw.")] = 3,
+) -> None:
+    """Write a static HTML report (offline, no CDN) with tables, charts, PR curves and query grids."""
+    from rsretrieve.report import build_report
+
+    out.print(f"wrote {build_report(results_dir, report_out, grids)}")
+
+
 @app.command("list")
 def list_names(
     what: Annotated[str, typer.Argument(help="adapters, encoders, models or datasets")],

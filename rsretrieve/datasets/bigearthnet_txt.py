@@ -173,6 +173,16 @@ class BigEarthNetTask(PatchDataset):
             digest.update((self.root / name).read_bytes())
         return digest.hexdigest()
 
+    def read_raw(self, key: str) -> np.ndarray:
+        """The image of one patch as stored (for display)."""
+        from rsretrieve.datasets.sensors import sensor_of_key
+
+        store = _LmdbStore(self.images) if self.format == "lmdb" else _TiffStore(self.images)
+        try:
+            return store.read(key, BANDS[sensor_of_key(key)])
+        finally:
+            store.close()
+
     def iter_batches(self, batches: Sequence[Sequence[SampleInfo]]) -> Iterator[Batch]:
         store = _LmdbStore(self.images) if self.format == "lmdb" else _TiffStore(self.images)
         try:

@@ -136,6 +136,13 @@ class CrisisLandMark(PatchDataset):
             nonfinite += self.clean(images[i], info.key, sensor)
         return Batch(sensor, [s.key for s in batch], images, nonfinite)
 
+    def read_raw(self, key: str) -> np.ndarray:
+        """The stored image of ``key`` as it is (NaN/inf kept), for display."""
+        sensor = sensor_of_key(key)
+        with _Shards(self.root, self.main_path) as shards, _hdf5_errors(self.root, key):
+            group, where = shards.group(key)
+            return _read_image(group, where, key, sensor)
+
     def read_sample(self, key: str) -> Sample:
         """Read one sample with coords and attributes (for inspection, not for indexing)."""
         info = next((s for s in self.samples if s.key == key), None)

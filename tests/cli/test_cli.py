@@ -307,3 +307,15 @@ def test_sharded_indexing_from_the_cli(sample_root, tmp_path) -> None:  # noqa: 
     assert result.exit_code == 0, result.output
     assert (tmp_path / "dask.shards" / "shard-1-of-2" / "manifest.json").is_file()
     assert_user_error(_index(sample_root, tmp_path / "x", "--shard", "1-2"), "--shard must look like I/N")
+
+
+def test_show_and_report_commands(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
+    result = invoke("show", "--index", index_dir, "--text", "flooded fields", "-k", 4, "--out", tmp_path / "g.png", "--false-color")
+    assert result.exit_code == 0 and (tmp_path / "g.png").is_file()
+    assert_user_error(invoke("show", "--index", index_dir, "--out", tmp_path / "x.png"), "give either --text or --query-id")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: t\ndata: {sample_root}\nmodels: [random]\nmetrics: [ndcg@10]\n")
+    assert invoke("leaderboard", suite, "--out", tmp_path / "lb").exit_code == 0
+    result = invoke("report", tmp_path / "lb", "--out", tmp_path / "report", "--grids", 1)
+    assert result.exit_code == 0 and (tmp_path / "report" / "index.html").is_file()
+    assert_user_error(invoke("report", tmp_path, "--out", tmp_path / "r2"), "leaderboard.json not found")

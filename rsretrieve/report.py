@@ -1,0 +1,192 @@
+"""A static HTML report of a leaderboard folder: works offline, no server, no CDN.
+
+The page (index.html) shows the leaderboard table and, as PNG files beside it, bar charts of
+every metric across models, the main score per sensor, the main score per query (for label
+queries: per label), 11-point interpolated precision-recall curves, and query grids of the
+best model's top patches with relevant ones outlined in green.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries
+from rsretrieve.errors import DataError
+from rsretrieve.evaluate import restrict, score_run
+from rsretrieve.io import atomic_dir
+from rsretrieve.search import Run, read_run
+
+RECALL_LEVELS = np.linspace(0.0, 1.0, 11)
+
+
+def interpolated_pr(qrels: Qrels, run: Run) -> np.ndarray:
+    """Mean interpolated precision at recall 0.0, 0.1, ..., 1.0 over queries with a relevant doc."""
+    curves = []
+    for qid, judged in qrels.items():
+        relevant = {d for d, r in judged.items() if r > 0}
+        if not relevant:
+            continue
+        ranked = [d for d, _ in sorted(run.get(qid, {}).items(), key=lambda kv: -kv[1])]
+        hits = np.cumsum([d in relevant for d in ranked]) if ranked else np.zeros(0)
+        precision = hits / np.arange(1, len(ranked) + 1) if ranked else np.zeros(0)
+        recall = hits / len(relevant) if ranked else np.zeros(0)
+        curves.append([precision[recall >= level].max(initial=0.0) for level in RECALL_LEVELS])
+    return np.mean(curves, axis=0) if curves else np.zeros(len(RECALL_LEVELS))
+
+
+def _plt():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) + 2), 3.6), dpi=100)
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, [v if v is not None else 0.0 for v in values], width, label=name)
+    ax.set_xticks(x, groups, rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _pr_plot(path: Path, curves: Mapping[str, np.ndarray]) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    for name, curve in curves.items():
+        ax.plot(RECALL_LEVELS, curve, marker="o", label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("interpolated precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("precision-recall (all)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _record(results: Path, model: str) -> dict[str, Any]:
+    files = sorted((results / "records" / model).glob("*.json"))
+    if not files:
+        raise DataError(f"{results}: no result record for model '{model}' under records/{model}/")
+    return json.loads(files[0].read_text())
+
+
+def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
+    """Write the report folder ``out`` for the leaderboard folder ``results``."""
+    from rsretrieve.visualize import grid, query_tiles
+
+    results = Path(results)
+    board_path = results / "leaderboard.json"
+    if not board_path.is_file():
+        raise DataError(f"{results} is not a leaderboard folder: leaderboard.json not found (run rsretrieve leaderboard)")
+    board = json.loads(board_path.read_text())
+    models = [row["model"] for row in board["rows"]]
+    if not models:
+        raise DataError(f"{board_path}: no evaluated models")
+    records = {m: _record(results, m) for m in models}
+    first = records[models[0]]
+    queries = load_queries(first["dataset"]["queries"])
+    qrels = load_qrels(first["dataset"]["qrels"])
+    main_metric, main_slice = board["main"]["metric"], board["main"]["slice"]
+    runs = {m: read_run(results / "runs" / f"{m}.all.json") for m in models}
+    index_keys = set().union(*({d for docs in run.values() for d in docs} for run in runs.values()))
+    restricted, _ = restrict(qrels, index_keys | {d for docs in qrels.values() for d in docs})
+    slices = sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
+    with atomic_dir(Path(out), replace=True) as tmp:
+        _bars(tmp / "metrics.png", board["metrics"],
+              {m: [records[m]["scores"]["all"].get(metric) for metric in board["metrics"]] for m in models},
+              "all metrics (all sensors)", "score")
+        _bars(tmp / "sensors.png", slices, {m: [records[m]["scores"].get(s, {}).get(main_metric) for s in slices] for m in models},
+              f"{main_metric} per sensor", main_metric)
+        per_query = {m: score_run(restricted, runs[m], [main_metric])["per_query"].get(main_metric, {}) for m in models}
+        judged = [q for q in queries if q in per_query[models[0]]]
+        labels = [queries[q].removeprefix("satellite image of ") for q in judged]
+        _bars(tmp / "labels.png", labels, {m: [per_query[m].get(q) for q in judged] for m in models},
+              f"{main_metric} per query (label)", main_metric)
+        _pr_plot(tmp / "pr.png", {m: interpolated_pr(restricted, runs[m]) for m in models})
+        grid_files = []
+        best_index = results / "indexes" / models[0]
+        if best_index.is_dir():
+            from rsretrieve.index import load_index
+
+            index = load_index(best_index)
+            for n, qid in enumerate(judged[:grids]):
+                top = dict(sorted(runs[models[0]][qid].items(), key=lambda kv: -kv[1])[:k])
+                image = grid(query_tiles(index, top, judged=qrels.get(qid, {})), columns=4)
+                name = f"grid-{n}.png"
+                image.save(tmp / name)
+                grid_files.append((name, qid, queries[qid]))
+        (tmp / "index.html").write_text(_html(board, records, grid_files, main_metric, main_slice), encoding="utf-8")
+    return Path(out) / "index.html"
+
+
+def _html(board: Mapping[str, Any], records: Mapping[str, Any], grids: Sequence[tuple[str, str, str]],
+          main_metric: str, main_slice: str) -> str:
+    esc = html.escape
+    slices = sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
+    head = "".join(f"<th>{esc(m)}</th>" for m in board["metrics"]) + "".join(
+        f"<th>{esc(main_metric)} ({esc(s)})</th>" for s in slices if s != "all")
+    body = []
+    for row in board["rows"]:
+        scores = row["scores"]
+        cells = "".join(f"<td>{_num(scores.get('all', {}).get(m))}</td>" for m in board["metrics"])
+        cells += "".join(f"<td>{_num(scores.get(s, {}).get(main_metric))}</td>" for s in slices if s != "all")
+        beats = ", ".join(row["beats"]) or "-"
+        body.append(f"<tr><td>{row['rank']}</td><td>{esc(row['model'])}</td>{cells}<td>{esc(beats)}</td></tr>")
+    skipped = "".join(f"<li>{esc(s['model'])}: {esc(s['reason'])}</li>" for s in board.get("skipped", []))
+    figures = "".join(
+        f'<figure><img src="{name}" alt="{esc(alt)}"><figcaption>{esc(alt)}</figcaption></figure>'
+        for name, alt in (("metrics.png", "every metric across models"), ("sensors.png", f"{main_metric} per sensor"),
+                          ("labels.png", f"{main_metric} per query"), ("pr.png", "precision-recall curves"))
+    )
+    grid_html = "".join(
+        f'<figure><img src="{name}" alt="query {esc(qid)}"><figcaption>{esc(qid)}: {esc(text)} '
+        f"(top patches of {esc(board['rows'][0]['model'])}; green: relevant, red: not)</figcaption></figure>"
+        for name, qid, text in grids
+    )
+    sig = board.get("significance", {})
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rsretrieve report: {esc(board['suite'])}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}td:nth-child(2){{text-align:left}}
+figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
+<body data-images-loaded="0">
+<h1>Leaderboard: {esc(board['suite'])}</h1>
+<p>Main score: {esc(main_metric)} on {esc(main_slice)}; "beats": significantly better
+({esc(str(sig.get('test', '')))} test, p &lt; {esc(str(sig.get('max_p', '')))}).</p>
+<table id="leaderboard"><thead><tr><th>rank</th><th>model</th>{head}<th>beats</th></tr></thead>
+<tbody>{''.join(body)}</tbody></table>
+{f'<p>Skipped:</p><ul>{skipped}</ul>' if skipped else ''}
+<h2>Metrics</h2>{figures}
+<h2>Query grids</h2>{grid_html or '<p>No index folders to draw from.</p>'}
+<script>
+window.addEventListener("load", function () {{
+  var images = Array.prototype.slice.call(document.images);
+  document.body.dataset.imagesLoaded = images.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
+  document.body.dataset.imagesTotal = images.length;
+}});
+</script>
+</body></html>
+"""
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

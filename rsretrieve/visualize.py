@@ -1,0 +1,156 @@
+"""Look at what came back: patch rendering and grids of retrieved patches (PNG).
+
+Rendering per sensor: Sentinel-2 true colour (B04, B03, B02) or false colour (B08, B04, B03),
+Sentinel-1 as (VV, VH, VV - VH); each channel stretched between its 2nd and 98th percentile
+(robust to outliers, per patch); NaN/inf pixels drawn in a fixed colour (magenta).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsretrieve.datasets.sensors import BANDS
+from rsretrieve.errors import ConfigError
+from rsretrieve.io import atomic_path
+
+NAN_COLOUR = (255, 0, 255)
+RELEVANT_COLOUR = (0, 170, 0)
+NOT_RELEVANT_COLOUR = (210, 0, 0)
+COMPOSITES = {
+    ("s2", "true"): ("B04", "B03", "B02"),
+    ("s2", "false"): ("B08", "B04", "B03"),
+}
+TILE = 160
+CAPTION_LINES = 4
+LINE_HEIGHT = 12
+BORDER = 4
+
+
+def stretch(channel: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
+    """Percentile stretch of one channel to [0, 255]; non-finite pixels are ignored."""
+    finite = channel[np.isfinite(channel)]
+    if finite.size == 0:
+        return np.zeros(channel.shape, np.uint8)
+    lo, hi = np.percentile(finite, [low, high])
+    scaled = (channel - lo) / (hi - lo) if hi > lo else np.zeros_like(channel)
+    return (np.clip(np.nan_to_num(scaled), 0, 1) * 255).round().astype(np.uint8)
+
+
+def to_rgb(image: np.ndarray, sensor: str, colour: str = "true") -> np.ndarray:
+    """(B, H, W) patch -> (H, W, 3) uint8 for display."""
+    bands = BANDS[sensor]
+    if sensor == "s1":
+        vv, vh = image[bands.index("VV")], image[bands.index("VH")]
+        channels = [vv, vh, vv - vh]
+    elif sensor == "rgb":
+        channels = [image[i] for i in range(3)]
+    else:
+        if (sensor, colour) not in COMPOSITES:
+            raise ConfigError(f"unknown colour '{colour}' for {sensor}; use true or false")
+        channels = [image[bands.index(b)] for b in COMPOSITES[(sensor, colour)]]
+    rgb = np.stack([stretch(c) for c in channels], axis=-1)
+    bad = ~np.all(np.isfinite(np.stack(channels)), axis=0)
+    rgb[bad] = NAN_COLOUR
+    return rgb
+
+
+@dataclass(frozen=True)
+class Tile:
+    rgb: np.ndarray
+    lines: Sequence[str]
+    relevant: bool | None = None  # None: no judgement
+
+
+def grid(tiles: Sequence[Tile], columns: int = 4) -> Any:
+    """A PIL image: tiles in rows, each with up to four caption lines and, when judged, a
+    green (relevant) or red (not relevant) border."""
+    from PIL import Image, ImageDraw
+
+    if not tiles:
+        raise ConfigError("nothing to draw: no retrieved patches")
+    columns = max(1, min(columns, len(tiles)))
+    rows = -(-len(tiles) // columns)
+    cell_w, cell_h = TILE + 2 * BORDER, TILE + 2 * BORDER + CAPTION_LINES * LINE_HEIGHT + 4
+    canvas = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, tile in enumerate(tiles):
+        x, y = (i % columns) * cell_w, (i // columns) * cell_h
+        if tile.relevant is not None:
+            colour = RELEVANT_COLOUR if tile.relevant else NOT_RELEVANT_COLOUR
+            draw.rectangle([x, y, x + cell_w - 1, y + TILE + 2 * BORDER - 1], fill=colour)
+        patch = Image.fromarray(tile.rgb).resize((TILE, TILE), Image.NEAREST)
+        canvas.paste(patch, (x + BORDER, y + BORDER))
+        for j, line in enumerate(list(tile.lines)[:CAPTION_LINES]):
+            draw.text((x + BORDER, y + TILE + 2 * BORDER + 2 + j * LINE_HEIGHT), _fit(line, cell_w), fill="black")
+    return canvas
+
+
+def _fit(text: str, width: int) -> str:
+    limit = max(4, width // 6)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def save_png(image: Any, out: Path) -> Path:
+    """Write a PIL image atomically."""
+    with atomic_path(Path(out)) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(out)
+
+
+def query_tiles(
+    index: Any, hits: Mapping[str, float], colour: str = "true", judged: Mapping[str, int] | None = None
+) -> list[Tile]:
+    """Tiles for one query's hits (best first) from the dataset the index was built on."""
+    from rsretrieve.datasets import open_dataset
+
+    dataset_info = index.manifest["dataset"]
+    dataset = open_dataset(dataset_info["name"], Path(dataset_info["path"]), split=dataset_info["split"])
+    labels = dict(zip(index.keys, index.labels))
+    sensors = dict(zip(index.keys, index.sensors))
+    tiles = []
+    for rank, (key, score) in enumerate(sorted(hits.items(), key=lambda kv: -kv[1]), start=1):
+        image = dataset.read_raw(key)
+        relevant = None if judged is None else judged.get(key, 0) > 0
+        lines = [f"#{rank}  {score:.3f}  {sensors[key].upper()}", key, ", ".join(labels.get(key, [])) or "-"]
+        tiles.append(Tile(to_rgb(image, sensors[key], colour if sensors[key] == "s2" else "true"), lines, relevant))
+    return tiles
+
+
+def show_query(
+    index_dir: Path,
+    out: Path,
+    text: str | None = None,
+    query_id: str | None = None,
+    k: int = 16,
+    qrels_path: Path | None = None,
+    queries_path: Path | None = None,
+    colour: str = "true",
+    columns: int = 4,
+) -> Path:
+    """Search one query (``text``, or ``query_id`` from queries.jsonl) and draw its top-k grid;
+    with qrels, borders mark relevant (green) and non-relevant (red) patches."""
+    from rsretrieve.datasets.queries import load_qrels, load_queries
+    from rsretrieve.index import load_index
+    from rsretrieve.search import encoder_for_index, search
+
+    index = load_index(index_dir)
+    root = Path(index.manifest["dataset"]["path"])
+    if (text is None) == (query_id is None):
+        raise ConfigError("give either --text or --query-id")
+    if query_id is not None:
+        queries = load_queries(queries_path or root / "queries.jsonl")
+        if query_id not in queries:
+            raise ConfigError(f"query id '{query_id}' is not in {queries_path or root / 'queries.jsonl'}")
+        text = queries[query_id]
+    judged = None
+    if qrels_path is not None:
+        if query_id is None:
+            raise ConfigError("--qrels needs --query-id (the judged query)")
+        judged = load_qrels(qrels_path).get(query_id, {})
+    run = search(index, encoder_for_index(index), {"q": str(text)}, k)
+    return save_png(grid(query_tiles(index, run["q"], colour, judged), columns), out)

@@ -1,0 +1,58 @@
+"""The HTML report: files, curves, and a real load in headless Chromium."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rsretrieve.errors import DataError
+from rsretrieve.leaderboard import Suite, run_suite
+from rsretrieve.report import RECALL_LEVELS, build_report, interpolated_pr
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def report_dir(sample_root, tmp_path_factory):  # noqa: ANN001, ANN201
+    results = tmp_path_factory.mktemp("lb")
+    run_suite(Suite(name="r", data=str(sample_root), models=("rsretrieve-tiny-random", "random"), metrics=("ndcg@10", "mrr")), results)
+    return build_report(results, tmp_path_factory.mktemp("rep") / "report", grids=2).parent
+
+
+def test_interpolated_precision_recall_by_hand() -> None:
+    qrels = {"q": {"a": 1, "b": 1}}
+    run = {"q": {"a": 0.9, "x": 0.8, "b": 0.7}}  # P/R: (1, .5), (.5, .5), (.67, 1)
+    curve = interpolated_pr(qrels, run)
+    assert curve[list(RECALL_LEVELS).index(0.5)] == pytest.approx(1.0)
+    assert curve[-1] == pytest.approx(2 / 3)
+    assert np.all(np.diff(curve) <= 1e-12)
+
+
+def test_report_files(report_dir) -> None:  # noqa: ANN001
+    names = {p.name for p in report_dir.iterdir()}
+    assert {"index.html", "metrics.png", "sensors.png", "labels.png", "pr.png", "grid-0.png", "grid-1.png"} <= names
+    for name in names - {"index.html"}:
+        width, height = Image.open(report_dir / name).size
+        assert width >= 300 and height >= 200
+    page = (report_dir / "index.html").read_text()
+    assert "<table" in page and "rsretrieve-tiny-random" in page and "http" not in page  # offline: no CDN
+
+
+def test_report_needs_a_leaderboard(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(DataError, match="leaderboard.json not found"):
+        build_report(tmp_path, tmp_path / "out")
+
+
+def test_report_loads_in_headless_chromium(report_dir, tmp_path) -> None:  # noqa: ANN001
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    dom = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (report_dir / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert 'data-images-total="6"' in dom and 'data-images-loaded="6"' in dom  # every image decoded
+    assert '<table id="leaderboard">' in dom and dom.count("<tr>") >= 3
