@@ -34,13 +34,18 @@ def encoder_for_manifest(
             f"you asked for {requested.label()}. Rebuild the index or drop the encoder options"
         )
     encoder = load_encoder(spec, device)
+    check_weights(manifest, encoder, where)
+    return encoder
+
+
+def check_weights(manifest: Mapping[str, Any], encoder: Encoder, where: Path) -> None:
+    """The encoder's weights must be the ones the index was built with."""
     expected = manifest["encoder"].get("weights_sha256")
     if expected and encoder.weights_sha256 != expected:
         raise DataError(
-            f"the weights of {spec.label()} differ from those index {where} was built "
+            f"the weights of {encoder.spec.label()} differ from those index {where} was built "
             "with (weights_sha256 mismatch); rebuild the index"
         )
-    return encoder
 
 
 def encoder_for_index(index: LoadedIndex, requested: EncoderSpec | None = None, device: str | None = None) -> Encoder:

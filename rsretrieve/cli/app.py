@@ -68,6 +68,11 @@ def _spec(model: str | None, pretrained: str | None, seed: int | None):  # noqa:
     return make_spec(model, pretrained, seed or 0)
 
 
+def _requested(model: str | None, pretrained: str | None, seed: int | None):  # noqa: ANN202 - EncoderSpec | None
+    """The encoder options given to search/eval, to check against the index (None: none given)."""
+    return _spec(model, pretrained, seed) if model or pretrained else None
+
+
 @app.command()
 def sample(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
@@ -242,11 +247,11 @@ def search(
     topics = load_queries(queries) if queries else {"text": str(text)}
     if _is_caption_index(index_dir):
         _search_captions(index_dir, topics, k, run_out, _caption_filter(min_quality, min_resolution, max_resolution, bbox),
-                         _spec(model, pretrained, seed) if model or pretrained else None, device)
+                         _requested(model, pretrained, seed), device)
         return
     only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
     loaded = load_index(index_dir)
-    requested = _spec(model, pretrained, seed) if model or pretrained else None
+    requested = _requested(model, pretrained, seed)
     encoder = encoder_for_index(loaded, requested, device)
     run = run_search(loaded, encoder, topics, k, only)
     if run_out is not None:
@@ -304,6 +309,7 @@ def describe(
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.encoders import EncoderSpec
     from rsretrieve.errors import ConfigError
+    from rsretrieve.search import check_weights
 
     index = CaptionIndex(captions_dir)
     if dataset == "git10m":
@@ -316,9 +322,7 @@ def describe(
     else:
         raise ConfigError(f"--dataset must be crisislandmark or git10m, got '{dataset}'")
     pipeline = build_pipeline(EncoderSpec.from_manifest(index.manifest["encoder"]), sensors=(batch.sensor,), device=device)
-    expected = index.manifest["encoder"].get("weights_sha256")
-    if expected and pipeline.encoder.weights_sha256 != expected:
-        raise ConfigError(f"the encoder's weights differ from those caption index {captions_dir} was built with")
+    check_weights(index.manifest, pipeline.encoder, captions_dir)
     hits = describe_images(index, pipeline, batch, k, _caption_filter(min_quality, min_resolution, max_resolution, bbox))[0]
     render.captions(out, f"{key} ({batch.sensor})", hits)
 
@@ -362,7 +366,7 @@ def evaluate(
             from rsretrieve.datasets.sample import cache_home
 
             index_dir = _default_index(cache_home() / "indexes" / "default-sample")
-        requested = _spec(model, pretrained, seed) if model or pretrained else None
+        requested = _requested(model, pretrained, seed)
         fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else []
         report, runs = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device, fields)
         if run_out is not None:

@@ -72,6 +72,7 @@ class CrisisLandMark(PatchDataset):
         self.limit = limit
         self.strict = strict
         self.main_path = self.root / MAIN_FILE
+        self._fingerprint: str | None = None
         if not self.root.is_dir():
             raise DataError(f"dataset folder {self.root} not found")
         for required in (self.main_path, self.root / METADATA_FILE):
@@ -107,15 +108,18 @@ class CrisisLandMark(PatchDataset):
         return selected
 
     def fingerprint(self) -> str:
-        """Content hash of the index files plus name and size of every shard."""
-        digest = hashlib.sha256()
-        for name in (MAIN_FILE, METADATA_FILE):
-            digest.update(name.encode())
-            digest.update((self.root / name).read_bytes())
-        for shard in sorted(self.root.glob("*.h5")):
-            if shard.name != MAIN_FILE:
-                digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
-        return digest.hexdigest()
+        """Content hash of the index files plus name and size of every shard (computed once:
+        plan_id and the manifest both need it, and metadata.parquet can be large)."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for name in (MAIN_FILE, METADATA_FILE):
+                digest.update(name.encode())
+                digest.update((self.root / name).read_bytes())
+            for shard in sorted(self.root.glob("*.h5")):
+                if shard.name != MAIN_FILE:
+                    digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def iter_batches(
         self, batches: Sequence[Sequence[SampleInfo]]

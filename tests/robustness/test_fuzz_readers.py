@@ -34,37 +34,30 @@ def _write(tmp_path: Path, name: str, content: bytes) -> Path:
     return path
 
 
+def _valid_queries(queries: dict) -> bool:
+    return bool(queries) and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in queries.items())
+
+
+def _valid_qrels(qrels: dict) -> bool:
+    return all(isinstance(r, int) for docs in qrels.values() for r in docs.values())
+
+
+def _valid_run(run: dict) -> bool:
+    return all(isinstance(s, float) for docs in run.values() for s in docs.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "reader", "valid"),
+    [("queries.jsonl", load_queries, _valid_queries), ("qrels.txt", load_qrels, _valid_qrels), ("run.trec", read_run, _valid_run)],
+)
 @FAST
 @given(content=documents)
-def test_queries_reader_never_crashes(tmp_path, content: bytes) -> None:  # noqa: ANN001
-    path = _write(tmp_path, "queries.jsonl", content)
+def test_text_readers_never_crash(tmp_path, name, reader, valid, content: bytes) -> None:  # noqa: ANN001
     try:
-        queries = load_queries(path)
+        result = reader(_write(tmp_path, name, content))
     except DataError:
         return
-    assert queries and all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in queries.items())
-
-
-@FAST
-@given(content=documents)
-def test_qrels_reader_never_crashes(tmp_path, content: bytes) -> None:  # noqa: ANN001
-    path = _write(tmp_path, "qrels.txt", content)
-    try:
-        qrels = load_qrels(path)
-    except DataError:
-        return
-    assert all(isinstance(r, int) for docs in qrels.values() for r in docs.values())
-
-
-@FAST
-@given(content=documents)
-def test_run_reader_never_crashes(tmp_path, content: bytes) -> None:  # noqa: ANN001
-    path = _write(tmp_path, "run.trec", content)
-    try:
-        run = read_run(path)
-    except DataError:
-        return
-    assert all(isinstance(s, float) for docs in run.values() for s in docs.values())
+    assert valid(result)
 
 
 @pytest.fixture(scope="module")
