@@ -1,162 +1,386 @@
-"""Score runs against qrels with ranx, overall and per sensor, and say what was left out.
+"""Score runs against qrels, overall and per sensor slice, and say what was left out.
 
-Conventions: only judgements with relevance > 0 count as relevant; queries with no
-relevant document in a slice are reported and left out of that slice's means; judged
-documents that are not in the indexed corpus are dropped from the qrels and counted.
+Every number equals trec_eval's (pytrec_eval) on the same run and qrels:
+- ranking: score descending, ties by document id descending (``rsretrieve.runs``);
+- relevance: grade >= 1 is relevant; 0 and negative grades are not;
+- means: over the queries with at least one relevant document in the slice; a query missing
+  from the run scores 0 (as ``trec_eval -c``); queries whose judgements are all non-relevant
+  are listed in ``queries_without_relevant`` and left out (trec_eval would average in a 0).
+
+A **sensor slice** (``s1``, ``s2``) is retrieval over that sensor's documents only: each
+query is searched against the sub-corpus of that sensor, and only judgements of documents
+in that sub-corpus count. A saved run holds only its own ranking, so ``eval --index
+--save-run`` writes one run per slice plus the corpus; a run without them can only be
+filtered by sensor, which is a different quantity, reported as ``s1-filtered``.
 """
 
 from __future__ import annotations
 
-import re
 import time
-import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rsretrieve.datasets.crisislandmark import QRELS_DIR, QUERIES_FILE
+import numpy as np
+
 from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries, load_query_fields
 from rsretrieve.datasets.sensors import sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.registry import did_you_mean
-from rsretrieve.encoders import EncoderSpec
-from rsretrieve.index import load_index
-from rsretrieve.search import Run, encode_queries, encoder_for_index, search_vectors
+from rsretrieve.io import atomic_path, read_json, read_text, sha256_file, write_json
+from rsretrieve.metrics import BACKENDS, parse_metric, per_query
+from rsretrieve.runs import Run, as_run, read_run, write_run
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "map@100", "ndcg@10", "ndcg@100", "ndcg@1000", "recall@10", "recall@100", "precision@10", "mrr",
 )
-RANX_METRICS = ("hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "ndcg", "ndcg_burges")
 DEFAULT_DEPTH = 1000
-_METRIC = re.compile(r"^(?P<name>[a-z_\-]+)(@(?P<k>\d+))?$")
+DEFAULT_BACKEND = "trec_eval"
+SLICES_FORMAT = "rsretrieve-run-slices"
 
 
 def parse_metrics(names: Sequence[str]) -> list[str]:
     """Validate metric names such as ``ndcg@10`` or ``mrr`` before any work is done."""
-    out: list[str] = []
-    for raw in names:
-        for name in filter(None, (part.strip() for part in raw.split(","))):
-            match = _METRIC.match(name)
-            base = match.group("name") if match else name
-            if base not in RANX_METRICS:
-                raise ConfigError(
-                    f"unknown metric '{name}'.{did_you_mean(base, RANX_METRICS)} "
-                    f"Known: {', '.join(RANX_METRICS)} (with an optional @k cutoff)"
-                )
-            if match and match.group("k") is not None and int(match.group("k")) < 1:
-                raise ConfigError(f"metric '{name}': the cutoff must be at least 1")
-            out.append(name)
+    out = [parse_metric(name).label for raw in names for name in filter(None, (p.strip() for p in raw.split(",")))]
     if not out:
         raise ConfigError("no metrics given")
     return out
 
 
+def check_backend(name: str) -> str:
+    BACKENDS.get(name)  # "did you mean" for a misspelt backend, before any work
+    return name
+
+
 def search_depth(metrics: Sequence[str]) -> int:
     """Run depth that every cutoff needs (metrics without a cutoff get DEFAULT_DEPTH)."""
-    cutoffs = [int(m.split("@")[1]) for m in metrics if "@" in m]
+    cutoffs = [parse_metric(m).k or 0 for m in metrics]
     return max([DEFAULT_DEPTH, *cutoffs])
 
 
 def check_query_ids(qrels: Qrels, queries: Mapping[str, str], qrels_path: Path, queries_path: Path) -> None:
     unknown = sorted(set(qrels) - set(queries))
     if unknown:
-        shown = ", ".join(f"'{q}'" for q in unknown[:5])
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise DataError(f"{qrels_path}: unknown query id {shown}{more} (not in {queries_path})")
+        more = f" ({len(unknown) - 1} more unknown query ids)" if len(unknown) > 1 else ""
+        where = qrels.where(unknown[0]) if hasattr(qrels, "where") else str(qrels_path)
+        raise DataError(f"{where}: unknown query id '{unknown[0]}' (not in {queries_path}){more}")
 
 
-def ranx_inputs(qrels: Qrels, run: Run, name: str | None = None) -> tuple[Any, Any] | None:
-    """ranx Qrels/Run over the queries with a relevant document (None if there is none)."""
-    from ranx import Qrels as RanxQrels
-    from ranx import Run as RanxRun
-
-    relevant = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
-    evaluated = sorted(q for q, docs in relevant.items() if docs)
-    if not evaluated:
-        return None
-    return RanxQrels({q: relevant[q] for q in evaluated}), RanxRun({q: dict(run.get(q, {})) for q in evaluated}, name=name)
+def scored_queries(qrels: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """Queries with at least one relevant (grade >= 1) judgement, sorted."""
+    return sorted(q for q, docs in qrels.items() if any(r > 0 for r in docs.values()))
 
 
-def score_run(qrels: Qrels, run: Run, metrics: Sequence[str]) -> dict[str, Any]:
+def score_run(
+    qrels: Mapping[str, Mapping[str, int]], run: Run | Mapping[str, Mapping[str, float]], metrics: Sequence[str],
+    backend: str = DEFAULT_BACKEND,
+) -> dict[str, Any]:
     """Mean and per-query scores over the queries that have a relevant document."""
-    from ranx import evaluate
-
-    inputs = ranx_inputs(qrels, run)
-    if inputs is None:
-        return {"n_queries": 0, "scores": {m: None for m in metrics}, "per_query": {}}
-    ranx_qrels, ranx_run = inputs
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numba type-safety chatter from ranx kernels
-        means = evaluate(ranx_qrels, ranx_run, list(metrics))
-    if len(metrics) == 1:
-        means = {metrics[0]: means}
-    per_query = {m: {q: float(v) for q, v in ranx_run.scores[m].items()} for m in metrics}
+    qids = scored_queries(qrels)
+    if not qids:
+        return {"n_queries": 0, "scores": {m: None for m in metrics}, "per_query": {m: {} for m in metrics}}
+    values = per_query(qrels, as_run(run), metrics, qids, backend)
     return {
-        "n_queries": len(ranx_run.keys()),
-        "scores": {m: float(means[m]) for m in metrics},
-        "per_query": per_query,
+        "n_queries": len(qids),
+        "scores": {m: float(np.mean(values[m])) for m in metrics},
+        "per_query": {m: dict(zip(qids, values[m].tolist())) for m in metrics},
     }
 
 
-def restrict(qrels: Qrels, corpus: set[str]) -> tuple[Qrels, int]:
-    """Drop judgements of documents outside ``corpus``; return how many were dropped."""
+def restrict(qrels: Mapping[str, Mapping[str, int]], corpus: Any) -> tuple[dict[str, dict[str, int]], int]:
+    """Drop judgements of documents outside ``corpus`` (anything with ``in``); return how many were dropped."""
     kept = {q: {d: r for d, r in docs.items() if d in corpus} for q, docs in qrels.items()}
     dropped = sum(len(docs) for docs in qrels.values()) - sum(len(docs) for docs in kept.values())
     return kept, dropped
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """The documents runs were retrieved from, with each one's sensor: decides which judgements
+    count in which slice. ``None`` sensors mean the corpus is only known by its keys."""
+
+    sensor_of: Mapping[str, str | None]
+
+    def slice(self, sensor: str | None) -> "_SliceMembers":
+        return _SliceMembers(self.sensor_of, sensor)
+
+    def sizes(self, slices: Sequence[str]) -> dict[str, int]:
+        """Number of documents of each slice."""
+        counts: dict[str | None, int] = {}
+        for sensor in self.sensor_of.values():
+            counts[sensor] = counts.get(sensor, 0) + 1
+        return {name: len(self.sensor_of) if slice_sensor(name) is None else counts.get(slice_sensor(name), 0)
+                for name in slices}
+
+    @classmethod
+    def from_keys(cls, keys: Sequence[str], sensors: Sequence[str]) -> "Corpus":
+        return cls(dict(zip(keys, sensors)))
+
+
+@dataclass(frozen=True)
+class _SliceMembers:
+    sensor_of: Mapping[str, str | None]
+    sensor: str | None
+
+    def __contains__(self, doc: object) -> bool:
+        if doc not in self.sensor_of:
+            return False
+        return self.sensor is None or self.sensor_of[doc] == self.sensor  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate_index`` gives: the report, the run of every slice and their corpus."""
+
+    report: dict[str, Any]
+    runs: dict[str, Run]
+    corpus: Corpus
+
+
+def slice_sensor(name: str) -> str | None:
+    """``all`` -> None; ``s1`` and ``s1-filtered`` -> ``s1``."""
+    return None if name == "all" else name.removesuffix("-filtered")
+
+
 def evaluate_slices(
     qrels: Qrels,
     queries: Mapping[str, str],
-    runs: Mapping[str, Run],
-    corpora: Mapping[str, set[str]],
+    runs: Mapping[str, Run | Mapping[str, Mapping[str, float]]],
+    corpus: Corpus,
     metrics: Sequence[str],
+    backend: str = DEFAULT_BACKEND,
+    corpus_sizes: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Score each slice's run (e.g. ``all``, ``s2``, ``s1``) against qrels restricted to it."""
+    """Score each slice's run (``all``, ``s2``, ``s1``, or ``*-filtered``) against the qrels
+    restricted to that slice's documents."""
     started = time.perf_counter()
     results: dict[str, Any] = {}
-    per_query: dict[str, Any] = {}
+    scores_by_query: dict[str, Any] = {}
+    shallow: list[dict[str, Any]] = []
     for name, run in runs.items():
-        restricted, _ = restrict(qrels, corpora[name])
-        scored = score_run(restricted, run, metrics)
-        per_query[name] = scored.pop("per_query")
+        run = as_run(run)
+        restricted, _ = restrict(qrels, corpus.slice(slice_sensor(name)))
+        scored = score_run(restricted, run, metrics, backend)
+        scores_by_query[name] = scored.pop("per_query")
         scored["queries_without_relevant"] = sorted(
             q for q, docs in restricted.items() if not any(r > 0 for r in docs.values())
         )
         results[name] = scored
-    everything = set().union(*corpora.values())
-    absent = sorted({d for docs in qrels.values() for d in docs if d not in everything})
+        size = (corpus_sizes or {}).get(name)
+        shallow.extend(_shallow(name, run, metrics, size))
+    absent = sorted({d for docs in qrels.values() for d in docs if d not in corpus.sensor_of})
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": list(metrics),
+        "backend": backend,
         "results": results,
         "diagnostics": {
             "n_queries": len(queries),
             "queries_without_judgements": sorted(set(queries) - set(qrels)),
             "judged_docs_not_in_corpus": len(absent),
             "judged_docs_not_in_corpus_examples": absent[:10],
+            "shallow_runs": shallow,
         },
-        "per_query": per_query,
+        "per_query": scores_by_query,
         "timings": {"score_s": round(time.perf_counter() - started, 3)},
     }
 
 
-def slice_saved_run(run: Run, qrels: Qrels) -> tuple[dict[str, Run], dict[str, set[str]]]:
-    """Per-sensor views of a saved run, ranks kept, sensor told by each document key.
+def _shallow(name: str, run: Run, metrics: Sequence[str], corpus_size: int | None) -> list[dict[str, Any]]:
+    """Metrics whose cutoff lies beyond the run's depth, where the slice holds more documents
+    than the run ranks (such a metric silently changes: documents below the depth count as
+    not retrieved)."""
+    depth = int(run.depths().max()) if len(run) else 0
+    size = corpus_size if corpus_size is not None else len(np.unique(run.docs))
+    out = []
+    for metric in metrics:
+        k = parse_metric(metric).k
+        if k is not None and depth < k and depth < size:
+            out.append({"slice": name, "metric": metric, "depth": depth, "documents": size})
+    return out
 
-    A saved run does not say what its corpus was, so every judged document is assumed
-    to be in it (pass the index instead to score against its real corpus).
+
+def load_topics(queries_path: Path, qrels_path: Path) -> tuple[dict[str, str], Qrels]:
+    """Queries and qrels, checked against each other (unknown query ids are errors)."""
+    queries = load_queries(queries_path)
+    qrels = load_qrels(qrels_path)
+    check_query_ids(qrels, queries, qrels_path, queries_path)
+    return queries, qrels
+
+
+def check_known_documents(qrels: Qrels, known: set[str], qrels_path: Path, dataset: Path) -> None:
+    """A judged document that the dataset does not hold at all (any split) is an error."""
+    for qid, docs in qrels.items():
+        for doc in docs:
+            if doc not in known:
+                where = qrels.where(qid, doc) if hasattr(qrels, "where") else str(qrels_path)
+                raise DataError(f"{where}: unknown document id '{doc}' (not a sample of the dataset at {dataset})")
+
+
+def evaluate_index(
+    index_dir: Path,
+    qrels_path: Path | None = None,
+    queries_path: Path | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    k: int | None = None,
+    requested: Any = None,
+    device: str | None = None,
+    group_by: Sequence[str] = (),
+    backend: str = DEFAULT_BACKEND,
+) -> Evaluation:
+    """Search every query over the index (all, then each sensor's sub-corpus) and score the runs.
+
+    Queries and qrels default to the ones of the dataset the index was built from.
     """
-    corpus = {d for docs in run.values() for d in docs} | {d for docs in qrels.values() for d in docs}
+    from rsretrieve.index import load_index
+    from rsretrieve.search import encode_queries, encoder_for_index, search_vectors
+
+    metrics = parse_metrics(metrics)
+    check_backend(backend)
+    index = load_index(index_dir)
+    root = Path(index.manifest["dataset"]["path"])
+    queries_path = Path(queries_path or _dataset_file(index.manifest, "queries"))
+    qrels_path = Path(qrels_path or _dataset_file(index.manifest, "qrels"))
+    queries, qrels = load_topics(queries_path, qrels_path)
+    known = _dataset_keys(index.manifest)
+    if known is not None:
+        check_known_documents(qrels, known, qrels_path, root)
+    depth = k or search_depth(metrics)
+    encoder = encoder_for_index(index, requested, device)
+    started = time.perf_counter()
+    qids, vectors = encode_queries(encoder, queries)
+    runs = {"all": search_vectors(index, qids, vectors, depth)}
+    for sensor in sorted(set(index.sensors)):
+        runs[sensor] = search_vectors(index, qids, vectors, depth, sensor)
+    search_seconds = time.perf_counter() - started
+    corpus = Corpus.from_keys(index.keys, index.sensors)
+    report = evaluate_slices(qrels, queries, runs, corpus, metrics, backend, corpus.sizes(runs))
+    report["timings"]["search_s"] = round(search_seconds, 3)
+    manifest = index.manifest
+    report["source"] = {
+        "index": str(Path(index_dir).resolve()),
+        "queries": str(queries_path),
+        "qrels": str(qrels_path),
+        "depth": depth,
+        "encoder": manifest["encoder"],
+        "adapters": manifest["adapters"],
+        "dataset": manifest["dataset"],
+        "counts": manifest["counts"],
+    }
+    report["versions"] = manifest["versions"]
+    if group_by:
+        fields = load_query_fields(queries_path, group_by)
+        report["groups"] = group_scores(report["per_query"]["all"], fields, group_by)
+    return Evaluation(report, runs, corpus)
+
+
+def _dataset_file(manifest: Mapping[str, Any], what: str) -> Path:
+    """The queries or qrels location of the dataset an index was built from."""
+    from rsretrieve.datasets import DATASETS
+
+    root = Path(manifest["dataset"]["path"])
+    files = getattr(DATASETS.get(manifest["dataset"].get("name", "crisislandmark")), "TOPIC_FILES", None)
+    if files is None:
+        raise DataError(f"dataset format '{manifest['dataset'].get('name')}' has no queries/qrels; give --queries and --qrels")
+    return root / files[what]
+
+
+def _dataset_keys(manifest: Mapping[str, Any]) -> set[str] | None:
+    """Every sample key of the indexed dataset (all splits), or None when it cannot be listed."""
+    from rsretrieve.datasets import DATASETS
+
+    lister = getattr(DATASETS.get(manifest["dataset"].get("name", "crisislandmark")), "list_keys", None)
+    root = Path(manifest["dataset"]["path"])
+    if lister is None or not root.is_dir():
+        return None
+    return lister(root)
+
+
+def save_slice_runs(runs: Mapping[str, Run], corpus: Corpus, path: Path, source: Mapping[str, Any]) -> list[Path]:
+    """Write the run of every slice (``RUN``, ``RUN-stem.s1.ext``, ...), the corpus (``stem.corpus.tsv``:
+    key and sensor a line) and ``stem.slices.json`` tying them together with checksums, so that
+    ``eval --run RUN`` reproduces the ``eval --index`` table exactly."""
+    path = Path(path)
+    files = {name: path if name == "all" else _beside(path, f".{name}{path.suffix}") for name in runs}
+    corpus_path = _beside(path, ".corpus.tsv")
+    for name, run in runs.items():
+        write_run(run, files[name])
+    _write_corpus(corpus, corpus_path)
+    entry = {
+        "format": SLICES_FORMAT,
+        "version": 1,
+        "slices": {name: {"file": files[name].name, "sha256": sha256_file(files[name])} for name in runs},
+        "corpus": {"file": corpus_path.name, "sha256": sha256_file(corpus_path), "documents": corpus.sizes(list(runs))},
+        "source": dict(source),
+    }
+    sidecar = _beside(path, ".slices.json")
+    write_json(sidecar, entry)
+    return [*files.values(), corpus_path, sidecar]
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    """``runs/x.trec`` + ``.s1.trec`` -> ``runs/x.s1.trec``."""
+    return path.with_name(path.name.removesuffix(path.suffix) + suffix)
+
+
+def _write_corpus(corpus: Corpus, path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{key}\t{sensor}\n" for key, sensor in corpus.sensor_of.items())
+
+
+def _read_corpus(path: Path) -> Corpus:
+    sensor_of: dict[str, str | None] = {}
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0]:
+            raise DataError(f"{path}:{number}: a corpus line is 'key<TAB>sensor'")
+        sensor_of[parts[0]] = parts[1]
+    return Corpus(sensor_of)
+
+
+def load_slice_runs(path: Path) -> tuple[dict[str, Run], Corpus, dict[str, int], dict[str, Any]] | None:
+    """The slice runs and corpus saved beside run file ``path`` by ``eval --index --save-run``,
+    or None when there are none. A file changed since it was saved is an error, never used."""
+    path = Path(path)
+    sidecar = _beside(path, ".slices.json")
+    if not sidecar.is_file():
+        return None
+    entry = read_json(sidecar, DataError, "a slices file")
+    try:
+        if entry.get("format") != SLICES_FORMAT or entry["slices"]["all"]["file"] != path.name:
+            raise KeyError("format")
+        slices = {name: (path.parent / item["file"], item["sha256"]) for name, item in entry["slices"].items()}
+        corpus_file = (path.parent / entry["corpus"]["file"], entry["corpus"]["sha256"])
+        sizes = {name: int(n) for name, n in entry["corpus"]["documents"].items()}
+    except (KeyError, TypeError, AttributeError):
+        raise DataError(f"{sidecar}: not the slices file of {path.name} (rerun eval --index --save-run)") from None
+    for file, digest in [*slices.values(), corpus_file]:
+        if Path(file).name != file.name or file.parent != path.parent:
+            raise DataError(f"{sidecar}: '{file}' is not a file beside it")
+        if not file.is_file():
+            raise DataError(f"{sidecar} lists {file.name}, which is missing (rerun eval --index --save-run)")
+        if sha256_file(file) != digest:
+            raise DataError(f"{file} changed since {sidecar.name} was written; rerun eval --index --save-run")
+    runs = {name: read_run(file) for name, (file, _) in slices.items()}
+    return runs, _read_corpus(corpus_file[0]), sizes, dict(entry.get("source", {}))
+
+
+def filtered_slices(run: Run, qrels: Qrels) -> tuple[dict[str, Run], Corpus]:
+    """A lone run: ``all`` plus each sensor's documents filtered out of it (``s1-filtered``).
+
+    Its corpus is unknown, so every retrieved and judged document is assumed to be in it.
+    When some key tells no sensor, only ``all`` is scored.
+    """
+    docs = set(run.names) | {d for judged in qrels.values() for d in judged}
+    try:
+        sensor_of: dict[str, str | None] = {d: sensor_of_key(d) for d in docs}
+    except DataError:
+        return {"all": run}, Corpus(dict.fromkeys(docs))
     runs: dict[str, Run] = {"all": run}
-    corpora: dict[str, set[str]] = {"all": corpus}
-    for doc in sorted(corpus):
-        corpora.setdefault(sensor_of_key(doc), set()).add(doc)
-    for sensor, docs in corpora.items():
-        if sensor != "all":
-            runs[sensor] = {q: {d: s for d, s in hits.items() if d in docs} for q, hits in run.items()}
-    return runs, corpora
+    for sensor in sorted(set(sensor_of.values())):  # type: ignore[type-var]
+        runs[f"{sensor}-filtered"] = run.keep_documents(np.array([sensor_of[d] == sensor for d in run.names], bool))
+    return runs, Corpus(sensor_of)
 
 
 def group_scores(
@@ -179,75 +403,29 @@ def group_scores(
     return out
 
 
-def load_topics(queries_path: Path, qrels_path: Path) -> tuple[dict[str, str], Qrels]:
-    """Queries and qrels, checked against each other (unknown query ids are errors)."""
-    queries = load_queries(queries_path)
-    qrels = load_qrels(qrels_path)
-    check_query_ids(qrels, queries, qrels_path, queries_path)
-    return queries, qrels
+def evaluate_saved_run(
+    run_path: Path, queries_path: Path, qrels_path: Path, metrics: Sequence[str] = DEFAULT_METRICS,
+    backend: str = DEFAULT_BACKEND,
+) -> dict[str, Any]:
+    """Score a run file without any model (no torch, faiss or ranx import).
 
-
-def evaluate_index(
-    index_dir: Path,
-    qrels_path: Path | None = None,
-    queries_path: Path | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    k: int | None = None,
-    requested: EncoderSpec | None = None,
-    device: str | None = None,
-    group_by: Sequence[str] = (),
-) -> tuple[dict[str, Any], dict[str, Run]]:
-    """Search every query over the index (all, then each sensor) and score the runs.
-
-    Queries and qrels default to the ones of the dataset the index was built from.
-    Returns the report and the runs by slice (``all``, ``s1``, ``s2``).
+    With the slice runs and corpus that ``eval --index --save-run`` wrote beside it, the
+    table equals the ``eval --index`` one; a lone run gets ``*-filtered`` sensor columns.
     """
     metrics = parse_metrics(metrics)
-    index = load_index(index_dir)
-    root = Path(index.manifest["dataset"]["path"])
-    queries_path = Path(queries_path or root / QUERIES_FILE)
-    qrels_path = Path(qrels_path or root / QRELS_DIR)
-    queries, qrels = load_topics(queries_path, qrels_path)
-    depth = k or search_depth(metrics)
-    encoder = encoder_for_index(index, requested, device)
-    started = time.perf_counter()
-    qids, vectors = encode_queries(encoder, queries)
-    runs = {"all": search_vectors(index, qids, vectors, depth)}
-    corpora = {"all": set(index.keys)}
-    for sensor in sorted(set(index.sensors)):
-        runs[sensor] = search_vectors(index, qids, vectors, depth, sensor)
-        corpora[sensor] = {key for key, s in zip(index.keys, index.sensors) if s == sensor}
-    search_seconds = time.perf_counter() - started
-    report = evaluate_slices(qrels, queries, runs, corpora, metrics)
-    report["timings"]["search_s"] = round(search_seconds, 3)
-    manifest = index.manifest
-    report["source"] = {
-        "index": str(Path(index_dir).resolve()),
-        "queries": str(queries_path),
-        "qrels": str(qrels_path),
-        "depth": depth,
-        "encoder": manifest["encoder"],
-        "adapters": manifest["adapters"],
-        "dataset": manifest["dataset"],
-        "counts": manifest["counts"],
-    }
-    report["versions"] = manifest["versions"]
-    if group_by:
-        fields = load_query_fields(queries_path, group_by)
-        report["groups"] = group_scores(report["per_query"]["all"], fields, group_by)
-    return report, runs
-
-
-def evaluate_saved_run(
-    run: Run, queries_path: Path, qrels_path: Path, metrics: Sequence[str] = DEFAULT_METRICS
-) -> dict[str, Any]:
-    """Score a run file without any model (no torch import), sliced by sensor."""
-    metrics = parse_metrics(metrics)
+    check_backend(backend)
     queries, qrels = load_topics(Path(queries_path), Path(qrels_path))
-    unknown = sorted(set(run) - set(queries))
-    if unknown:
-        raise DataError(f"run has query id '{unknown[0]}' that is not in {queries_path}")
-    runs, corpora = slice_saved_run(run, qrels)
-    report = evaluate_slices(qrels, queries, runs, corpora, metrics)
-    report["source"] = {"queries": str(queries_path), "qrels": str(qrels_path)}
+    saved = load_slice_runs(run_path)
+    if saved is not None:
+        runs, corpus, sizes, source = saved
+    else:
+        runs, corpus = filtered_slices(read_run(run_path), qrels)
+        sizes, source = {}, {}
+    for name, run in runs.items():
+        unknown = [q for q in run.qids if q not in queries]
+        if unknown:
+            raise DataError(f"run {run_path} ({name}) has query id '{unknown[0]}' that is not in {queries_path}")
+    report = evaluate_slices(qrels, queries, runs, corpus, metrics, backend, sizes or None)
+    report["source"] = {"run": str(run_path), "queries": str(queries_path), "qrels": str(qrels_path),
+                        "slices": "saved" if saved is not None else "filtered", "index_source": source}
     return report

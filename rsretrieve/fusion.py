@@ -8,7 +8,7 @@ from typing import Any
 
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.registry import unknown_name_error
-from rsretrieve.search import Run
+from rsretrieve.runs import Run, as_run
 
 # ranx method names, plus the classic Comb* names as aliases.
 METHODS = (
@@ -23,7 +23,8 @@ RANK_BASED = {"rrf", "rbc", "isr", "log_isr", "logn_isr", "bordafuse", "condorce
 
 
 def fuse_runs(
-    runs: Sequence[Run], method: str = "rrf", norm: str | None = None, params: Mapping[str, Any] | None = None
+    runs: Sequence[Run | Mapping[str, Mapping[str, float]]], method: str = "rrf", norm: str | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Run:
     """Fuse ``runs`` query by query. ``norm`` defaults to min-max for score-based methods."""
     from ranx import Run as RanxRun
@@ -37,12 +38,22 @@ def fuse_runs(
     norm = norm or ("none" if name in RANK_BASED else "min-max")
     if norm not in NORMS:
         raise unknown_name_error("score normalisation", norm, NORMS)
-    queries = set().union(*(run.keys() for run in runs))
-    ranx_runs = [RanxRun({q: dict(run.get(q, {})) for q in sorted(queries)}) for run in runs]
+    runs = [as_run(run) for run in runs]
+    queries = sorted(set().union(*(run.qids for run in runs)))
+    ranx_runs = [RanxRun({q: _scores(run, q, by_rank=name in RANK_BASED) for q in queries}) for run in runs]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fused = fuse(ranx_runs, norm=None if norm == "none" else norm, method=name, params=dict(params or {}))
     except (AssertionError, KeyError, ValueError) as exc:
         raise DataError(f"fusion '{method}' failed: {exc}; supervised methods need params (see ranx.fuse)") from exc
-    return {q: {d: float(s) for d, s in docs.items()} for q, docs in fused.to_dict().items()}
+    return Run.from_dict({q: {d: float(s) for d, s in docs.items()} for q, docs in fused.to_dict().items()})
+
+
+def _scores(run: Run, qid: str, by_rank: bool) -> dict[str, float]:
+    """One query's scores as ranx gets them. Rank-based methods get ranks as scores, so that
+    ranx ranks tied documents by the ranking rule rather than by insertion order."""
+    ranked = run.ranked(qid)
+    if by_rank:
+        return {d: float(len(ranked) - i) for i, (d, _) in enumerate(ranked)}
+    return dict(ranked)

@@ -68,12 +68,30 @@ def atomic_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_writable(path: Path) -> None:
+    """Fail before any work when the file ``path`` could not be written: it is a folder, or
+    its nearest existing parent is not a writable folder."""
+    from rsretrieve.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a folder; give a file name")
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"cannot write {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {path}: {probe} is not writable")
+
+
 def read_text(path: Path) -> str:
-    """A UTF-8 text file; other bytes are a DataError naming the file and offset."""
+    """A UTF-8 text file, without a byte-order mark; other bytes are a DataError naming the
+    file and offset."""
     from rsretrieve.errors import DataError
 
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 

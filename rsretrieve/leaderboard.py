@@ -28,9 +28,9 @@ from typing import Any
 from rsretrieve.config import from_mapping, read_mapping
 from rsretrieve.datasets.crisislandmark import QRELS_DIR, QUERIES_FILE
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, ranx_inputs, restrict
+from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, restrict, scored_queries
 from rsretrieve.io import write_json, write_text
-from rsretrieve.search import Run, read_run, write_run
+from rsretrieve.runs import Run, read_run, write_run
 from rsretrieve.zoo import ModelCard, get_card, load_zoo
 
 STAT_TESTS = ("student", "fisher", "paired_t")
@@ -145,7 +145,8 @@ def _evaluate_model(
         cached = json.loads(record_path.read_text())
         if cached.get("cache_key") == key and all(_run_path(out, card.name, s).is_file() for s in cached["scores"]):
             return {**cached, "cached": True}
-    report, runs = evaluate_index(index_dir, qrels_path, queries_path, suite.metrics)
+    evaluation = evaluate_index(index_dir, qrels_path, queries_path, suite.metrics)
+    report, runs = evaluation.report, evaluation.runs
     for name, run in runs.items():
         write_run(run, _run_path(out, card.name, name))
     record = {
@@ -175,22 +176,25 @@ def _run_path(out: Path, model: str, slice_name: str) -> Path:
 
 
 def significance_marks(
-    qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Run], corpus: set[str], metric: str, sig: Significance
+    qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Run | Mapping[str, Mapping[str, float]]], corpus: set[str],
+    metric: str, sig: Significance,
 ) -> dict[str, list[str]]:
     """For each model, the models it beats on ``metric`` with p < max_p (ranx compare)."""
+    from ranx import Qrels as RanxQrels
     from ranx import compare
+
+    from rsretrieve.metrics import ranx_run
 
     restricted, _ = restrict(dict(qrels), corpus)
     names = list(runs)
-    if len(names) < 2:
+    qids = scored_queries(restricted)
+    if len(names) < 2 or not qids:
         return {name: [] for name in names}
-    pairs = [ranx_inputs(restricted, runs[name], name=name) for name in names]
-    if any(p is None for p in pairs):
-        return {name: [] for name in names}
+    relevant = RanxQrels({q: {d: r for d, r in restricted[q].items() if r > 0} for q in qids})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = compare(pairs[0][0], [p[1] for p in pairs], [metric], stat_test=sig.test, max_p=sig.max_p,
-                         make_comparable=True).to_dict()
+        report = compare(relevant, [ranx_run(runs[name], qids, name) for name in names], [metric],
+                         stat_test=sig.test, max_p=sig.max_p).to_dict()
     beats: dict[str, list[str]] = {}
     for name in names:
         mine = report[name]["scores"][metric]

@@ -20,19 +20,20 @@ from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries
 from rsretrieve.errors import DataError
 from rsretrieve.evaluate import restrict, score_run
 from rsretrieve.io import atomic_dir
-from rsretrieve.search import Run, read_run
+from rsretrieve.runs import Run, as_run, read_run
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 11)
 
 
-def interpolated_pr(qrels: Qrels, run: Run) -> np.ndarray:
+def interpolated_pr(qrels: Qrels, run: Run | Mapping[str, Mapping[str, float]]) -> np.ndarray:
     """Mean interpolated precision at recall 0.0, 0.1, ..., 1.0 over queries with a relevant doc."""
+    run = as_run(run)
     curves = []
     for qid, judged in qrels.items():
         relevant = {d for d, r in judged.items() if r > 0}
         if not relevant:
             continue
-        ranked = [d for d, _ in sorted(run.get(qid, {}).items(), key=lambda kv: -kv[1])]
+        ranked = [d for d, _ in run.ranked(qid)]
         hits = np.cumsum([d in relevant for d in ranked]) if ranked else np.zeros(0)
         precision = hits / np.arange(1, len(ranked) + 1) if ranked else np.zeros(0)
         recall = hits / len(relevant) if ranked else np.zeros(0)
@@ -107,7 +108,7 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     qrels = load_qrels(first["dataset"]["qrels"])
     main_metric, main_slice = board["main"]["metric"], board["main"]["slice"]
     runs = {m: read_run(results / "runs" / f"{m}.all.json") for m in models}
-    index_keys = set().union(*({d for docs in run.values() for d in docs} for run in runs.values()))
+    index_keys = set().union(*(run.names for run in runs.values()))
     restricted, _ = restrict(qrels, index_keys | {d for docs in qrels.values() for d in docs})
     slices = sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
     with atomic_dir(Path(out), replace=True) as tmp:
@@ -129,7 +130,7 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
 
             index = load_index(best_index)
             for n, qid in enumerate(judged[:grids]):
-                top = dict(sorted(runs[models[0]][qid].items(), key=lambda kv: -kv[1])[:k])
+                top = dict(runs[models[0]].ranked(qid)[:k])
                 image = grid(query_tiles(index, top, judged=qrels.get(qid, {})), columns=4)
                 name = f"grid-{n}.png"
                 image.save(tmp / name)

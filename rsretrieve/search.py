@@ -1,12 +1,14 @@
-"""Text queries -> encoder -> FAISS top-k -> runs ({query id: {doc key: score}}).
+"""Text queries -> encoder -> FAISS top-k -> runs (``rsretrieve.runs.Run``).
 
 The text encoder is rebuilt from the index manifest, so queries and images always share
 one embedding space; asking for a different encoder than the index was built with fails.
+Results follow the one ranking rule (score descending, ties by document id descending):
+when a tie straddles the k-th place, the search goes deeper until the tied group is whole,
+so the top k are exactly trec_eval's top k of the corpus.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,8 @@ import numpy as np
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.index import LoadedIndex, search_params
-from rsretrieve.io import atomic_path, read_text, write_json
+from rsretrieve.runs import Run
 
-Run = dict[str, dict[str, float]]
 QUERY_BATCH = 256
 
 
@@ -70,11 +71,25 @@ def search_vectors(
     """Top-``k`` documents per query vector, over the whole index or one sensor's rows."""
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
-    scores, rows = _faiss_search(index, vectors, k, sensor)
-    return {
-        qid: {index.keys[r]: float(s) for s, r in zip(row_scores, row_ids) if r >= 0}
-        for qid, row_scores, row_ids in zip(qids, scores, rows)
-    }
+    available = index.faiss_index.ntotal if sensor is None else int(index.sensor_rows(sensor).size)
+    want = min(k, available)
+    depth = min(want + 1, available)  # one more: does a tie run past the k-th place?
+    scores, rows = _faiss_search(index, vectors, depth, sensor)
+    lists = [(scores[i, :want], rows[i, :want]) for i in range(len(qids))]
+    if depth > want:
+        boundary = scores[:, want - 1]
+        for i in np.flatnonzero((rows[:, want] >= 0) & (scores[:, want] == boundary)).tolist():
+            deeper, row_scores, row_ids = depth, scores[i], rows[i]
+            while deeper < available and row_scores[deeper - 1] == boundary[i]:
+                deeper = min(available, deeper * 2)
+                found = _faiss_search(index, vectors[i : i + 1], deeper, sensor)
+                row_scores, row_ids = found[0][0], found[1][0]
+            lists[i] = (row_scores, row_ids)
+    valid = [ids >= 0 for _, ids in lists]
+    offsets = np.concatenate([[0], np.cumsum([int(v.sum()) for v in valid])])
+    run = Run(qids, index.keys, offsets, np.concatenate([ids[v] for (_, ids), v in zip(lists, valid)]),
+              np.concatenate([sc[v] for (sc, _), v in zip(lists, valid)]).astype(np.float64))
+    return run.truncate(want)
 
 
 def search(
@@ -98,45 +113,3 @@ def _faiss_search(index: LoadedIndex, vectors: np.ndarray, k: int, sensor: str |
     k = min(k, index.faiss_index.ntotal)
     params = search_params(settings, selector, k)
     return index.faiss_index.search(np.ascontiguousarray(vectors, np.float32), k, params=params)
-
-
-def write_run(run: Run, path: Path, tag: str = "rsretrieve") -> None:
-    """Write a run: ``.json`` as ranx JSON, anything else as TREC (qid Q0 doc rank score tag)."""
-    path = Path(path)
-    if path.suffix == ".json":
-        write_json(path, run)
-        return
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        for qid, docs in run.items():
-            ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
-            for rank, (doc, score) in enumerate(ranked, start=1):
-                handle.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
-
-
-def read_run(path: Path) -> Run:
-    """Read a run written by ``write_run`` (ranx JSON or TREC), with errors naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"run file {path} not found")
-    text = read_text(path)
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise DataError(f"{path}: invalid JSON run: {exc}") from exc
-        try:
-            return {str(q): {str(d): float(s) for d, s in docs.items()} for q, docs in data.items()}
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise DataError(f"{path}: a JSON run maps query id -> {{doc id: score}}") from exc
-    run: Run = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 6:
-            raise DataError(f"{path}:{number}: a TREC run line has 6 fields (qid Q0 doc rank score tag)")
-        try:
-            run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
-        except ValueError:
-            raise DataError(f"{path}:{number}: score '{parts[4]}' is not a number") from None
-    return run

@@ -105,7 +105,8 @@ def save_png(image: Any, out: Path) -> Path:
 def query_tiles(
     index: Any, hits: Mapping[str, float], colour: str = "true", judged: Mapping[str, int] | None = None
 ) -> list[Tile]:
-    """Tiles for one query's hits (best first) from the dataset the index was built on."""
+    """Tiles for one query's hits, in the order given (a run's ranking), from the dataset the
+    index was built on."""
     from rsretrieve.datasets import open_dataset
 
     dataset_info = index.manifest["dataset"]
@@ -113,7 +114,7 @@ def query_tiles(
     labels = dict(zip(index.keys, index.labels))
     sensors = dict(zip(index.keys, index.sensors))
     tiles = []
-    for rank, (key, score) in enumerate(sorted(hits.items(), key=lambda kv: -kv[1]), start=1):
+    for rank, (key, score) in enumerate(hits.items(), start=1):
         image = dataset.read_raw(key)
         relevant = None if judged is None else judged.get(key, 0) > 0
         lines = [f"#{rank}  {score:.3f}  {sensors[key].upper()}", key, ", ".join(labels.get(key, [])) or "-"]
@@ -153,4 +154,4 @@ def show_query(
             raise ConfigError("--qrels needs --query-id (the judged query)")
         judged = load_qrels(qrels_path).get(query_id, {})
     run = search(index, encoder_for_index(index), {"q": str(text)}, k)
-    return save_png(grid(query_tiles(index, run["q"], colour, judged), columns), out)
+    return save_png(grid(query_tiles(index, dict(run.ranked("q")), colour, judged), columns), out)

@@ -25,7 +25,7 @@ from rsretrieve.datasets.sample import ensure_default_sample
 from rsretrieve.embeddings import build_pipeline
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.trained import DEFAULT_MODEL_DIR, DualEncoder, read_model_config, save_model
-from rsretrieve.evaluate import evaluate_index, evaluate_slices
+from rsretrieve.evaluate import Corpus, evaluate_index, evaluate_slices
 from rsretrieve.index import build_index
 
 METRICS = ["ndcg@10", "map@100"]
@@ -55,11 +55,9 @@ def random_ranking(corpus: CrisisLandMark, queries: dict[str, str], qrels: dict,
         rng = np.random.default_rng(seed)
         run = {q: {k: float(v) for k, v in zip(keys, rng.random(len(keys)))} for q in queries}
         runs = {"all": run}
-        corpora = {"all": set(keys)}
-        for sensor in ("s1", "s2"):
-            corpora[sensor] = {k for k in keys if sensors[k] == sensor}
-            runs[sensor] = {q: {k: v for k, v in docs.items() if k in corpora[sensor]} for q, docs in run.items()}
-        report = evaluate_slices(qrels, queries, runs, corpora, METRICS)
+        for sensor in ("s1", "s2"):  # a random ranking of a sub-corpus is the filtered random ranking
+            runs[sensor] = {q: {k: v for k, v in docs.items() if sensors[k] == sensor} for q, docs in run.items()}
+        report = evaluate_slices(qrels, queries, runs, Corpus(sensors), METRICS)
         for name, scored in report["results"].items():
             for metric, value in scored["scores"].items():
                 totals.setdefault(name, {}).setdefault(metric, []).append(value)
@@ -104,9 +102,9 @@ def main() -> None:
         for i, (name, spec) in enumerate(methods.items()):
             index_dir = tmp / f"index-{i}"
             build_index(corpus, build_pipeline(spec, sensors=corpus.sensors), index_dir)
-            report, _ = evaluate_index(index_dir, metrics=METRICS)
+            report = evaluate_index(index_dir, metrics=METRICS).report
             label_rows.append(row(name, scores_of(report)))
-            para, _ = evaluate_index(index_dir, queries_path=para_queries, metrics=METRICS)
+            para = evaluate_index(index_dir, queries_path=para_queries, metrics=METRICS).report
             para_rows.append(row(name, scores_of(para)))
             per_query[name] = para["per_query"]["all"]["ndcg@10"]
     print(f"Corpus: embedded sample test split, {len(corpus.samples)} samples, {len(queries)} label queries\n")

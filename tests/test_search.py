@@ -6,7 +6,7 @@ import pytest
 from rsretrieve.encoders import EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.index import load_index
-from rsretrieve.search import encoder_for_index, read_run, search, write_run
+from rsretrieve.search import encoder_for_index, search
 from tests.conftest import TINY
 
 
@@ -18,10 +18,10 @@ def loaded(index_dir):  # noqa: ANN001, ANN201
 def test_top_k_is_sorted_and_matches_brute_force(loaded) -> None:  # noqa: ANN001
     encoder = encoder_for_index(loaded)
     run = search(loaded, encoder, {"q": "satellite image of trees"}, 5)
-    scores = list(run["q"].values())
+    scores = [s for _, s in run.ranked("q")]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
     brute = loaded.embeddings @ encoder.encode_texts(["satellite image of trees"])[0]
-    assert list(run["q"]) == [loaded.keys[i] for i in np.argsort(-brute)[:5]]
+    assert [d for d, _ in run.ranked("q")] == [loaded.keys[i] for i in np.argsort(-brute)[:5]]
 
 
 def test_sensor_restricted_search(loaded) -> None:  # noqa: ANN001
@@ -29,12 +29,12 @@ def test_sensor_restricted_search(loaded) -> None:  # noqa: ANN001
     for sensor in ("s1", "s2"):
         run = search(loaded, encoder, {"q": "water"}, 1000, sensor)
         wanted = {k for k, s in zip(loaded.keys, loaded.sensors) if s == sensor}
-        assert set(run["q"]) == wanted  # k larger than the slice: the whole slice, nothing else
+        assert {d for d, _ in run.ranked("q")} == wanted  # k larger than the slice: the whole slice, nothing else
 
 
 def test_k_larger_than_corpus_returns_the_corpus(loaded) -> None:  # noqa: ANN001
     run = search(loaded, encoder_for_index(loaded), {"q": "water"}, 10_000)
-    assert len(run["q"]) == len(loaded.keys)
+    assert len(run.ranked("q")) == len(loaded.keys)
     with pytest.raises(ConfigError, match="-k must be at least 1"):
         search(loaded, encoder_for_index(loaded), {"q": "water"}, 0)
 
@@ -52,23 +52,3 @@ def test_changed_weights_are_detected(loaded, monkeypatch) -> None:  # noqa: ANN
     tampered.manifest["encoder"]["weights_sha256"] = "0" * 64
     with pytest.raises(DataError, match="weights_sha256 mismatch"):
         encoder_for_index(tampered)
-
-
-@pytest.mark.parametrize("name", ["run.trec", "run.json"])
-def test_run_files_round_trip(tmp_path, name: str) -> None:  # noqa: ANN001
-    run = {"q1": {"a": 0.9, "b": 0.5}, "q2": {"c": 0.25}}
-    write_run(run, tmp_path / name)
-    assert read_run(tmp_path / name) == run
-
-
-def test_trec_run_lines_are_ranked(tmp_path) -> None:  # noqa: ANN001
-    write_run({"q": {"b": 0.1, "a": 0.9}}, tmp_path / "r.txt", tag="x")
-    assert (tmp_path / "r.txt").read_text().splitlines() == ["q Q0 a 1 0.900000 x", "q Q0 b 2 0.100000 x"]
-
-
-def test_bad_run_files(tmp_path) -> None:  # noqa: ANN001
-    (tmp_path / "r.trec").write_text("q Q0 a 1 0.5 x\nq Q0 b 2\n")
-    with pytest.raises(DataError, match="r.trec:2: a TREC run line has 6 fields"):
-        read_run(tmp_path / "r.trec")
-    with pytest.raises(DataError, match="run file .*none.trec not found"):
-        read_run(tmp_path / "none.trec")

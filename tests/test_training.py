@@ -67,7 +67,7 @@ def test_tiny_run_loss_falls_and_retrieval_beats_the_untrained_model(run_dir, tr
     scores = {}
     for name, folder in (("trained", out / "best"), ("untrained", tmp_path / "untrained")):
         build_index(corpus, build_pipeline(EncoderSpec("rsretrieve", str(folder)), sensors=corpus.sensors), tmp_path / f"index-{name}")
-        scores[name] = evaluate_index(tmp_path / f"index-{name}", metrics=["ndcg@10"])[0]["results"]["all"]["scores"]["ndcg@10"]
+        scores[name] = evaluate_index(tmp_path / f"index-{name}", metrics=["ndcg@10"]).report["results"]["all"]["scores"]["ndcg@10"]
     assert scores["trained"] > scores["untrained"] + 0.1, scores
 
 

@@ -223,7 +223,7 @@ def search(
     index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")],
     queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl")] = None,
     text: Annotated[Optional[str], typer.Option("--text", help="A single query text.")] = None,
-    k: Annotated[int, typer.Option("-k", help="Results per query.")] = 100,
+    k: Annotated[Optional[int], typer.Option("-k", help="Results per query [10 shown; with --out the depth eval uses, 1000].")] = None,
     sensor: Annotated[Optional[str], typer.Option("--sensor", help="Search only s1 or s2 samples.")] = None,
     run_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run file: .json (ranx) or TREC otherwise.")] = None,
     model: ModelOpt = None,
@@ -239,11 +239,17 @@ def search(
     from rsretrieve.datasets.queries import load_queries
     from rsretrieve.datasets.sensors import parse_sensor_filter
     from rsretrieve.errors import ConfigError
+    from rsretrieve.evaluate import DEFAULT_DEPTH
     from rsretrieve.index import load_index
-    from rsretrieve.search import encoder_for_index, search as run_search, write_run
+    from rsretrieve.io import check_writable
+    from rsretrieve.runs import write_run
+    from rsretrieve.search import encoder_for_index, search as run_search
 
     if (queries is None) == (text is None):
         raise ConfigError("give either --queries FILE or --text TEXT")
+    if run_out is not None:
+        check_writable(run_out)
+    k = k if k is not None else (DEFAULT_DEPTH if run_out is not None else 10)
     topics = load_queries(queries) if queries else {"text": str(text)}
     if _is_caption_index(index_dir):
         _search_captions(index_dir, topics, k, run_out, _caption_filter(min_quality, min_resolution, max_resolution, bbox),
@@ -342,36 +348,43 @@ def evaluate(
     metrics: MetricsOpt = None,
     k: Annotated[Optional[int], typer.Option("-k", help="Search depth (default: the largest cutoff, at least 1000).")] = None,
     results_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON (default: INDEX/results/eval.json).")] = None,
-    run_out: Annotated[Optional[Path], typer.Option("--save-run", help="Also write the run (.json or TREC).")] = None,
+    run_out: Annotated[Optional[Path], typer.Option("--save-run", help="Also write the runs of every slice and the corpus (.json or TREC), for eval --run.")] = None,
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Query fields to slice metrics by, e.g. country,season,climate_zone.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="trec_eval (pytrec_eval, default) or ranx: equal numbers.")] = "trec_eval",
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = None,
 ) -> None:
-    """Score retrieval with ranx: overall and per sensor, as a table and a results JSON."""
+    """Score retrieval as trec_eval does: overall and per sensor, as a table and a results JSON."""
     from rsretrieve.errors import ConfigError
-    from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_index, evaluate_saved_run
-    from rsretrieve.io import write_json
-    from rsretrieve.search import read_run, write_run
+    from rsretrieve.evaluate import DEFAULT_METRICS, check_backend, evaluate_index, evaluate_saved_run, parse_metrics, save_slice_runs
+    from rsretrieve.io import check_writable, write_json
 
-    chosen = metrics or list(DEFAULT_METRICS)
+    chosen = parse_metrics(metrics or list(DEFAULT_METRICS))
+    check_backend(backend)
     if run_file is not None:
         if index_dir is not None or qrels is None or queries is None:
             raise ConfigError("--run needs --qrels and --queries, and no --index")
-        report = evaluate_saved_run(read_run(run_file), queries, qrels, chosen)
         target = results_out or run_file.with_suffix(".results.json")
+        check_writable(target)
+        report = evaluate_saved_run(run_file, queries, qrels, chosen, backend)
     else:
         if index_dir is None:
             from rsretrieve.datasets.sample import cache_home
 
             index_dir = _default_index(cache_home() / "indexes" / "default-sample")
+        target = results_out or index_dir / "results" / "eval.json"
+        for path in (target, run_out):
+            if path is not None:
+                check_writable(path)
         requested = _requested(model, pretrained, seed)
         fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else []
-        report, runs = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device, fields)
+        evaluation = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device, fields, backend)
+        report = evaluation.report
         if run_out is not None:
-            write_run(runs["all"], run_out)
-        target = results_out or index_dir / "results" / "eval.json"
+            saved = save_slice_runs(evaluation.runs, evaluation.corpus, run_out, report["source"])
+            err.print("saved runs: " + ", ".join(str(p) for p in saved), markup=False)
     write_json(target, report)
     render.report(out, err, report)
     out.print(f"results written to {target}")
@@ -422,7 +435,7 @@ def demo(
     from rsretrieve.evaluate import evaluate_index
     from rsretrieve.io import write_json
 
-    report, _ = evaluate_index(_default_index(out_dir / "index", limit, force))
+    report = evaluate_index(_default_index(out_dir / "index", limit, force)).report
     write_json(out_dir / "results.json", report)
     render.report(out, err, report)
     out.print(f"results written to {out_dir / 'results.json'}")
@@ -520,18 +533,21 @@ def fuse(
     from rsretrieve.errors import ConfigError
     from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_saved_run
     from rsretrieve.fusion import fuse_runs
-    from rsretrieve.io import write_json
-    from rsretrieve.search import read_run, write_run
+    from rsretrieve.io import check_writable, write_json
+    from rsretrieve.runs import read_run, write_run
 
     if (qrels is None) != (queries is None):
         raise ConfigError("give --qrels and --queries together to evaluate the fused run")
+    check_writable(run_out)
     fused = fuse_runs([read_run(path) for path in runs], method, norm)
     write_run(fused, run_out, tag=f"fused-{method}")
     out.print(f"fused {len(runs)} runs with {method} into {run_out}")
     if qrels is not None and queries is not None:
-        report = evaluate_saved_run(fused, queries, qrels, metrics or list(DEFAULT_METRICS))
-        write_json(run_out.with_suffix(".results.json"), report)
+        report = evaluate_saved_run(run_out, queries, qrels, metrics or list(DEFAULT_METRICS))
+        target = run_out.with_suffix(".results.json")
+        write_json(target, report)
         render.report(out, err, report)
+        out.print(f"results written to {target}")
 
 
 @app.command()

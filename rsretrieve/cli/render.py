@@ -12,8 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rsretrieve.encoders import EncoderSpec
+from rsretrieve.runs import Run
 
-SLICE_NAMES = {"all": "all", "s2": "Sentinel-2", "s1": "Sentinel-1"}
+SLICE_NAMES = {
+    "all": "all", "s2": "Sentinel-2", "s1": "Sentinel-1",
+    "s2-filtered": "S2 (filtered)", "s1-filtered": "S1 (filtered)",
+}
 
 
 @contextmanager
@@ -77,19 +81,12 @@ def index_summary(console: Console, folder: Path, manifest: Mapping[str, Any]) -
     )
 
 
-def hits(
-    console: Console,
-    run: Mapping[str, Mapping[str, float]],
-    queries: Mapping[str, str],
-    labels: Mapping[str, list[str]],
-    limit: int,
-) -> None:
-    for qid, docs in run.items():
+def hits(console: Console, run: Run, queries: Mapping[str, str], labels: Mapping[str, list[str]], limit: int) -> None:
+    for qid in run.qids:
         table = Table(title=f"{qid}: {queries[qid]}")
         for column in ("rank", "score", "key", "labels"):
             table.add_column(column)
-        ranked = sorted(docs.items(), key=lambda item: -item[1])[:limit]
-        for rank, (doc, score) in enumerate(ranked, start=1):
+        for rank, (doc, score) in enumerate(run.ranked(qid)[:limit], start=1):
             table.add_row(str(rank), f"{score:.4f}", doc, ", ".join(labels.get(doc, [])))
         console.print(table)
 
@@ -117,15 +114,29 @@ def report(console: Console, warn: Console, result: Mapping[str, Any]) -> None:
         console.print(grouped)
     diag = result["diagnostics"]
     if diag["queries_without_judgements"]:
-        warn.print(f"warning: {len(diag['queries_without_judgements'])} queries have no judgements and were not scored: "
+        n = len(diag["queries_without_judgements"])
+        warn.print(f"warning: {_count(n, 'query has', 'queries have')} no judgements and {'was' if n == 1 else 'were'} not scored: "
                    + ", ".join(diag["queries_without_judgements"][:5]))
     if diag["judged_docs_not_in_corpus"]:
         warn.print(f"warning: {diag['judged_docs_not_in_corpus']} judged documents are not in the corpus "
                    f"(e.g. {', '.join(diag['judged_docs_not_in_corpus_examples'][:3])}); they were left out of the qrels")
+    for entry in diag.get("shallow_runs", []):
+        warn.print(f"warning: {SLICE_NAMES.get(entry['slice'], entry['slice'])}: {entry['metric']} is computed on a run "
+                   f"only {entry['depth']} deep ({entry['documents']} documents in the slice); documents below that "
+                   "depth count as not retrieved")
     for name, scored in result["results"].items():
-        if scored.get("queries_without_relevant"):
-            warn.print(f"note: {SLICE_NAMES.get(name, name)}: {len(scored['queries_without_relevant'])} judged queries have no relevant "
-                       "document in this slice and were left out of its means")
+        left_out = len(scored.get("queries_without_relevant", []))
+        if left_out:
+            warn.print(f"note: {SLICE_NAMES.get(name, name)}: {_count(left_out, 'judged query', 'judged queries')} "
+                       f"{'has' if left_out == 1 else 'have'} no relevant document in this slice and "
+                       f"{'was' if left_out == 1 else 'were'} left out of its means")
+    if any(name.endswith("-filtered") for name in result["results"]):
+        warn.print("note: the (filtered) columns are the all-sensor run with the other sensor's documents removed, "
+                   "not retrieval over one sensor's documents; eval --index --save-run saves the per-sensor runs")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def models(console: Console, cards: list[Mapping[str, Any]], checkpoints: Path) -> None:

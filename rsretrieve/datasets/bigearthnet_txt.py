@@ -144,6 +144,15 @@ class BigEarthNetTask(PatchDataset):
     """The corpus of a task folder: each patch as a Sentinel-2 sample and a Sentinel-1 sample."""
 
     name = "bigearthnet"
+    TOPIC_FILES = {"queries": "queries.jsonl", "qrels": "qrels"}
+
+    @staticmethod
+    def list_keys(root: Path) -> set[str]:
+        """Every patch of the task (S2 and S1 names)."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(Path(root) / "patches.parquet", columns=["patch_id", "s1_name"])
+        return set(table.column("patch_id").to_pylist()) | set(table.column("s1_name").to_pylist())
 
     def __init__(self, root: Path | str, split: str = "test", sensors: Sequence[Sensor] = SENSORS,
                  limit: int | None = None, strict: bool = False) -> None:

@@ -57,6 +57,13 @@ class CrisisLandMark(PatchDataset):
     """A CrisisLandMark-format folder filtered by split, sensors and an optional limit."""
 
     name = "crisislandmark"
+    TOPIC_FILES = {"queries": QUERIES_FILE, "qrels": QRELS_DIR}
+
+    @staticmethod
+    def list_keys(root: Path) -> set[str]:
+        """Every sample key of the dataset, all splits (to tell an unknown judged document
+        from one that is only outside the indexed part)."""
+        return {key for key, _, _ in read_metadata(Path(root) / METADATA_FILE)}
 
     def __init__(
         self,

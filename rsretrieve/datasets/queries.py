@@ -15,12 +15,33 @@ from typing import Any
 from rsretrieve.errors import DataError
 from rsretrieve.io import read_text
 
-Qrels = dict[str, dict[str, int]]
 QUERY_ID_FIELDS = ("_id", "id", "query_id", "query-id", "qid")
 QUERY_TEXT_FIELDS = ("text", "query", "caption")
 DOC_ID_FIELDS = ("corpus-id", "corpus_id", "doc_id", "docid", "doc", "key")
 SCORE_FIELDS = ("score", "relevance", "rel", "label")
 QRELS_SUFFIXES = {".txt", ".tsv", ".qrels", ".trec", ".json", ".jsonl"}
+
+
+class Qrels(dict[str, dict[str, int]]):
+    """``{query id: {doc id: grade}}`` that can say where a judgement was read, so that later
+    checks (unknown query or document ids) name the file and line. Lines are found again on
+    demand, so large qrels carry no per-judgement bookkeeping."""
+
+    def __init__(self, *args: Any, files: Sequence[Path] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.files = list(files)
+
+    def where(self, qid: str, doc: str | None = None) -> str:
+        """'file:line' of the judgement (of the query's first one when ``doc`` is None)."""
+        for file in self.files:
+            for q, d, _, location in _read_qrels_file(file):
+                if q == qid and (doc is None or d == doc):
+                    return _where(file, location)
+        return ", ".join(map(str, self.files)) or "qrels"
+
+
+def _where(file: Path, location: int | str) -> str:
+    return f"{file}:{location}" if isinstance(location, int) else location
 
 
 def _field(obj: dict[str, Any], names: tuple[str, ...], where: str, what: str) -> Any:
@@ -83,24 +104,25 @@ def load_qrels(path: Path | str) -> Qrels:
         files = [path]
     else:
         raise DataError(f"qrels {path} not found")
-    merged: Qrels = {}
-    origin: dict[tuple[str, str], Path] = {}
+    merged = Qrels(files=files)
     for file in files:
-        for qid, doc, rel in _read_qrels_file(file):
+        for qid, doc, rel, location in _read_qrels_file(file):
             previous = merged.setdefault(qid, {}).get(doc)
             if previous is not None and previous != rel:
                 raise DataError(
-                    f"{file}: query '{qid}' doc '{doc}' has relevance {rel}, "
-                    f"but {origin[(qid, doc)]} gives {previous}"
+                    f"{_where(file, location)}: query '{qid}' doc '{doc}' has relevance {rel}, "
+                    f"but {merged.where(qid, doc)} gives {previous}"
                 )
             merged[qid][doc] = rel
-            origin[(qid, doc)] = file
     if not merged:
         raise DataError(f"{path}: no judgements")
     return merged
 
 
-def _read_qrels_file(path: Path) -> list[tuple[str, str, int]]:
+Judgement = tuple[str, str, int, "int | str"]  # qid, doc, grade, line number (or a JSON location)
+
+
+def _read_qrels_file(path: Path) -> list[Judgement]:
     text = read_text(path)
     head = text.lstrip()[:1]
     if head == "{":
@@ -114,6 +136,8 @@ def _read_qrels_file(path: Path) -> list[tuple[str, str, int]]:
             rows = json.loads(text)
         except ValueError as exc:
             raise DataError(f"{path}: invalid JSON: {exc.args[0]}") from None
+        if not isinstance(rows, list):
+            raise DataError(f"{path}: expected a JSON list of judgements")
         return [_json_row(f"{path}[{i}]", row) for i, row in enumerate(rows)]
     return _columns(path, text)
 
@@ -128,24 +152,25 @@ def _relevance(value: Any, where: str) -> int:
     return int(as_float)
 
 
-def _json_mapping(path: Path, data: Any) -> list[tuple[str, str, int]]:
+def _json_mapping(path: Path, data: Any) -> list[Judgement]:
     out = []
     for qid, docs in data.items():
+        where = f"{path}: query '{qid}'"
         if not isinstance(docs, dict):
-            raise DataError(f"{path}: query '{qid}': expected {{doc id: relevance}}")
-        out.extend((str(qid), str(doc), _relevance(rel, f"{path}: query '{qid}' doc '{doc}'")) for doc, rel in docs.items())
+            raise DataError(f"{where}: expected {{doc id: relevance}}")
+        out.extend((str(qid), str(doc), _relevance(rel, f"{where} doc '{doc}'"), where) for doc, rel in docs.items())
     return out
 
 
-def _json_row(where: str, row: Any) -> tuple[str, str, int]:
+def _json_row(where: str, row: Any) -> Judgement:
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object")
     qid = str(_field(row, QUERY_ID_FIELDS, where, "query id"))
     doc = str(_field(row, DOC_ID_FIELDS, where, "document id"))
-    return qid, doc, _relevance(_field(row, SCORE_FIELDS, where, "relevance"), where)
+    return qid, doc, _relevance(_field(row, SCORE_FIELDS, where, "relevance"), where), where
 
 
-def _json_lines(path: Path, text: str) -> list[tuple[str, str, int]]:
+def _json_lines(path: Path, text: str) -> list[Judgement]:
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -154,35 +179,36 @@ def _json_lines(path: Path, text: str) -> list[tuple[str, str, int]]:
             row = json.loads(line)
         except ValueError as exc:
             raise DataError(f"{path}:{number}: malformed JSON line: {exc.args[0]}") from None
-        out.append(_json_row(f"{path}:{number}", row))
+        out.append((*_json_row(f"{path}:{number}", row)[:3], number))
     return out
 
 
-def _columns(path: Path, text: str) -> list[tuple[str, str, int]]:
-    """TREC (qid iter doc rel) or BEIR TSV (query-id corpus-id score, optional header)."""
+BEIR_HEADER = (("query-id", "query_id", "qid"), ("corpus-id", "corpus_id", "doc-id", "doc_id", "docid"), ("score", "relevance", "rel"))
+
+
+def _columns(path: Path, text: str) -> list[Judgement]:
+    """TREC (qid iter doc rel, 4 columns) or BEIR TSV (query-id corpus-id score, 3 columns,
+    with or without its header line). The first line decides the layout for the whole file."""
     out = []
+    width = 0
     for number, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
         where = f"{path}:{number}"
-        if len(parts) == 4:
-            qid, doc, rel = parts[0], parts[2], parts[3]
-        elif len(parts) == 3:
-            qid, doc, rel = parts
-            if number == 1 and not _is_number(rel):
-                continue  # BEIR header line
-        else:
-            raise DataError(
-                f"{where}: expected 4 columns (TREC: qid iter doc rel) or 3 (qid doc rel), got {len(parts)}"
-            )
-        out.append((qid, doc, _relevance(rel, where)))
+        if not width:
+            if len(parts) == 3 and all(p.lower() in names for p, names in zip(parts, BEIR_HEADER)):
+                width = 3
+                continue  # the BEIR header
+            if len(parts) not in (3, 4):
+                raise DataError(
+                    f"{where}: expected 4 columns (TREC: qid iter doc rel) or 3 (BEIR: query-id corpus-id score), "
+                    f"got {len(parts)}"
+                )
+            width = len(parts)
+        elif len(parts) != width:
+            layout = "TREC (qid iter doc rel)" if width == 4 else "BEIR (query-id corpus-id score)"
+            raise DataError(f"{where}: {len(parts)} columns in a {width}-column {layout} file")
+        qid, doc, rel = (parts[0], parts[2], parts[3]) if width == 4 else parts
+        out.append((qid, doc, _relevance(rel, where), number))
     return out
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True

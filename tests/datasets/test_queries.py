@@ -68,14 +68,19 @@ def test_qrels_folder_merges_files_and_refuses_conflicts(tmp_path) -> None:  # n
     (folder / "README.md").write_text("not qrels")
     assert load_qrels(folder) == EXPECTED
     (folder / "c.txt").write_text("q1 0 d1 2\n")
-    with pytest.raises(DataError, match=r"c.txt: query 'q1' doc 'd1' has relevance 2, but .*a.tsv gives 1"):
+    with pytest.raises(DataError, match=r"c.txt:1: query 'q1' doc 'd1' has relevance 2, but .*a.tsv:1 gives 1"):
         load_qrels(folder)
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("q1 0 d1 1\nq1 d1\n", r"bad.txt:2: expected 4 columns"),
+        ("q1 0 d1 1\nq1 d1\n", r"bad.txt:2: 2 columns in a 4-column TREC"),
+        ("q1 0 d1 1\nq2 d2 1\n", r"bad.txt:2: 3 columns in a 4-column TREC"),
+        ("q1 d1 1\nq1 0 d2 1\n", r"bad.txt:2: 4 columns in a 3-column BEIR"),
+        ("q1 d1\nq1 d2 1\n", r"bad.txt:1: expected 4 columns \(TREC.*got 2"),
+        ("q1 d1 x\nq1 d2 1\n", r"bad.txt:1: relevance 'x' is not a number"),
+        ("query-id corpus-id score\nq1 0 d1 1\n", r"bad.txt:2: 4 columns in a 3-column BEIR"),
         ("q1 0 d1 high\n", r"bad.txt:1: relevance 'high' is not a number"),
         ("q1 0 d1 1.5\n", r"bad.txt:1: relevance '1.5' is not an integer grade"),
         ('{"q1": {"d1": 1}\n{"q2": 1}\n', r"bad.txt:1: malformed JSON line|bad.txt:2: no document id field"),
@@ -96,3 +101,23 @@ def test_missing_or_empty_qrels_location(tmp_path) -> None:  # noqa: ANN001
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="holds no qrels files"):
         load_qrels(tmp_path / "empty")
+
+
+def test_negative_grades_are_kept_and_count_as_not_relevant(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "neg.txt"
+    path.write_text("q1 0 d1 -1\nq1 0 d2 1\n")
+    assert load_qrels(path) == {"q1": {"d1": -1, "d2": 1}}
+
+
+def test_qrels_say_where_a_judgement_was_read(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "q.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n\nq2\td9\t2\n")
+    qrels = load_qrels(path)
+    assert qrels.where("q2") == f"{path}:4"
+    assert qrels.where("q1", "d1") == f"{path}:2"
+
+
+def test_byte_order_mark_is_accepted(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "queries.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"_id": "q1", "text": "water"}\n')
+    assert load_queries(path) == {"q1": "water"}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.datasets.queries import load_qrels, load_queries
 from rsretrieve.errors import DataError
-from rsretrieve.search import read_run
+from rsretrieve.runs import read_run
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 json_values = st.recursive(
@@ -42,8 +42,10 @@ def _valid_qrels(qrels: dict) -> bool:
     return all(isinstance(r, int) for docs in qrels.values() for r in docs.values())
 
 
-def _valid_run(run: dict) -> bool:
-    return all(isinstance(s, float) for docs in run.values() for s in docs.values())
+def _valid_run(run) -> bool:  # noqa: ANN001
+    import math
+
+    return all(isinstance(s, float) and math.isfinite(s) for q in run for _, s in run.ranked(q))
 
 
 @pytest.mark.parametrize(
