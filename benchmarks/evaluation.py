@@ -1,61 +1,120 @@
-"""Evaluation: ranx (what rsretrieve uses) vs pytrec_eval on 10,000 queries.
+"""Evaluation speed and memory: `rsretrieve eval --run` against a bare pytrec_eval script.
 
-    .venv/bin/python benchmarks/evaluation.py [--queries 10000] [--depth 100]
+    .venv/bin/python benchmarks/evaluation.py [--queries 1000] [--depth 1000] [--corpus 100000] [--repeats 3]
 
-Graded qrels (0-2, ~8 judged docs a query) and runs of `depth` docs. Times one ranx call in
-a fresh process (numba kernels loaded from the cache) and a second call, and pytrec_eval;
-prints the largest per-query difference of every metric (must be below 1e-6).
+Side by side in one run, each command a fresh process (wall time and peak RSS of the whole
+process, median of --repeats):
+- `rsretrieve eval --run RUN` on saved slice runs (all, s1, s2: what `eval --index --save-run`
+  writes) of --queries x --depth, default metrics;
+- `benchmarks/trec_reference.py RUN`, the bare pytrec_eval script computing the same slices
+  and metrics from the same files (it imports nothing of rsretrieve);
+- `rsretrieve eval --run` on the embedded sample's saved runs (384 documents, 12 queries).
+The two must print the same numbers (checked here, to 1e-6).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from rsretrieve.evaluate import score_run
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+RSRETRIEVE = str(Path(PYTHON).with_name("rsretrieve"))
 
-METRICS = {"ndcg@10": "ndcg_cut_10", "ndcg@100": "ndcg_cut_100", "map@100": "map_cut_100", "recall@10": "recall_10",
-           "recall@100": "recall_100", "precision@10": "P_10", "mrr": "recip_rank"}
+
+def make_topics(folder: Path, n_queries: int, depth: int, n_docs: int) -> Path:
+    """Queries, graded qrels, a corpus of S1 and S2 keys and its saved slice runs."""
+    from rsretrieve.evaluate import Corpus, save_slice_runs
+    from rsretrieve.runs import Run
+
+    rng = np.random.default_rng(0)
+    keys = [f"{'benv2s1' if i % 2 else 'benv2s2'}_{i:08d}" for i in range(n_docs)]
+    sensors = ["s1" if i % 2 else "s2" for i in range(n_docs)]
+    qids = [f"q{i}" for i in range(n_queries)]
+    with open(folder / "queries.jsonl", "w") as handle:
+        handle.writelines(json.dumps({"_id": q, "text": f"query {q}"}) + "\n" for q in qids)
+    (folder / "qrels").mkdir()
+    with open(folder / "qrels" / "test.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for q in qids:
+            for doc in rng.choice(n_docs, 30, replace=False):
+                handle.write(f"{q}\t{keys[doc]}\t{rng.integers(0, 3)}\n")
+    runs = {}
+    for name, pool in (("all", np.arange(n_docs)), ("s1", np.arange(1, n_docs, 2)), ("s2", np.arange(0, n_docs, 2))):
+        rows = np.stack([rng.choice(pool, depth, replace=False) for _ in qids])
+        scores = np.sort(rng.random((n_queries, depth)).astype(np.float32), axis=1)[:, ::-1]
+        runs[name] = Run.from_search(qids, scores, rows, keys)
+    save_slice_runs(runs, Corpus.from_keys(keys, sensors), folder / "run.trec", {})
+    return folder / "run.trec"
+
+
+def measure(command: list[str], repeats: int) -> tuple[float, float, str]:
+    """Median wall seconds and peak RSS (MiB) of a command, each repeat a fresh process."""
+    walls, peaks, out = [], [], ""
+    for _ in range(repeats):
+        started = time.perf_counter()
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as child:
+            out = child.stdout.read()  # type: ignore[union-attr]
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+        walls.append(time.perf_counter() - started)
+        peaks.append(usage.ru_maxrss / 1024)
+        if child.returncode:
+            raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}")
+    return statistics.median(walls), max(peaks), out
 
 
 def main() -> None:
-    import pytrec_eval
-
     parser = argparse.ArgumentParser()
-    parser.add_argument("--queries", type=int, default=10_000)
-    parser.add_argument("--depth", type=int, default=100)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--depth", type=int, default=1000)
+    parser.add_argument("--corpus", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    docs = [f"d{i}" for i in range(2000)]
-    qrels, run = {}, {}
-    for q in range(args.queries):
-        judged = rng.choice(docs, 8, replace=False)
-        grades = rng.integers(0, 3, 8)
-        grades[0] = max(grades[0], 1)
-        qrels[f"q{q}"] = {d: int(g) for d, g in zip(judged, grades)}
-        retrieved = list(rng.choice(docs, args.depth - 4, replace=False)) + list(judged[:4])
-        run[f"q{q}"] = {d: float(s) for d, s in zip(retrieved, rng.random(args.depth))}
-    first = time.perf_counter()
-    ours = score_run(qrels, run, list(METRICS))
-    first = time.perf_counter() - first
-    second = time.perf_counter()
-    score_run(qrels, run, list(METRICS))
-    second = time.perf_counter() - second
-    started = time.perf_counter()
-    theirs = pytrec_eval.RelevanceEvaluator(qrels, set(METRICS.values())).evaluate(run)
-    trec = time.perf_counter() - started
-    print(f"{args.queries} queries x {args.depth} docs, {len(METRICS)} metrics\n")
-    print("| tool | seconds |\n|---|---|")
-    print(f"| ranx via rsretrieve, first call in the process | {first:.2f} |")
-    print(f"| ranx via rsretrieve, second call | {second:.2f} |")
-    print(f"| pytrec_eval | {trec:.2f} |\n")
-    print("| metric | mean | max abs difference per query |\n|---|---|---|")
-    for ours_name, trec_name in METRICS.items():
-        diff = max(abs(ours["per_query"][ours_name][q] - theirs[q][trec_name]) for q in qrels)
-        print(f"| {ours_name} | {ours['scores'][ours_name]:.4f} | {diff:.1e} |")
-        assert diff < 1e-6, ours_name
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        run = make_topics(folder, args.queries, args.depth, args.corpus)
+        ours_cmd = [RSRETRIEVE, "eval", "--run", str(run), "--qrels", str(folder / "qrels"),
+                    "--queries", str(folder / "queries.jsonl"), "--out", str(folder / "ours.json")]
+        bare_cmd = [PYTHON, str(HERE / "trec_reference.py"), str(run), str(folder / "qrels")]
+        ours = measure(ours_cmd, args.repeats)
+        bare = measure(bare_cmd, args.repeats)
+        ranx = measure([*ours_cmd, "--backend", "ranx"], 1)
+        report = json.loads((folder / "ours.json").read_text())
+        theirs = json.loads(bare[2])
+        worst = max(abs(report["results"][s]["scores"][m] - v) for s, scores in theirs.items() for m, v in scores.items())
+        sample = sample_eval(folder, args.repeats)
+    print(f"{args.queries} queries x depth {args.depth}, 3 slices, corpus {args.corpus:,}, 8 metrics; "
+          f"fresh processes, median of {args.repeats}\n")
+    print("| command | wall (s) | peak RSS (MiB) | ratio to bare |\n|---|---|---|---|")
+    print(f"| bare pytrec_eval script (benchmarks/trec_reference.py) | {bare[0]:.2f} | {bare[1]:.0f} | 1.00 |")
+    print(f"| rsretrieve eval --run (trec_eval backend) | {ours[0]:.2f} | {ours[1]:.0f} | {ours[0] / bare[0]:.2f} |")
+    print(f"| rsretrieve eval --run --backend ranx (one run) | {ranx[0]:.2f} | {ranx[1]:.0f} | {ranx[0] / bare[0]:.2f} |")
+    print(f"| rsretrieve eval --run, embedded sample (384 docs, 12 queries) | {sample[0]:.2f} | {sample[1]:.0f} | |")
+    print(f"\nlargest difference to the bare script over every slice and metric: {worst:.1e}")
+    if worst > 1e-6:
+        raise SystemExit("rsretrieve and pytrec_eval disagree")
+
+
+def sample_eval(folder: Path, repeats: int) -> tuple[float, float, str]:
+    """`eval --run` on the embedded sample's saved slice runs (default model)."""
+    from rsretrieve.datasets.sample import ensure_default_sample
+
+    root = ensure_default_sample()
+    run = folder / "sample" / "run.trec"
+    subprocess.run([RSRETRIEVE, "eval", "--save-run", str(run), "--out", str(folder / "sample.json")],
+                   capture_output=True, check=True)
+    return measure([RSRETRIEVE, "eval", "--run", str(run), "--qrels", str(root / "qrels"),
+                    "--queries", str(root / "queries.jsonl"), "--out", str(folder / "sample2.json")], repeats)
 
 
 if __name__ == "__main__":

@@ -67,10 +67,10 @@ def main() -> None:
         (_, ids), seconds = timed(flat.search, queries, K)
         print(f"| {n:,} | bare FAISS IndexFlatIP | {build:.1f} | {args.queries / seconds:.0f} | {recall(ids, exact):.3f} |", flush=True)
         loaded = LoadedIndex(path=None, manifest={"index": {"kind": "flat"}}, keys=[str(i) for i in range(n)],  # type: ignore[arg-type]
-                             sensors=["s2"] * n, labels=[[] for _ in range(n)], embeddings=corpus, faiss_index=flat)
+                             sensors=["s2"] * n, embeddings=corpus, faiss_index=flat)
         run, seconds = timed(search_vectors, loaded, [str(i) for i in range(len(queries))], queries, K)
-        found = np.array([[int(d) for d in docs] for docs in run.values()])
-        print(f"| {n:,} | rsretrieve search (flat, run dict) | - | {args.queries / seconds:.0f} | {recall(found, exact):.3f} |", flush=True)
+        found = np.array([[int(d) for d, _ in run.ranked(q)] for q in run])
+        print(f"| {n:,} | rsretrieve search (flat, run arrays) | - | {args.queries / seconds:.0f} | {recall(found, exact):.3f} |", flush=True)
         nlist = 1024
         ivf, build = timed(build_faiss, corpus, IndexSettings(kind="ivf", nlist=nlist))
         for nprobe in (8, 32, 128):

@@ -60,9 +60,18 @@ class LoadedIndex:
     manifest: dict[str, Any]
     keys: list[str]
     sensors: list[str]
-    labels: list[list[str]]
     embeddings: np.ndarray
     faiss_index: Any = field(repr=False)
+    _labels: list[list[str]] | None = field(default=None, repr=False)
+
+    @property
+    def labels(self) -> list[list[str]]:
+        """Labels of every row, read on first use (they serve display, not search)."""
+        if self._labels is None:
+            import pyarrow.parquet as pq
+
+            self._labels = pq.read_table(self.path / IDS, columns=["labels"]).column("labels").to_pylist()
+        return self._labels
 
     def sensor_rows(self, sensor: str) -> np.ndarray:
         return np.flatnonzero(np.asarray(self.sensors) == sensor).astype(np.int64)
@@ -221,20 +230,21 @@ def load_index(folder: Path) -> LoadedIndex:
     for name in (EMBEDDINGS, IDS, FAISS_INDEX):
         if not (folder / name).is_file():
             raise DataError(f"index folder {folder}: {name} is missing")
-    table = pq.read_table(folder / IDS)
-    embeddings = np.load(folder / EMBEDDINGS, allow_pickle=False)
+    table = pq.read_table(folder / IDS, columns=["key", "sensor"])
+    embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)  # read on demand: search uses FAISS
     index = faiss.read_index(str(folder / FAISS_INDEX))
     if not (table.num_rows == embeddings.shape[0] == index.ntotal):
         raise DataError(
             f"index folder {folder}: row counts disagree (ids {table.num_rows}, "
             f"embeddings {embeddings.shape[0]}, faiss {index.ntotal})"
         )
+    sensors = table.column("sensor").dictionary_encode().combine_chunks()
+    names = sensors.dictionary.to_pylist()  # one string object per sensor, shared by all rows
     return LoadedIndex(
         path=folder,
         manifest=manifest,
         keys=table.column("key").to_pylist(),
-        sensors=table.column("sensor").to_pylist(),
-        labels=table.column("labels").to_pylist(),
+        sensors=[names[i] for i in sensors.indices.to_numpy()],
         embeddings=embeddings,
         faiss_index=index,
     )

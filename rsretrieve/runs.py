@@ -101,7 +101,16 @@ class Run:
 
     def to_dict(self, qids: Iterable[str] | None = None) -> RunDict:
         """``{qid: {doc: score}}`` in rank order (for ranx and pytrec_eval), optionally some queries only."""
-        return {q: dict(self.ranked(q)) for q in (self.qids if qids is None else qids)}
+        out: RunDict = {}
+        names = self.names
+        for q in self.qids if qids is None else qids:
+            row = self._row.get(q)
+            if row is None:
+                out[q] = {}
+                continue
+            start, stop = self.offsets[row], self.offsets[row + 1]
+            out[q] = dict(zip(map(names.__getitem__, self.docs[start:stop].tolist()), self.scores[start:stop].tolist()))
+        return out
 
     def depths(self) -> np.ndarray:
         """Number of ranked documents of each query."""
@@ -131,6 +140,8 @@ def ranking_order(rows: np.ndarray, scores: np.ndarray, docs: np.ndarray, names:
     """Order of entries under the rule: by query row, score descending, then document id
     descending where scores tie. Only the tied documents' names are compared, so a run
     without ties costs one numeric sort."""
+    if _already_ranked(rows, scores, docs, names):
+        return np.arange(len(rows))
     order = np.lexsort((-scores, rows))
     sorted_scores, sorted_rows = scores[order], rows[order]
     tie = (sorted_scores[1:] == sorted_scores[:-1]) & (sorted_rows[1:] == sorted_rows[:-1])
@@ -145,6 +156,15 @@ def ranking_order(rows: np.ndarray, scores: np.ndarray, docs: np.ndarray, names:
     name_rank = np.zeros(int(sorted_docs.max()) + 1, np.int64)
     name_rank[by_name] = np.arange(len(by_name))
     return order[np.lexsort((-name_rank[sorted_docs], -sorted_scores, sorted_rows))]
+
+
+def _already_ranked(rows: np.ndarray, scores: np.ndarray, docs: np.ndarray, names: Sequence[str]) -> bool:
+    """True when entries already follow the rule (a run file written in rank order): no sort needed."""
+    same = rows[1:] == rows[:-1]
+    if (rows[1:] < rows[:-1]).any() or (same & (scores[1:] > scores[:-1])).any():
+        return False
+    tied = np.flatnonzero(same & (scores[1:] == scores[:-1]))
+    return all(names[a].encode("utf-8") > names[b].encode("utf-8") for a, b in zip(docs[tied].tolist(), docs[tied + 1].tolist()))
 
 
 def as_run(run: Run | Mapping[str, Mapping[str, float]]) -> Run:
@@ -192,11 +212,60 @@ def read_run(path: Path) -> Run:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"run file {path} not found")
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip(b" \t\r\n")[:1]
+    if head and head not in b"{[\xef":
+        run = _read_canonical_trec(path)
+        if run is not None:
+            return run
     text = read_text(path)
-    head = text.lstrip("\ufeff \t\r\n")[:1]
-    if head in ("{", "["):
+    if text.lstrip(" \t\r\n")[:1] in ("{", "["):
         return _read_json_run(path, text)
     return _read_trec_run(path, text)
+
+
+def _read_canonical_trec(path: Path) -> Run | None:
+    """Fast path for TREC files whose fields are separated by single spaces (what rsretrieve
+    and most tools write): parsed by Arrow's CSV reader in C, documents dictionary-encoded so
+    that no Python object is made per line. None for any other layout, which the exact
+    line-by-line reader then handles (and names the bad line, if any)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv
+
+    columns = ["qid", "q0", "doc", "rank", "score", "tag"]
+    try:
+        table = csv.read_csv(
+            path,
+            read_options=csv.ReadOptions(column_names=columns),
+            parse_options=csv.ParseOptions(delimiter=" ", quote_char=False, escape_char=False),
+            convert_options=csv.ConvertOptions(
+                column_types={"qid": pa.string(), "doc": pa.string(), "score": pa.float64()},
+                include_columns=["qid", "doc", "score"], strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows == 0:
+        return None
+    qid_codes = pc.dictionary_encode(table.column("qid")).combine_chunks()
+    doc_codes = pc.dictionary_encode(table.column("doc")).combine_chunks()
+    qids, names = qid_codes.dictionary.to_pylist(), doc_codes.dictionary.to_pylist()
+    if "" in qids or "" in names:
+        return None
+    rows = qid_codes.indices.to_numpy().astype(np.int64)
+    docs = doc_codes.indices.to_numpy().astype(np.int64)
+    values = table.column("score").to_numpy()
+    if not np.isfinite(values).all() or _has_duplicates(rows, docs, len(names)):
+        return None  # the line-by-line reader names the offending line
+    order = np.argsort(rows, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(qids)))])
+    return Run(qids, names, offsets, docs[order], values[order])
+
+
+def _has_duplicates(rows: np.ndarray, docs: np.ndarray, n_names: int) -> bool:
+    ordered = np.sort(rows * max(n_names, 1) + docs)
+    return bool((ordered[1:] == ordered[:-1]).any())
 
 
 def _read_json_run(path: Path, text: str) -> Run:
@@ -231,43 +300,89 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _read_trec_run(path: Path, text: str) -> Run:
-    qid_rows: dict[str, int] = {}
-    names: dict[str, int] = {}
-    rows: list[int] = []
-    docs: list[int] = []
-    scores: list[str] = []
-    numbers: list[int] = []
-    for number, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
-        parts = line.split()
-        if len(parts) != 6:
-            if not parts:
-                continue
-            raise DataError(f"{path}:{number}: a TREC run line has 6 fields (qid Q0 doc rank score tag), got {len(parts)}")
-        rows.append(qid_rows.setdefault(parts[0], len(qid_rows)))
-        docs.append(names.setdefault(parts[2], len(names)))
-        scores.append(parts[4])
-        numbers.append(number)
+    """TREC lines, split in one C call; a vectorised count of fields per line guards the
+    layout (a line with another count than 6 is an error naming it)."""
+    tokens = text.split()
+    if not _six_fields_per_line(text, len(tokens)):
+        _check_fields(path, text)
+    qcol, dcol, scol = tokens[0::6], tokens[2::6], tokens[4::6]
+    del tokens
+    qids, rows = _codes(qcol)
+    doc_names, docs = _codes(dcol)
+    values = _scores(path, text, scol)
+    _check_duplicates(path, text, rows, docs, qids, doc_names)
+    order = np.argsort(rows, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(qids)))])
+    return Run(qids, doc_names, offsets, docs[order], values[order])
+
+
+def _codes(column: list[str]) -> tuple[list[str], np.ndarray]:
+    """Distinct values in order of first appearance, and each entry's index among them."""
+    distinct = list(dict.fromkeys(column))
+    index = {name: i for i, name in enumerate(distinct)}
+    return distinct, np.fromiter(map(index.__getitem__, column), np.int64, len(column))
+
+
+_WHITESPACE = np.zeros(256, bool)
+_WHITESPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+
+
+def _six_fields_per_line(text: str, n_tokens: int) -> bool:
+    """Every non-blank line holds exactly 6 whitespace-separated fields (checked on the bytes;
+    False for anything unusual, which the exact line-by-line check then settles)."""
+    data = np.frombuffer(text.encode("utf-8"), np.uint8)
+    if not data.size:
+        return n_tokens == 0
+    if (data >= 0x80).any() and any(c.isspace() and ord(c) > 127 for c in set(text)):
+        return False
+    space = _WHITESPACE[data]
+    starts = (~space[1:] & space[:-1]).view(np.uint8)  # a field starts after whitespace (byte 0 apart)
+    line_starts = np.concatenate([[0], np.flatnonzero(data[:-1] == 10)])  # offsets into ``starts``
+    per_line = np.add.reduceat(starts, line_starts, dtype=np.int64) if starts.size else np.zeros(1, np.int64)
+    per_line[0] += not space[0]
+    per_line[np.diff(np.append(line_starts, starts.size)) == 0] = 0  # reduceat's value for empty segments
+    return bool(((per_line == 6) | (per_line == 0)).all()) and n_tokens == 6 * int((per_line == 6).sum())
+
+
+def _check_fields(path: Path, text: str) -> None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if fields and len(fields) != 6:
+            raise DataError(f"{path}:{number}: a TREC run line has 6 fields (qid Q0 doc rank score tag), got {len(fields)}")
+
+
+def _scores(path: Path, text: str, column: list[str]) -> np.ndarray:
     try:
-        values = np.array(scores, dtype=np.float64)
+        values = np.fromiter(map(float, column), np.float64, len(column))
     except ValueError:
-        bad = next(i for i, s in enumerate(scores) if not _is_float(s))
-        raise DataError(f"{path}:{numbers[bad]}: score '{scores[bad]}' is not a number") from None
+        bad = next(s for s in column if not _is_float(s))
+        raise DataError(f"{_line_of(path, text, 4, bad)}: score '{bad}' is not a number") from None
     finite = np.isfinite(values)
     if not finite.all():
-        bad = int(np.flatnonzero(~finite)[0])
-        raise DataError(f"{path}:{numbers[bad]}: score '{scores[bad]}' is not a finite number")
-    row_array = np.array(rows, np.int64)
-    doc_array = np.array(docs, np.int64)
-    pairs = row_array * max(len(names), 1) + doc_array
-    unique, first, counts = np.unique(pairs, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        dup_pair = unique[counts > 1][0]
-        lines = [numbers[i] for i in np.flatnonzero(pairs == dup_pair)[:2].tolist()]
-        qid, doc = list(qid_rows)[int(dup_pair // max(len(names), 1))], list(names)[int(dup_pair % max(len(names), 1))]
-        raise DataError(f"{path}:{lines[1]}: query '{qid}' lists document '{doc}' twice (first on line {lines[0]})")
-    order = np.argsort(row_array, kind="stable")
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(row_array, minlength=len(qid_rows)))])
-    return Run(list(qid_rows), list(names), offsets, doc_array[order], values[order])
+        bad = column[int(np.flatnonzero(~finite)[0])]
+        raise DataError(f"{_line_of(path, text, 4, bad)}: score '{bad}' is not a finite number")
+    return values
+
+
+def _line_of(path: Path, text: str, field: int, value: str) -> str:
+    """'file:line' of the first line whose field ``field`` is ``value`` (error paths only)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if len(fields) > field and fields[field] == value:
+            return f"{path}:{number}"
+    return str(path)
+
+
+def _check_duplicates(path: Path, text: str, rows: np.ndarray, docs: np.ndarray, qids: list[str], names: list[str]) -> None:
+    if not _has_duplicates(rows, docs, len(names)):
+        return
+    width = max(len(names), 1)
+    ordered = np.sort(rows * width + docs)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    qid, doc = qids[int(repeated[0] // width)], names[int(repeated[0] % width)]
+    numbers = [n for n, line in enumerate(text.splitlines(), start=1)
+               if (f := line.split()) and f[0] == qid and f[2:3] == [doc]][:2]
+    raise DataError(f"{path}:{numbers[1]}: query '{qid}' lists document '{doc}' twice (first on line {numbers[0]})")
 
 
 def _is_float(value: str) -> bool:

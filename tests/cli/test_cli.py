@@ -60,10 +60,50 @@ def test_sample_index_search_eval(tmp_path) -> None:  # noqa: ANN001
                     "--queries", data / "queries.jsonl", "-m", "ndcg@10,mrr", "--out", saved)
     assert result.exit_code == 0, result.output
     again = json.loads(saved.read_text())
-    assert again["results"]["all"]["scores"] == pytest.approx(report["results"]["all"]["scores"])
+    for name in ("all", "s1", "s2"):  # the saved slice runs reproduce every column exactly
+        assert again["results"][name]["scores"] == report["results"][name]["scores"]
+    assert again["source"]["slices"] == "saved"
 
     result = invoke("eval", "--index", idx)  # qrels and queries default to the dataset's
     assert result.exit_code == 0 and (idx / "results" / "eval.json").is_file()
+
+
+def test_eval_run_labels_lone_runs_filtered_and_warns_on_shallow_runs(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
+    queries, qrels = sample_root / "queries.jsonl", sample_root / "qrels"
+    run = tmp_path / "top5.trec"
+    assert invoke("search", "--index", index_dir, "--queries", queries, "--out", run, "-k", 5).exit_code == 0
+    result = invoke("eval", "--run", run, "--qrels", qrels, "--queries", queries, "-m", "ndcg@10,mrr")
+    assert result.exit_code == 0, result.output
+    assert "S1 (filtered)" in result.stdout and "Sentinel-1" not in result.stdout
+    assert "warning: all: ndcg@10 is computed on a run only 5 deep" in " ".join(result.stderr.split())
+    assert "the (filtered) columns are the all-sensor run" in " ".join(result.stderr.split())
+    report = json.loads((tmp_path / "top5.results.json").read_text())
+    assert set(report["results"]) == {"all", "s1-filtered", "s2-filtered"} and report["backend"] == "trec_eval"
+    # search --out defaults to the depth eval uses: the whole 35-sample corpus here
+    assert invoke("search", "--index", index_dir, "--queries", queries, "--out", tmp_path / "deep.trec").exit_code == 0
+    assert len((tmp_path / "deep.trec").read_text().splitlines()) == 35 * len(queries.read_text().splitlines())
+
+
+def test_eval_backends_agree_and_bad_runs_are_named_by_line(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
+    queries, qrels = sample_root / "queries.jsonl", sample_root / "qrels"
+    for backend in ("trec_eval", "ranx"):
+        result = invoke("eval", "--index", index_dir, "--backend", backend, "--out", tmp_path / f"{backend}.json")
+        assert result.exit_code == 0, result.output
+    ours, theirs = (json.loads((tmp_path / f"{b}.json").read_text())["results"] for b in ("trec_eval", "ranx"))
+    for name in ours:
+        assert ours[name]["scores"] == pytest.approx(theirs[name]["scores"], abs=1e-9)
+    out = tmp_path / "r.json"
+    assert_user_error(invoke("eval", "--index", index_dir, "--backend", "trec-eval", "--out", out), "Did you mean 'trec_eval'")
+    bad = tmp_path / "bad.trec"
+    bad.write_text("q-water Q0 benv2s2_000000 1 0.5 x\nq-water Q0 benv2s2_000000 2 0.4 x\n")
+    assert_user_error(invoke("eval", "--run", bad, "--qrels", qrels, "--queries", queries, "--out", out),
+                      r"bad.trec:2: query 'q-water' lists document 'benv2s2_000000' twice")
+    bad.write_text('[["q-water", "benv2s2_000000", 1.0]]')
+    assert_user_error(invoke("eval", "--run", bad, "--qrels", qrels, "--queries", queries, "--out", out),
+                      r"bad.trec: a JSON run is an object")
+    assert_user_error(invoke("eval", "--run", bad, "--qrels", qrels, "--queries", queries, "--out", tmp_path),
+                      r"cannot write .*: it is a folder")
+    assert not out.exists()
 
 
 def test_demo_runs_on_the_embedded_sample(tmp_path) -> None:  # noqa: ANN001
