@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rsretrieve.config import from_mapping, read_mapping
-from rsretrieve.datasets.sample import cache_home
+from rsretrieve.paths import cache_home
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.errors import ConfigError, ModelError
 from rsretrieve.registry import unknown_name_error

@@ -12,7 +12,6 @@ from typer.core import TyperGroup
 
 from rsretrieve import __version__
 from rsretrieve.cli import render
-from rsretrieve.datasets.sample import DEFAULT_SAMPLES
 from rsretrieve.errors import RsRetrieveError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -76,7 +75,7 @@ def _requested(model: str | None, pretrained: str | None, seed: int | None):  # 
 @app.command()
 def sample(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
-    n_samples: Annotated[int, typer.Option("--n-samples", help="Number of samples (S1 and S2 together).")] = DEFAULT_SAMPLES,
+    n_samples: Annotated[Optional[int], typer.Option("--n-samples", help="Number of samples (S1 and S2 together) [480].")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     compression: Annotated[str, typer.Option("--compression", help="none, gzip or lz4 (hdf5plugin).")] = "none",
     fmt: Annotated[str, typer.Option("--format", help="crisislandmark, git10m or bigearthnet-txt.")] = "crisislandmark",
@@ -85,6 +84,7 @@ def sample(
     """Write a seeded sample dataset: CrisisLandMark layout (default) or Git-10M parquet shards."""
     from rsretrieve.errors import ConfigError
 
+    n_samples = 480 if n_samples is None else n_samples
     if fmt == "crisislandmark":
         from rsretrieve.datasets.sample import generate_sample
 
@@ -371,7 +371,7 @@ def evaluate(
         report = evaluate_saved_run(run_file, queries, qrels, chosen, backend)
     else:
         if index_dir is None:
-            from rsretrieve.datasets.sample import cache_home
+            from rsretrieve.paths import cache_home
 
             index_dir = _default_index(cache_home() / "indexes" / "default-sample")
         target = results_out or index_dir / "results" / "eval.json"

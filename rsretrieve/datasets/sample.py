@@ -9,7 +9,6 @@ the largest class is relevance 2, any other class covering >= 5 % of the patch i
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from rsretrieve.datasets.crisislandmark import (
 )
 from rsretrieve.datasets.labels import CLC_TO_DW, CLASSES
 from rsretrieve.datasets.sensors import SOURCES
+from rsretrieve.paths import cache_home
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import atomic_dir
 
@@ -247,10 +247,6 @@ def _compression(name: str | None) -> dict[str, object]:
 
         return dict(hdf5plugin.LZ4())
     raise ConfigError(f"unknown compression '{name}'; use none, gzip or lz4")
-
-
-def cache_home() -> Path:
-    return Path(os.environ.get("RSRETRIEVE_HOME", Path.home() / ".cache" / "rsretrieve"))
 
 
 def default_sample_path() -> Path:

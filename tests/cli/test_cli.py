@@ -255,7 +255,7 @@ def test_train_then_index_and_eval_with_the_trained_model(tmp_path) -> None:  # 
 def test_eval_without_flags_scores_the_shipped_model_on_the_embedded_sample() -> None:
     result = invoke("eval", "-m", "ndcg@10")
     assert result.exit_code == 0, result.output
-    from rsretrieve.datasets.sample import cache_home
+    from rsretrieve.paths import cache_home
 
     report = json.loads((cache_home() / "indexes" / "default-sample" / "results" / "eval.json").read_text())
     assert report["source"]["encoder"]["backend"] == "rsretrieve"
