@@ -19,7 +19,7 @@ import torch
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.datasets.sample import ensure_default_sample
 from rsretrieve.embeddings import build_pipeline
-from rsretrieve.encoders import make_spec
+from rsretrieve.zoo import resolve_model
 from rsretrieve.index import build_index
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dataset = CrisisLandMark(ensure_default_sample())
-    pipeline = build_pipeline(make_spec(args.model), sensors=dataset.sensors)
+    pipeline = build_pipeline(resolve_model(args.model), sensors=dataset.sensors)
     batches = list(dataset.iter_batches(dataset.plan_batches(args.batch_size)))
     n = len(dataset.samples)
     for batch in batches[:2]:

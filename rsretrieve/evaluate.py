@@ -228,13 +228,15 @@ def evaluate_index(
     device: str | None = None,
     group_by: Sequence[str] = (),
     backend: str = DEFAULT_BACKEND,
+    encoder: Any = None,
 ) -> Evaluation:
     """Search every query over the index (all, then each sensor's sub-corpus) and score the runs.
 
-    Queries and qrels default to the ones of the dataset the index was built from.
+    Queries and qrels default to the ones of the dataset the index was built from. An
+    ``encoder`` already loaded (the one that built the index) is checked and reused.
     """
     from rsretrieve.index import load_index
-    from rsretrieve.search import encode_queries, encoder_for_index, search_vectors
+    from rsretrieve.search import check_weights, encode_queries, encoder_for_index, search_vectors
 
     metrics = parse_metrics(metrics)
     check_backend(backend)
@@ -247,7 +249,10 @@ def evaluate_index(
     if known is not None:
         check_known_documents(qrels, known, qrels_path, root)
     depth = k or search_depth(metrics)
-    encoder = encoder_for_index(index, requested, device)
+    if encoder is None:
+        encoder = encoder_for_index(index, requested, device)
+    else:
+        check_weights(index.manifest, encoder, index.path)
     started = time.perf_counter()
     qids, vectors = encode_queries(encoder, queries)
     runs = {"all": search_vectors(index, qids, vectors, depth)}

@@ -39,14 +39,14 @@ def run_index_job(
 ) -> dict[str, Any]:
     """Open the dataset, build the pipeline and write (or reuse) the index folder ``out``."""
     from rsretrieve.embeddings import build_pipeline
-    from rsretrieve.encoders import make_spec
+    from rsretrieve.zoo import resolve_model
     from rsretrieve.index import IndexSettings, build_index
 
     dataset = open_job_dataset(job)
     if shard is not None:
         dataset.take_shard(*shard)
     settings = IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
-    pipeline = build_pipeline(make_spec(job.model, job.pretrained, job.seed),
+    pipeline = build_pipeline(resolve_model(job.model, job.pretrained, job.seed),
                               {"s2": job.s2_adapter, "s1": job.s1_adapter}, dataset.sensors, device)
     if on_start:
         on_start(len(dataset.samples))

@@ -3,7 +3,7 @@
 Layout of a suite's output folder (MTEB-style, predictable for tools that read it)::
 
     OUT/indexes/<model>/                 index folders (reused while their plan is unchanged)
-    OUT/runs/<model>.<slice>.json        runs per slice (ranx JSON), for significance tests
+    OUT/runs/<model>.<slice>.json        runs per slice (ranx JSON), for significance tests and reports
     OUT/records/<model>/<dataset>.json   one result record per model x dataset
     OUT/leaderboard.{json,md,csv}        sorted by the suite's main score
 
@@ -31,7 +31,7 @@ from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, restrict, scored_queries
 from rsretrieve.io import write_json, write_text
 from rsretrieve.runs import Run, read_run, write_run
-from rsretrieve.zoo import ModelCard, get_card, load_zoo
+from rsretrieve.zoo import ModelCard, Reference, get_card, load_zoo
 
 STAT_TESTS = ("student", "fisher", "paired_t")
 
@@ -65,20 +65,29 @@ class Suite:
     significance: Significance = Significance()
     tolerance: float = 0.005
     batch_size: int = 32
+    # Published scores to compare with, by model (else the cards' references for this dataset).
+    references: Mapping[str, tuple[Reference, ...]] = dataclasses.field(default_factory=dict)
 
 
 def load_suite(path: Path) -> Suite:
     data = dict(read_mapping(path))
     sig = from_mapping(Significance, data.pop("significance", None) or {}, f"{path}: significance")
+    references = {
+        str(model): tuple(from_mapping(Reference, r, f"{path}: references.{model}[{i}]") for i, r in enumerate(refs or []))
+        for model, refs in (data.pop("references", None) or {}).items()
+    }
     for key in ("models", "metrics"):
         if key in data:
             data[key] = tuple(data[key])
-    suite = dataclasses.replace(from_mapping(Suite, data, str(path)), significance=sig)
+    suite = dataclasses.replace(from_mapping(Suite, data, str(path)), significance=sig, references=references)
     parse_metrics(suite.metrics)
     if suite.main_metric not in suite.metrics:
         raise ConfigError(f"{path}: main_metric '{suite.main_metric}' is not in metrics")
     if not suite.models:
         raise ConfigError(f"{path}: no models")
+    unknown = sorted(set(references) - set(suite.models))
+    if unknown:
+        raise ConfigError(f"{path}: references for '{unknown[0]}', which is not among the suite's models")
     return suite
 
 
@@ -111,7 +120,7 @@ def run_suite(
     qrels_path = Path(suite.qrels) if suite.qrels else root / QRELS_DIR
     _, qrels = load_topics(queries_path, qrels_path)
     topics_key = _fingerprint(queries_path) + _fingerprint(qrels_path)
-    records, skipped = [], []
+    records, skipped, runs = [], [], {}
     for card in cards:
         available, where = card.availability()
         if not available:
@@ -119,18 +128,22 @@ def run_suite(
             if on_model:
                 on_model(card.name, f"skipped: {where}")
             continue
-        record = _evaluate_model(card, suite, dataset, out, queries_path, qrels_path, topics_key, force)
+        record, model_runs = _evaluate_model(card, suite, dataset, out, queries_path, qrels_path, topics_key, force)
         records.append(record)
+        if model_runs is not None:
+            runs[card.name] = model_runs[suite.main_slice]
         if on_model:
             on_model(card.name, "cached" if record.get("cached") else f"{record['wall_time_s']:.1f} s")
     corpus = {s.key for s in dataset.samples if suite.main_slice in ("all", s.sensor)}
-    return _leaderboard(suite, records, skipped, qrels, corpus, out)
+    return _leaderboard(suite, records, skipped, qrels, corpus, out, runs)
 
 
 def _evaluate_model(
     card: ModelCard, suite: Suite, dataset: Any, out: Path, queries_path: Path, qrels_path: Path,
     topics_key: str, force: bool,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Run] | None]:
+    """The record of one model, and its runs by slice when they were computed (not cached).
+    The encoder is loaded once: it builds the index and then embeds the queries."""
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.evaluate import evaluate_index
     from rsretrieve.index import build_index
@@ -144,8 +157,8 @@ def _evaluate_model(
     if record_path.is_file() and not force:
         cached = json.loads(record_path.read_text())
         if cached.get("cache_key") == key and all(_run_path(out, card.name, s).is_file() for s in cached["scores"]):
-            return {**cached, "cached": True}
-    evaluation = evaluate_index(index_dir, qrels_path, queries_path, suite.metrics)
+            return {**cached, "cached": True}, None
+    evaluation = evaluate_index(index_dir, qrels_path, queries_path, suite.metrics, encoder=pipeline.encoder)
     report, runs = evaluation.report, evaluation.runs
     for name, run in runs.items():
         write_run(run, _run_path(out, card.name, name))
@@ -161,14 +174,15 @@ def _evaluate_model(
         "n_queries": {name: scored["n_queries"] for name, scored in report["results"].items()},
         "n_docs": report["source"]["counts"],
         "diagnostics": report["diagnostics"],
-        "references": [dataclasses.asdict(r) for r in card.references],
+        "references": [dataclasses.asdict(r) for r in suite.references.get(card.name, card.references)
+                       if r.dataset == suite.dataset or card.name in suite.references],
         "versions": report["versions"],
         "wall_time_s": round(time.perf_counter() - started, 3),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cache_key": key,
     }
     write_json(record_path, record)
-    return record
+    return record, runs
 
 
 def _run_path(out: Path, model: str, slice_name: str) -> Path:
@@ -206,12 +220,15 @@ def significance_marks(
 
 
 def _leaderboard(
-    suite: Suite, records: list[dict[str, Any]], skipped: list[dict[str, str]], qrels: Any, corpus: set[str], out: Path
+    suite: Suite, records: list[dict[str, Any]], skipped: list[dict[str, str]], qrels: Any, corpus: set[str], out: Path,
+    runs: Mapping[str, Run],
 ) -> dict[str, Any]:
-    """Rank records by the main score, mark significant wins, write json/md/csv."""
+    """Rank records by the main score, mark significant wins, compare with published numbers,
+    write json/md/csv. Runs computed in this process are used as they are; those of cached
+    records are read from their files."""
     main = (suite.main_slice, suite.main_metric)
     ranked = sorted(records, key=lambda r: (-(r["scores"].get(main[0], {}).get(main[1]) or 0.0), r["model"]))
-    runs = {r["model"]: read_run(_run_path(out, r["model"], suite.main_slice)) for r in ranked}
+    runs = {r["model"]: runs.get(r["model"]) or read_run(_run_path(out, r["model"], suite.main_slice)) for r in ranked}
     beats = significance_marks(qrels, runs, corpus, suite.main_metric, suite.significance)
     rows = [
         {
@@ -223,6 +240,7 @@ def _leaderboard(
             "n_docs": r["n_docs"],
             "revision": r["revision"],
             "wall_time_s": r["wall_time_s"],
+            "paper": paper_differences(r),
         }
         for i, r in enumerate(ranked)
     ]
@@ -240,6 +258,17 @@ def _leaderboard(
     write_text(out / "leaderboard.md", render_markdown(board))
     write_text(out / "leaderboard.csv", render_csv(board))
     return board
+
+
+def paper_differences(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each published score of a record's model next to the one measured here."""
+    out = []
+    for ref in record.get("references", []):
+        ours = record["scores"].get(ref["slice"], {}).get(ref["metric"])
+        if ours is not None:
+            out.append({"metric": ref["metric"], "slice": ref["slice"], "paper": ref["value"], "ours": ours,
+                        "difference": round(ours - ref["value"], 6), "source": ref["source"]})
+    return out
 
 
 def _slices(board: Mapping[str, Any]) -> list[str]:
@@ -265,6 +294,12 @@ def render_markdown(board: Mapping[str, Any]) -> str:
     sig = board["significance"]
     lines += ["", f"Superscripts: significantly better than those models on {main_metric} ({main_slice}), "
               f"paired {sig['test']} test, p < {sig['max_p']}."]
+    compared = [(row["model"], entry) for row in board["rows"] for entry in row.get("paper", [])]
+    if compared:
+        lines += ["", "Published numbers (difference = measured here - paper):", "",
+                  "| model | metric (slice) | paper | here | difference | source |", "|---|---|---|---|---|---|"]
+        lines += [f"| {model} | {e['metric']} ({e['slice']}) | {e['paper']:.4f} | {e['ours']:.4f} | {e['difference']:+.4f} | {e['source']} |"
+                  for model, e in compared]
     for entry in board["skipped"]:
         lines.append(f"- skipped {entry['model']}: {entry['reason']}")
     return "\n".join(lines) + "\n"

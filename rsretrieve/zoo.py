@@ -1,25 +1,29 @@
-"""The model zoo: one YAML card per model in configs/models/ (and in $RSRETRIEVE_ZOO folders).
+"""The model zoo and the one way a model name becomes an encoder.
 
-A card says which backend loads the model, where its weights come from (open_clip tag,
-hub id, or a checkpoint file expected under ``$RSRETRIEVE_HOME/checkpoints``), its
-preprocessing, the band adapter per sensor, and the scores published for it.
+A card (``rsretrieve/cards/*.yaml``, shipped inside the package, plus ``$RSRETRIEVE_ZOO``
+folders) says which backend loads the model, where its weights come from and where they go
+(``$RSRETRIEVE_HOME/checkpoints``), its preprocessing, the band adapter per sensor, and the
+scores published for it. ``resolve_model`` turns what a user types after ``--model`` (a card
+name, an open_clip architecture, an ``hf-hub:`` id, a model folder) into an ``EncoderSpec``,
+for every command.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rsretrieve.config import from_mapping, read_mapping
-from rsretrieve.paths import cache_home
-from rsretrieve.encoders import EncoderSpec
+from rsretrieve.encoders import DEFAULT_BACKEND, DEFAULT_MODEL, EncoderSpec
 from rsretrieve.errors import ConfigError, ModelError
-from rsretrieve.registry import unknown_name_error
+from rsretrieve.paths import cache_home
+from rsretrieve.registry import did_you_mean, unknown_name_error
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CARDS_DIR = Path(__file__).resolve().parent / "cards"
 BACKENDS_WITHOUT_WEIGHTS = ("random",)
 
 
@@ -49,6 +53,7 @@ class ModelCard:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     adapters: Mapping[str, str] | None = None
+    notes: str | None = None
     references: tuple[Reference, ...] = ()
 
     def checkpoint_path(self) -> Path | None:
@@ -61,7 +66,7 @@ class ModelCard:
         """(usable now, where the weights are or what is missing)."""
         path = self.checkpoint_path()
         if path is not None:
-            return (path.exists(), str(path) if path.exists() else f"missing {path} (get it from {self.download})")
+            return (path.exists(), str(path) if path.exists() else f"not at {path}")
         if self.backend in BACKENDS_WITHOUT_WEIGHTS or (self.backend == "open_clip" and self.pretrained is None):
             return True, "no weights needed"
         if self.backend == "rsretrieve":
@@ -73,11 +78,16 @@ class ModelCard:
                 return False, str(exc)
         return _in_hf_cache(self)
 
-    def spec(self) -> EncoderSpec:
-        path = self.checkpoint_path()
-        if self.backend == "open_clip":
-            return EncoderSpec("open_clip", self.model, str(path) if path else self.pretrained, self.seed)
+    def spec(self, weights: str | None = None) -> EncoderSpec:
+        """The encoder of this card; ``weights`` (``--pretrained FILE``) replaces its weights file."""
+        path = Path(weights).expanduser() if weights else self.checkpoint_path()
+        if self.backend in ("open_clip", "closp"):
+            return EncoderSpec(self.backend, self.model, str(path) if path else self.pretrained, self.seed)
         return EncoderSpec(self.backend, str(path) if path else self.model, self.pretrained, self.seed)
+
+    def usage(self) -> str:
+        """The command that indexes with this model."""
+        return f"rsretrieve index --model {self.name} --out runs/{self.name}"
 
     @classmethod
     def from_file(cls, path: Path) -> "ModelCard":
@@ -114,7 +124,7 @@ def checkpoints_dir() -> Path:
 
 def zoo_dirs() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("RSRETRIEVE_ZOO", "").split(os.pathsep) if p]
-    return [REPO_CONFIGS / "models", *extra]
+    return [CARDS_DIR, *extra]
 
 
 def load_zoo(dirs: list[Path] | None = None) -> dict[str, ModelCard]:
@@ -138,5 +148,56 @@ def get_card(name: str, zoo: Mapping[str, ModelCard] | None = None) -> ModelCard
 
 def card_summary(card: ModelCard) -> dict[str, Any]:
     available, where = card.availability()
+    path = card.checkpoint_path()
     return {"name": card.name, "backend": card.backend, "model": card.model, "available": available,
-            "weights": where, "description": card.description}
+            "weights": where, "description": card.description, "source": card.download or "-",
+            "put_at": str(path) if path else "-", "command": card.usage(), "notes": card.notes or ""}
+
+
+def resolve_model(model: str | None = None, pretrained: str | None = None, seed: int = 0) -> EncoderSpec:
+    """What follows ``--model`` (and ``--pretrained``) -> the encoder spec, in this order:
+
+    nothing or ``default``: the shipped model; ``random``: the chance baseline; a zoo card
+    name (``--pretrained FILE`` then replaces the card's weights file); ``hf-hub:org/name``
+    (open_clip, online); a folder holding a model trained with ``rsretrieve train``, or a
+    transformers dual encoder (its config.json has a ``model_type``); an open_clip
+    architecture (``--pretrained`` a tag or a checkpoint file; none: random from ``seed``).
+    """
+    if model is None and pretrained is not None:
+        raise ConfigError("--pretrained needs --model (a zoo card or an open_clip architecture)")
+    if model is None or model == DEFAULT_MODEL:
+        return EncoderSpec(DEFAULT_BACKEND, DEFAULT_MODEL, pretrained, seed)
+    if model == "random":
+        return EncoderSpec("random", "random", None, seed)
+    zoo = load_zoo()
+    if model in zoo:
+        card = zoo[model]
+        if pretrained is None and card.checkpoint_path() is not None and not card.checkpoint_path().exists():  # type: ignore[union-attr]
+            raise ModelError(
+                f"model '{model}' needs its weights at {card.checkpoint_path()}; get them from {card.download}, "
+                f"or pass the file with --pretrained FILE"
+            )
+        return card.spec(pretrained)
+    if model.startswith("hf-hub:"):
+        return EncoderSpec("open_clip", model, pretrained, seed)
+    folder = Path(model).expanduser()
+    if (folder / "config.json").is_file():
+        return EncoderSpec(_folder_backend(folder), str(folder), pretrained, seed)
+    from rsretrieve.encoders.open_clip import list_models
+
+    architectures = list_models()
+    if model in architectures:
+        return EncoderSpec("open_clip", model, pretrained, seed)
+    raise ConfigError(
+        f"unknown model '{model}'.{did_you_mean(model, [*zoo, *architectures])} Give a zoo card "
+        "(rsretrieve models), an open_clip architecture (rsretrieve list models), hf-hub:org/name or a model folder"
+    )
+
+
+def _folder_backend(folder: Path) -> str:
+    """``rsretrieve`` for a folder written by ``rsretrieve train``, ``transformers`` for a hub snapshot."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{folder / 'config.json'}: not readable JSON ({exc})") from None
+    return "transformers" if isinstance(config, dict) and "model_type" in config else DEFAULT_BACKEND

@@ -10,12 +10,14 @@ from rsretrieve.leaderboard import (
     Suite, check_against, expected_view, load_suite, render_csv, render_markdown, run_suite, significance_marks,
 )
 from rsretrieve.leaderboard import Significance
+from rsretrieve.zoo import Reference
 
 
 @pytest.fixture(scope="module")
 def board_dir(sample_root, tmp_path_factory):  # noqa: ANN001, ANN201
+    paper = (Reference("crisislandmark", "ndcg@10", "s1", 0.25, "a paper"),)
     suite = Suite(name="t", data=str(sample_root), models=("rsretrieve-tiny-random", "random", "remoteclip-vit-b-32"),
-                  metrics=("ndcg@10", "mrr"), main_metric="ndcg@10")
+                  metrics=("ndcg@10", "mrr"), main_metric="ndcg@10", references={"random": paper})
     out = tmp_path_factory.mktemp("lb")
     notes: list[tuple[str, str]] = []
     board = run_suite(suite, out, on_model=lambda m, n: notes.append((m, n)))
@@ -35,6 +37,33 @@ def test_records_and_leaderboard_files(board_dir) -> None:  # noqa: ANN001
     assert [s["model"] for s in board["skipped"]] == ["remoteclip-vit-b-32"]
     assert "skipped remoteclip-vit-b-32" in (out / "leaderboard.md").read_text()
     assert (out / "leaderboard.csv").read_text().splitlines()[0].startswith("rank,model,ndcg@10@all")
+
+
+def test_published_numbers_are_compared_with_the_measured_ones(board_dir) -> None:  # noqa: ANN001
+    _, out, board, _ = board_dir
+    row = next(r for r in board["rows"] if r["model"] == "random")
+    ours = row["scores"]["s1"]["ndcg@10"]
+    assert row["paper"] == [{"metric": "ndcg@10", "slice": "s1", "paper": 0.25, "ours": ours,
+                             "difference": round(ours - 0.25, 6), "source": "a paper"}]
+    assert f"| random | ndcg@10 (s1) | 0.2500 | {ours:.4f} | {ours - 0.25:+.4f} | a paper |" in (out / "leaderboard.md").read_text()
+
+
+def test_each_encoder_is_loaded_once(sample_root, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import rsretrieve.embeddings as embeddings
+    import rsretrieve.encoders as encoders
+    import rsretrieve.search as search
+
+    loads: list[str] = []
+
+    def counted(spec, device=None):  # noqa: ANN001, ANN202
+        loads.append(spec.model)
+        return encoders.load_encoder(spec, device)
+
+    for module in (embeddings, search):
+        monkeypatch.setattr(module, "load_encoder", counted)
+    run_suite(Suite(name="once", data=str(sample_root), models=("rsretrieve-tiny-random",), metrics=("mrr",),
+                    main_metric="mrr"), tmp_path)
+    assert loads == ["rsretrieve-tiny"]
 
 
 def test_rerun_that_changes_nothing_recomputes_nothing(board_dir, monkeypatch) -> None:  # noqa: ANN001

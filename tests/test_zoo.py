@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.errors import ConfigError
-from rsretrieve.zoo import REPO_CONFIGS, ModelCard, get_card, load_zoo
+from rsretrieve.encoders.trained import DEFAULT_MODEL_DIR
+from rsretrieve.errors import ConfigError, ModelError
+from rsretrieve.zoo import CARDS_DIR, ModelCard, get_card, load_zoo, resolve_model
 
-REQUIRED = {"clip-vit-b-32-openai", "remoteclip-vit-b-32", "georsclip-vit-b-32", "skyclip-vit-b-32",
-            "git-rsclip", "closp-resnet50", "rsretrieve-default", "rsretrieve-tiny-random", "random"}
+REQUIRED = {"clip-vit-b-32-openai", "remoteclip-vit-b-32", "georsclip-vit-b-32", "skyclip-vit-b-32", "git-rsclip",
+            "git-rsclip-base", "closp-rn", "closp-vs", "closp-vl", "rsretrieve-default", "rsretrieve-tiny-random", "random"}
 
 
 def test_shipped_zoo_covers_the_models_and_is_valid() -> None:
@@ -25,7 +26,7 @@ def test_availability_and_specs(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     assert zoo["random"].availability()[0] and zoo["rsretrieve-default"].availability()[0]
     assert zoo["rsretrieve-tiny-random"].spec() == EncoderSpec("open_clip", "rsretrieve-tiny", None, 0)
     available, why = zoo["remoteclip-vit-b-32"].availability()
-    assert not available and "RemoteCLIP-ViT-B-32.pt" in why and "chendelong/RemoteCLIP" in why
+    assert not available and why == f"not at {tmp_path / 'checkpoints' / 'RemoteCLIP-ViT-B-32.pt'}"
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "RemoteCLIP-ViT-B-32.pt").write_bytes(b"x")
     assert zoo["remoteclip-vit-b-32"].availability()[0]
@@ -57,5 +58,40 @@ def test_unknown_model_did_you_mean() -> None:
         get_card("remoteclip")
 
 
-def test_zoo_lives_in_configs() -> None:
-    assert (REPO_CONFIGS / "models").is_dir() and REPO_CONFIGS == Path(__file__).resolve().parents[1] / "configs"
+def test_zoo_ships_inside_the_package() -> None:
+    import rsretrieve
+
+    assert CARDS_DIR == Path(rsretrieve.__file__).parent / "cards" and len(list(CARDS_DIR.glob("*.yaml"))) >= len(REQUIRED)
+
+
+def test_openai_initialised_clips_are_quickgelu_models() -> None:
+    zoo = load_zoo()
+    assert zoo["clip-vit-b-32-openai"].model == zoo["georsclip-vit-b-32"].model == "ViT-B-32-quickgelu"
+    assert zoo["remoteclip-vit-b-32"].model == "ViT-B-32"
+
+
+def test_resolve_model_routes_every_kind_of_name(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import json
+    import shutil
+
+    monkeypatch.setenv("RSRETRIEVE_HOME", str(tmp_path))
+    assert resolve_model() == resolve_model("default") == EncoderSpec("rsretrieve", "default")
+    assert resolve_model("random", seed=2) == EncoderSpec("random", "random", None, 2)
+    assert resolve_model("ViT-B-32", "openai") == EncoderSpec("open_clip", "ViT-B-32", "openai", 0)
+    assert resolve_model("hf-hub:org/name").backend == "open_clip"
+    assert resolve_model("rsretrieve-tiny-random") == EncoderSpec("open_clip", "rsretrieve-tiny", None, 0)
+    weights = tmp_path / "closp.safetensors"
+    assert resolve_model("closp-rn", str(weights)) == EncoderSpec("closp", "closp-rn", str(weights), 0)
+    with pytest.raises(ModelError, match=r"model 'closp-rn' needs its weights at .*checkpoints/CLOSP-RN; get them from hf-hub DarthReca/CLOSP-RN"):
+        resolve_model("closp-rn")
+    (tmp_path / "checkpoints" / "CLOSP-RN").mkdir(parents=True)
+    assert resolve_model("closp-rn").pretrained == str(tmp_path / "checkpoints" / "CLOSP-RN")
+    shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "trained")
+    assert resolve_model(str(tmp_path / "trained")).backend == "rsretrieve"
+    (tmp_path / "siglip").mkdir()
+    (tmp_path / "siglip" / "config.json").write_text(json.dumps({"model_type": "siglip"}))
+    assert resolve_model(str(tmp_path / "siglip")) == EncoderSpec("transformers", str(tmp_path / "siglip"), None, 0)
+    with pytest.raises(ConfigError, match="--pretrained needs --model"):
+        resolve_model(None, "openai")
+    with pytest.raises(ConfigError, match="unknown model 'closp-rm'. Did you mean 'closp-rn'"):
+        resolve_model("closp-rm")

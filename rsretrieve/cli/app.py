@@ -41,8 +41,8 @@ app = typer.Typer(
 
 # Shared option types.
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Dataset folder (default: the embedded sample).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="open_clip architecture or hf-hub:org/name.")]
-PretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", help="Pretrained tag or local checkpoint; omit for random init.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Zoo card (rsretrieve models), open_clip architecture, hf-hub:org/name or model folder [the shipped default].")]
+PretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", help="Weights file (replaces a card's), or an open_clip tag; omit for random init of an architecture.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of random initialisation.")]
 MetricsOpt = Annotated[Optional[list[str]], typer.Option("--metrics", "-m", help="Metrics, e.g. ndcg@10,map@100 (repeatable).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="torch device (default: cuda if available).")]
@@ -62,9 +62,9 @@ def _root(
 
 
 def _spec(model: str | None, pretrained: str | None, seed: int | None):  # noqa: ANN202 - EncoderSpec
-    from rsretrieve.encoders import make_spec
+    from rsretrieve.zoo import resolve_model
 
-    return make_spec(model, pretrained, seed or 0)
+    return resolve_model(model, pretrained, seed or 0)
 
 
 def _requested(model: str | None, pretrained: str | None, seed: int | None):  # noqa: ANN202 - EncoderSpec | None
@@ -304,6 +304,8 @@ def describe(
     min_resolution: MinResOpt = None,
     max_resolution: MaxResOpt = None,
     bbox: BboxOpt = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
 ) -> None:
     """Describe an image by its nearest captions (image-to-caption retrieval)."""
@@ -327,7 +329,11 @@ def describe(
         batch = Batch(sample.sensor, [key], sample.image[None], 0)
     else:
         raise ConfigError(f"--dataset must be crisislandmark or git10m, got '{dataset}'")
-    pipeline = build_pipeline(EncoderSpec.from_manifest(index.manifest["encoder"]), sensors=(batch.sensor,), device=device)
+    spec = EncoderSpec.from_manifest(index.manifest["encoder"])
+    requested = _requested(model, pretrained, 0)
+    if requested is not None and requested != spec:
+        raise ConfigError(f"caption index {captions_dir} was built with {spec.label()}; you asked for {requested.label()}")
+    pipeline = build_pipeline(spec, sensors=(batch.sensor,), device=device)
     check_weights(index.manifest, pipeline.encoder, captions_dir)
     hits = describe_images(index, pipeline, batch, k, _caption_filter(min_quality, min_resolution, max_resolution, bbox))[0]
     render.captions(out, f"{key} ({batch.sensor})", hits)
@@ -482,7 +488,7 @@ def train(
 
 @app.command()
 def models() -> None:
-    """List the model zoo (configs/models, $RSRETRIEVE_ZOO) and whether each model's weights are here."""
+    """The model zoo: per card, whether its weights are here, where to get them and put them, and the command."""
     from rsretrieve.zoo import card_summary, checkpoints_dir, load_zoo
 
     render.models(out, [card_summary(card) for card in load_zoo().values()], checkpoints_dir())

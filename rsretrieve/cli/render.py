@@ -140,12 +140,21 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 def models(console: Console, cards: list[Mapping[str, Any]], checkpoints: Path) -> None:
-    table = Table(title=f"model zoo (checkpoints folder: {checkpoints})")
-    for column in ("name", "backend", "weights here", "where / what is missing"):
-        table.add_column(column, overflow="fold")
+    """One block per card: whether its weights are here, where they come from and go, the command."""
+    def line(text: str, style: str | None = None) -> None:
+        console.print(text, markup=False, soft_wrap=True, style=style)
+
+    line(f"model zoo: {len(cards)} cards; checkpoints folder {checkpoints}\n")
     for card in cards:
-        table.add_row(card["name"], card["backend"], "yes" if card["available"] else "no", card["weights"])
-    console.print(table)
+        line(f"{card['name']}  [{card['backend']}]  weights {'present' if card['available'] else 'MISSING'}: {card['weights']}")
+        line(f"  {card['description']}", "dim")
+        for label, key in (("from:  ", "source"), ("put at:", "put_at")):
+            if card[key] != "-":
+                line(f"  {label} {card[key]}")
+        line(f"  use:    {card['command']}")
+        if card["notes"]:
+            line(f"  note:   {card['notes']}")
+        line("")
 
 
 def captions(console: Console, title: str, hits: list[Mapping[str, Any]]) -> None:

@@ -61,23 +61,6 @@ class Encoder(Protocol):
         """Texts -> (N, D) L2-normalised float32."""
 
 
-def make_spec(model: str | None = None, pretrained: str | None = None, seed: int = 0) -> EncoderSpec:
-    """CLI-style choice: no model -> the shipped default; ``default`` or a model folder
-    (holding config.json) -> backend ``rsretrieve``; ``random`` -> the chance baseline;
-    anything else -> ``open_clip``."""
-    from pathlib import Path
-
-    from rsretrieve.errors import ConfigError
-
-    if model is None and pretrained is not None:
-        raise ConfigError("--pretrained needs --model (an open_clip architecture)")
-    if model == "random":
-        return EncoderSpec("random", "random", None, seed)
-    if model is None or model == DEFAULT_MODEL or (Path(model) / "config.json").is_file():
-        return EncoderSpec(DEFAULT_BACKEND, model or DEFAULT_MODEL, pretrained, seed)
-    return EncoderSpec("open_clip", model, pretrained, seed)
-
-
 EncoderLoader = Callable[[EncoderSpec], Encoder]
 ENCODERS: Registry[EncoderLoader] = Registry("encoder backend", "rsretrieve.encoders")
 register_encoder = ENCODERS.register
@@ -91,3 +74,4 @@ ENCODERS.register_lazy("open_clip", "rsretrieve.encoders.open_clip:OpenClipEncod
 ENCODERS.register_lazy("rsretrieve", "rsretrieve.encoders.trained:TrainedEncoder")
 ENCODERS.register_lazy("transformers", "rsretrieve.encoders.transformers:TransformersEncoder")
 ENCODERS.register_lazy("random", "rsretrieve.encoders.random:RandomEncoder")
+ENCODERS.register_lazy("closp", "rsretrieve.encoders.closp:ClospEncoder")

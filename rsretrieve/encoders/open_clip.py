@@ -3,7 +3,6 @@ an ``hf-hub:`` id (when online) or random weights from a seed."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rsretrieve.encoders import EncoderSpec
+from rsretrieve.encoders.weights import unpacked, weights_digest
 from rsretrieve.errors import ConfigError, ModelError
 from rsretrieve.registry import unknown_name_error
 
@@ -67,9 +67,16 @@ def _create(spec: EncoderSpec) -> torch.nn.Module:
         if not path.is_file():
             raise ModelError(f"checkpoint file {path} not found (--pretrained)")
         try:
-            return oc.create_model(model, pretrained=str(path), weights_only=True)
+            with unpacked(path) as file:
+                return oc.create_model(model, pretrained=str(file), weights_only=True)
+        except ModelError:
+            raise
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds for bad files
-            raise ModelError(f"cannot load checkpoint {path} into {model}: {exc}") from exc
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"cannot load checkpoint {path} into {model} with weights_only=True: {first}. rsretrieve never "
+                "unpickles code: give a plain state dict, an open_clip training checkpoint or safetensors"
+            ) from None
     return _create_from_tag(oc, model, str(pretrained))
 
 
@@ -87,15 +94,6 @@ def _create_from_tag(oc: Any, model: str, pretrained: str) -> torch.nn.Module:
             f"({str(exc).splitlines()[0][:120]}). Download {where} on a machine with internet "
             "and pass the file with --pretrained /path/to/checkpoint"
         ) from exc
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """sha256 over the state dict, so a manifest can tell whether weights changed."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _normalise(x: torch.Tensor) -> np.ndarray:

@@ -28,7 +28,7 @@ from rsretrieve.adapters import build_adapter
 from rsretrieve.config import from_mapping
 from rsretrieve.datasets.sensors import BANDS
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.encoders.open_clip import weights_digest
+from rsretrieve.encoders.weights import weights_digest
 from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
 from rsretrieve.errors import ConfigError, ModelError
 from rsretrieve.io import atomic_dir, read_json, write_json

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.encoders.open_clip import weights_digest
+from rsretrieve.encoders.weights import weights_digest
 from rsretrieve.errors import ModelError
 
 

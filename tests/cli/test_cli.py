@@ -262,11 +262,19 @@ def test_eval_without_flags_scores_the_shipped_model_on_the_embedded_sample() ->
     assert report["results"]["all"]["scores"]["ndcg@10"] > 0.6  # far above chance (~0.13)
 
 
-def test_models_lists_the_zoo_with_availability() -> None:
+def test_models_says_for_every_card_where_weights_come_from_go_and_how_to_use_them() -> None:
+    from rsretrieve.zoo import load_zoo
+
     result = invoke("models")
     assert result.exit_code == 0
-    for name in ("clip-vit-b-32-openai", "git-rsclip", "rsretrieve-default", "random"):
-        assert name in result.stdout
+    blocks = {block.split()[0]: block for block in result.stdout.split("\n\n")[1:] if block.strip()}
+    assert set(blocks) == set(load_zoo())
+    for name, block in blocks.items():
+        assert f"use:    rsretrieve index --model {name} --out runs/{name}" in block
+        assert "weights present" in block or "weights MISSING" in block
+    assert "put at: " in blocks["closp-rn"] and "from:   hf-hub DarthReca/CLOSP-RN" in blocks["closp-rn"]
+    assert "weights MISSING" in blocks["closp-rn"] and "weights present" in blocks["rsretrieve-default"]
+    assert "cannot retrieve from text" in blocks["closp-rn"]  # torchgeo's backbones are not offered
 
 
 def test_leaderboard_check_passes_then_fails_on_a_perturbed_expected_file(sample_root, tmp_path) -> None:  # noqa: ANN001

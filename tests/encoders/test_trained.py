@@ -9,7 +9,7 @@ import torch
 
 from rsretrieve.datasets.sensors import BANDS
 from rsretrieve.embeddings import build_pipeline
-from rsretrieve.encoders import EncoderSpec, load_encoder, make_spec
+from rsretrieve.encoders import EncoderSpec, load_encoder
 from rsretrieve.encoders.trained import DEFAULT_MODEL_DIR, DualEncoder, ModelConfig, read_model_config, save_model
 from rsretrieve.errors import ConfigError, ModelError
 
@@ -44,15 +44,6 @@ def test_bundled_adapters_refuse_explicit_ones() -> None:
         build_pipeline(EncoderSpec(), {"s2": "rgb"})
     pipeline = build_pipeline(EncoderSpec())
     assert pipeline.adapters == {} and pipeline.adapter_names == {"s2": "bundled", "s1": "bundled"}
-
-
-def test_make_spec_routes_names(tmp_path) -> None:  # noqa: ANN001
-    assert make_spec() == EncoderSpec("rsretrieve", "default")
-    assert make_spec("ViT-B-32", "openai").backend == "open_clip"
-    shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "m")
-    assert make_spec(str(tmp_path / "m")).backend == "rsretrieve"
-    with pytest.raises(ConfigError, match="--pretrained needs --model"):
-        make_spec(None, "openai")
 
 
 def test_model_folder_errors(tmp_path) -> None:  # noqa: ANN001

@@ -4,7 +4,11 @@ import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "rsretrieve"
-UNSAFE = re.compile(r"\bimport pickle\b|\bpickle\.load|\bcloudpickle\b|torch\.load\(|allow_pickle=True|weights_only=False|joblib\.load")
+# torch.load is allowed only as torch.load(..., weights_only=True) on one line (tensors, no code).
+UNSAFE = re.compile(
+    r"\bimport pickle\b|\bpickle\.load|\bcloudpickle\b|torch\.load\((?![^)]*weights_only=True\))|allow_pickle=True"
+    r"|weights_only=False|joblib\.load"
+)
 
 
 def test_no_code_path_unpickles() -> None:
@@ -15,6 +19,11 @@ def test_no_code_path_unpickles() -> None:
         if UNSAFE.search(line)
     ]
     assert offenders == []
+
+
+def test_the_unpickling_check_can_fail() -> None:
+    assert UNSAFE.search("x = torch.load(path)") and UNSAFE.search("torch.load(p, weights_only=False)")
+    assert not UNSAFE.search('data = torch.load(file, map_location="cpu", weights_only=True)')
 
 
 def test_shipped_weights_are_safetensors_and_json_only() -> None:

@@ -1,0 +1,134 @@
+"""Weights files as published: read without unpickling code, unwrap training checkpoints,
+report missing and unexpected keys by name, and hash what was loaded."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from rsretrieve.errors import ModelError
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+# Wrappers of a state dict in training checkpoints: Lightning and open_clip's trainer.
+WRAPPER_KEYS = ("state_dict", "model", "module")
+# Prefixes that training adds to every key: Lightning's "model.", DDP's "module.".
+KEY_PREFIXES = ("model.", "module.")
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over the state dict, so a manifest can tell whether weights changed."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def find_weights_file(path: Path) -> Path:
+    """``path`` itself, or the one weights file inside a downloaded folder (a hub snapshot)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        if len(found) == 1:
+            return found[0]
+        names = ", ".join(p.name for p in found) or "none"
+        raise ModelError(f"{path}: expected one weights file ({', '.join(WEIGHT_SUFFIXES)}) in the folder, found {names}")
+    raise ModelError(f"weights file {path} not found")
+
+
+@contextmanager
+def unpacked(path: Path) -> Iterator[Path]:
+    """A loadable weights file: ``path`` itself, or the one weights file inside a release zip
+    (SkyCLIP ships its open_clip checkpoint zipped), extracted to a temporary folder. torch's
+    own files are zip archives too; they are recognised by their ``data.pkl`` member."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        yield path
+        return
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if not n.endswith("/")]
+        if any(n.endswith("data.pkl") for n in names):
+            yield path  # a torch.save file
+            return
+        inner = [n for n in names if n.endswith(WEIGHT_SUFFIXES) and not Path(n).name.startswith(".")]
+        if len(inner) != 1:
+            raise ModelError(f"{path}: a zip archive with {len(inner)} weights files ({', '.join(inner[:5]) or 'none'}); "
+                             "unpack it and pass the one to use")
+        with tempfile.TemporaryDirectory(prefix="rsretrieve-weights-") as tmp:
+            target = Path(tmp) / Path(inner[0]).name
+            with archive.open(inner[0]) as source, open(target, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
+            yield target
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors``, or from ``.pt/.pth/.bin/.ckpt`` loaded with
+    ``weights_only=True`` (a plain state dict, a Lightning checkpoint's ``state_dict`` or an
+    open_clip training checkpoint, ``model.``/``module.`` prefixes removed)."""
+    path = find_weights_file(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        with unpacked(path) as file, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: not the user's concern
+            data = torch.load(file, map_location="cpu", weights_only=True)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unpickling refusals and damaged files come as many types
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{path}: cannot be read as weights with weights_only=True ({first}); rsretrieve never "
+            "unpickles code. Convert it to a plain state dict or safetensors on a trusted machine"
+        ) from None
+    return unwrap(data, path)
+
+
+def unwrap(data: object, path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a (possibly wrapped) state dict, with training prefixes removed."""
+    for _ in range(3):
+        if isinstance(data, Mapping) and not _is_state_dict(data):
+            inner = next((data[k] for k in WRAPPER_KEYS if isinstance(data.get(k), Mapping)), None)
+            if inner is None:
+                break
+            data = inner
+    if not isinstance(data, Mapping) or not _is_state_dict(data):
+        raise ModelError(f"{path}: no state dict found (looked at the top level and under {', '.join(WRAPPER_KEYS)})")
+    tensors = {str(k): v for k, v in data.items() if torch.is_tensor(v)}
+    for prefix in KEY_PREFIXES:
+        if tensors and all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _is_state_dict(data: Mapping) -> bool:
+    return bool(data) and all(torch.is_tensor(v) for v in data.values() if not isinstance(v, (int, float, str)))
+
+
+def check_keys(path: Path, expected: Iterable[str], got: Iterable[str], ignore: Iterable[str] = ()) -> None:
+    """Missing or unexpected keys are an error that names them (the first few of each)."""
+    expected, got, ignore = set(expected), set(got), tuple(ignore)
+    missing = sorted(expected - got)
+    unexpected = sorted(k for k in got - expected if not k.endswith(ignore))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {', '.join(missing[:5])}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        if unexpected:
+            parts.append(f"unexpected keys {', '.join(unexpected[:5])}" + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""))
+        raise ModelError(f"{path}: {'; '.join(parts)}")
