@@ -142,3 +142,21 @@ def test_bad_checkpoints_name_the_keys(rn_reference, tmp_path) -> None:  # noqa:
         load_encoder(EncoderSpec("closp", "closp-rn", str(tmp_path / "pickled.pt")))
     with pytest.raises(ModelError, match=r"weights file .*absent.safetensors not found"):
         load_encoder(EncoderSpec("closp", "closp-rn", str(tmp_path / "absent.safetensors")))
+
+
+def test_closp_card_works_as_model_from_the_cli(rn_reference, sample_root, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from rsretrieve.cli.app import app
+
+    monkeypatch.setenv("RSRETRIEVE_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    missing = runner.invoke(app, ["index", "--data", str(sample_root), "--out", str(tmp_path / "idx"), "--model", "closp-rn"])
+    assert missing.exit_code == 2 and "model 'closp-rn' needs its weights at" in " ".join(missing.stderr.split())
+    weights = save(rn_reference.state_dict(), tmp_path / "closp-rn", "safetensors")
+    result = runner.invoke(app, ["index", "--data", str(sample_root), "--out", str(tmp_path / "idx"), "--model", "closp-rn",
+                                 "--pretrained", str(weights), "--limit", "8"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["eval", "--index", str(tmp_path / "idx"), "--model", "closp-rn", "--pretrained", str(weights),
+                                 "-m", "ndcg@10", "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
