@@ -33,7 +33,7 @@ def child_index(folder: Path, n: int, dim: int) -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     keys = [f"{'benv2s2' if i % 2 else 'benv2s1'}_{i:08d}" for i in range(n)]
     manifest = {"format": "rsretrieve-index", "format_version": 1, "index": {"kind": "flat"}, "counts": {"total": n},
-                "encoder": {"backend": "random", "model": "random", "pretrained": None, "seed": 0}}
+                "encoder": {"backend": "random", "model": "random", "pretrained": None, "seed": 0}, "embed_dim": dim}
     _write_folder(folder, keys, ["s2" if i % 2 else "s1" for i in range(n)], [[] for _ in range(n)],
                   vectors, build_faiss(vectors, IndexSettings()), manifest, False)
 

@@ -71,6 +71,7 @@ class IndexJob:
     sensor: str = "all"
     limit: int | None = None
     strict: bool = False
+    verify: bool = False  # also hash the shards' bytes to decide whether an index is current
     model: str | None = None
     pretrained: str | None = None
     seed: int = 0

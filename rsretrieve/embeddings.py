@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import queue
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,7 +24,7 @@ import numpy as np
 from rsretrieve.datasets.crisislandmark import Batch, CrisisLandMark
 from rsretrieve.datasets.sensors import BANDS, Sensor
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
-from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.io import atomic_path, write_json
 
 T = TypeVar("T")
@@ -85,6 +86,7 @@ class Embedded:
     sensors: list[Sensor]
     embeddings: np.ndarray
     nonfinite_pixels: int
+    nonfinite_by_key: dict[str, int]  # samples with NaN/inf pixels -> how many
 
 
 def plan_id(dataset: CrisisLandMark, pipeline: ImagePipeline, batch_size: int) -> str:
@@ -113,7 +115,7 @@ def embed_dataset(
     """Embed every selected sample, reusing batches already saved under ``work_dir``."""
     batches = dataset.plan_batches(batch_size)
     _prepare_work_dir(work_dir, plan)
-    todo = [i for i in range(len(batches)) if not _batch_path(work_dir, i).is_file()]
+    todo = [i for i in range(len(batches)) if not _saved_batch_ok(_batch_path(work_dir, i), batches[i])]
     if on_batch:
         on_batch(sum(len(b) for b in batches) - sum(len(batches[i]) for i in todo))
     for index, batch in zip(todo, prefetch(dataset.iter_batches([batches[i] for i in todo]))):
@@ -158,15 +160,30 @@ def prefetch(iterator: Iterator[T], depth: int = 2) -> Iterator[T]:
         reader.join(timeout=5)
 
 
+WORK_FILE = re.compile(r"^(plan\.json|batch-\d{6}\.npz|\.batch-\d{6}\.npz\..*\.tmp|\.plan\.json\..*\.tmp)$")
+
+
+def is_work_dir(path: Path) -> bool:
+    """A partial build folder rsretrieve made: plan.json and batch files, nothing else."""
+    if not path.is_dir() or not (path / "plan.json").is_file():
+        return False
+    return all(WORK_FILE.match(p.name) for p in path.iterdir())
+
+
 def _prepare_work_dir(work_dir: Path, plan: str) -> None:
+    """Resume the partial build of the same plan; start over from one of another plan. A folder
+    of that name that rsretrieve did not make is refused, never deleted."""
     plan_file = work_dir / "plan.json"
-    if work_dir.exists():
+    if work_dir.exists() or work_dir.is_symlink():
+        if not is_work_dir(work_dir) or work_dir.is_symlink():
+            raise DataError(f"{work_dir} exists and is not a partial build of rsretrieve; move it away or choose another --out")
         try:
             same = json.loads(plan_file.read_text())["plan_id"] == plan
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             same = False
         if same:
             return
+        warn(f"{work_dir} holds a partial build of another plan (dataset, encoder or settings changed); starting over")
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True)
     write_json(plan_file, {"plan_id": plan})
@@ -176,9 +193,28 @@ def _batch_path(work_dir: Path, index: int) -> Path:
     return work_dir / f"batch-{index:06d}.npz"
 
 
+def _saved_batch_ok(path: Path, planned: Sequence[Any]) -> bool:
+    """A saved batch that loads and holds the planned keys; a damaged one is discarded (with a
+    warning) so that the batch is embedded again."""
+    if not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            ok = saved["keys"].tolist() == [s.key for s in planned] and saved["embeddings"].shape[0] == len(planned)
+            saved["nonfinite_per_sample"]
+    except Exception:  # noqa: BLE001 - zip, npy and key errors alike mean a damaged file
+        ok = False
+    if not ok:
+        warn(f"{path} is damaged or stale; discarded, its batch is embedded again")
+        path.unlink()
+    return ok
+
+
 def _save_batch(path: Path, batch: Batch, vectors: np.ndarray) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, embeddings=vectors, keys=np.array(batch.keys), nonfinite=np.int64(batch.nonfinite))
+    counts = batch.nonfinite_per_sample or (0,) * len(batch.keys)
+    np.savez(buffer, embeddings=vectors, keys=np.array(batch.keys), nonfinite=np.int64(batch.nonfinite),
+             nonfinite_per_sample=np.array(counts, np.int64))
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
@@ -188,6 +224,7 @@ def _collect(work_dir: Path, batches: Sequence[Sequence[Any]]) -> Embedded:
     sensors: list[Sensor] = []
     parts: list[np.ndarray] = []
     nonfinite = 0
+    by_key: dict[str, int] = {}
     for index, planned in enumerate(batches):
         path = _batch_path(work_dir, index)
         with np.load(path, allow_pickle=False) as saved:
@@ -196,6 +233,7 @@ def _collect(work_dir: Path, batches: Sequence[Sequence[Any]]) -> Embedded:
                 raise DataError(f"{path}: saved keys differ from the plan; delete {work_dir} and rerun")
             parts.append(saved["embeddings"])
             nonfinite += int(saved["nonfinite"])
+            by_key.update((k, int(n)) for k, n in zip(stored, saved["nonfinite_per_sample"].tolist()) if n)
         keys.extend(stored)
         sensors.extend(s.sensor for s in planned)
-    return Embedded(keys, sensors, np.concatenate(parts).astype(np.float32), nonfinite)
+    return Embedded(keys, sensors, np.concatenate(parts).astype(np.float32), nonfinite, by_key)

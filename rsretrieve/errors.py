@@ -15,3 +15,13 @@ class ConfigError(RsRetrieveError):
 
 class ModelError(RsRetrieveError):
     """An encoder or its weights cannot be loaded."""
+
+
+class RsRetrieveWarning(UserWarning):
+    """Something was repaired or left out on the user's behalf; the CLI prints it as a warning line."""
+
+
+def warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, RsRetrieveWarning, stacklevel=2)

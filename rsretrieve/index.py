@@ -28,7 +28,7 @@ from rsretrieve import __version__
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.io import atomic_dir, read_json, write_json
+from rsretrieve.io import atomic_dir, check_replaceable, check_writable, clean_leftovers, read_json, write_json
 from rsretrieve.registry import unknown_name_error
 
 MANIFEST = "manifest.json"
@@ -130,32 +130,79 @@ def build_index(
     settings: IndexSettings = IndexSettings(),
     force: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    verify: bool = False,
 ) -> dict[str, Any]:
-    """Embed ``dataset`` and write an index folder at ``out``; returns its manifest.
+    """Embed ``dataset`` and write an index folder at ``out``; returns its manifest (with
+    ``reused: True`` when the existing folder was kept).
 
-    An existing folder built from the same plan is reused as it is; any other
-    existing folder needs ``force``. Nothing is written at ``out`` until all is done.
+    An existing folder built from the same plan (dataset fingerprint, filters, encoder
+    weights, adapters, batch size, index settings) is reused as it is; with ``verify`` the
+    shards' bytes must also hash as they did. Any other existing folder needs ``force``, and
+    ``force`` replaces only an index rsretrieve wrote. Nothing is written at ``out`` until all
+    is done.
     """
     out = Path(out)
+    clean_leftovers(out)
     plan = plan_id(dataset, pipeline, batch_size)
-    if (out / MANIFEST).is_file():
-        existing = read_manifest(out)
-        if existing.get("plan_id") == plan and existing.get("index") == asdict(settings) and not force:
-            return existing
+    content = dataset.content_digest() if verify and hasattr(dataset, "content_digest") else None
+    check_writable(out, folder=True)
     if out.exists() and not force:
-        raise DataError(f"{out} already exists and was built differently; pass --force to replace it")
+        existing = read_manifest(out)
+        differences = _differences(existing, plan, settings, dataset, pipeline, batch_size, verify, content)
+        if not differences:
+            return {**existing, "reused": True}
+        raise DataError(f"{out} was built differently ({'; '.join(differences)}); pass --force to replace it")
+    if force:
+        check_replaceable(out, "an rsretrieve index")
     started = time.perf_counter()
     embedded = embed_dataset(dataset, pipeline, _work_dir(out), batch_size, plan, on_batch)
     embed_seconds = time.perf_counter() - started
     started = time.perf_counter()
     index = build_faiss(embedded.embeddings, settings)
     manifest = _manifest(dataset, pipeline, embedded, settings, batch_size, plan)
+    if content is not None:
+        manifest["dataset"]["content_sha256"] = content
     manifest["timings"] = {"embed_s": round(embed_seconds, 3), "build_s": round(time.perf_counter() - started, 3)}
     labels = {s.key: list(s.labels) for s in dataset.samples}
     _write_folder(out, embedded.keys, embedded.sensors, [labels[k] for k in embedded.keys],
                   embedded.embeddings, index, manifest, force)
     shutil.rmtree(_work_dir(out), ignore_errors=True)
     return manifest
+
+
+def _differences(
+    existing: Mapping[str, Any], plan: str, settings: IndexSettings, dataset: Any, pipeline: ImagePipeline,
+    batch_size: int, verify: bool, content: str | None,
+) -> list[str]:
+    """What differs between an existing index and the one asked for (empty: reuse it)."""
+    out = []
+    if existing.get("plan_id") != plan:
+        old = existing.get("dataset", {})
+        if old.get("fingerprint") != dataset.fingerprint():
+            out.append("the dataset changed: a shard's size or modification time, or the main or metadata file")
+        for name in ("split", "limit", "strict"):
+            if old.get(name) != getattr(dataset, name):
+                out.append(f"dataset {name} {old.get(name)!r} -> {getattr(dataset, name)!r}")
+        if old.get("sensors") != list(dataset.sensors):
+            out.append(f"sensors {old.get('sensors')} -> {list(dataset.sensors)}")
+        if (old.get("shard") or None) != (list(dataset.shard) if dataset.shard else None):
+            out.append("shard")
+        described = pipeline.describe()
+        if existing.get("encoder") != described["encoder"]:
+            out.append(f"encoder {existing.get('encoder', {}).get('model')} -> {described['encoder'].get('model')}"
+                       if existing.get("encoder", {}).get("model") != described["encoder"].get("model")
+                       else "encoder weights or options")
+        if existing.get("adapters") != described["adapters"]:
+            out.append(f"adapters {existing.get('adapters')} -> {described['adapters']}")
+        if existing.get("batch_size") != batch_size:
+            out.append(f"batch size {existing.get('batch_size')} -> {batch_size}")
+        out = out or ["its build plan"]
+    if existing.get("index") != asdict(settings):
+        out.append(f"index settings {existing.get('index')} -> {asdict(settings)}")
+    if verify and existing.get("dataset", {}).get("content_sha256") != content:
+        out.append("shard contents (--verify)" if existing.get("dataset", {}).get("content_sha256")
+                   else "it was built without --verify, so its shard contents cannot be compared")
+    return out
 
 
 def _manifest(
@@ -190,7 +237,30 @@ def _manifest(
         "embed_dim": int(embedded.embeddings.shape[1]),
         "counts": counts,
         "nonfinite_pixels": embedded.nonfinite_pixels,
+        **nonfinite_report(embedded.nonfinite_by_key),
         "versions": package_versions(),
+    }
+
+
+NONFINITE_SHOWN = 10
+
+
+def nonfinite_report(by_key: Mapping[str, int]) -> dict[str, Any]:
+    """The samples most affected by NaN/inf pixels, and those with no finite pixel at all
+    (a patch of fill values: it is indexed, but it shows nothing)."""
+    from rsretrieve.datasets.crisislandmark import PATCH_SIZE
+    from rsretrieve.datasets.sensors import BANDS, sensor_of_key
+
+    def pixels(key: str) -> int:
+        try:
+            return len(BANDS[sensor_of_key(key)]) * PATCH_SIZE * PATCH_SIZE
+        except DataError:
+            return -1
+
+    worst = sorted(by_key.items(), key=lambda kv: (-kv[1], kv[0]))[:NONFINITE_SHOWN]
+    return {
+        "nonfinite_keys": dict(worst),
+        "all_nonfinite_keys": sorted(k for k, n in by_key.items() if n == pixels(k)),
     }
 
 
@@ -211,10 +281,15 @@ def _write_folder(
         write_json(tmp / MANIFEST, manifest)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = Path(folder) / MANIFEST
     manifest = read_json(path, DataError, "an index folder")
-    if manifest.get("format") != "rsretrieve-index":
+    if not isinstance(manifest, dict) or manifest.get("format") != "rsretrieve-index":
         raise DataError(f"{path}: not an rsretrieve index manifest (field 'format')")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{path}: format_version {manifest.get('format_version')} is not supported")
@@ -230,14 +305,29 @@ def load_index(folder: Path) -> LoadedIndex:
     for name in (EMBEDDINGS, IDS, FAISS_INDEX):
         if not (folder / name).is_file():
             raise DataError(f"index folder {folder}: {name} is missing")
-    table = pq.read_table(folder / IDS, columns=["key", "sensor"])
-    embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)  # read on demand: search uses FAISS
-    index = faiss.read_index(str(folder / FAISS_INDEX))
+    damaged = "is damaged ({}); rebuild the index with `rsretrieve index ... --force`"
+    try:
+        table = pq.read_table(folder / IDS, columns=["key", "sensor"])
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
+        raise DataError(f"{folder / IDS} " + damaged.format(_first_line(exc))) from None
+    try:
+        embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)  # read on demand: search uses FAISS
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{folder / EMBEDDINGS} " + damaged.format(_first_line(exc))) from None
+    try:
+        index = faiss.read_index(str(folder / FAISS_INDEX))
+    except RuntimeError as exc:
+        raise DataError(f"{folder / FAISS_INDEX} " + damaged.format(_first_line(exc))) from None
     if not (table.num_rows == embeddings.shape[0] == index.ntotal):
         raise DataError(
             f"index folder {folder}: row counts disagree (ids {table.num_rows}, "
-            f"embeddings {embeddings.shape[0]}, faiss {index.ntotal})"
+            f"embeddings {embeddings.shape[0]}, faiss {index.ntotal}); rebuild it with --force"
         )
+    widths = {"manifest": manifest.get("embed_dim"), "embeddings": embeddings.shape[1] if embeddings.ndim == 2 else None,
+              "faiss": index.d}
+    if len(set(widths.values())) != 1:
+        raise DataError(f"index folder {folder}: vector widths disagree ({', '.join(f'{k} {v}' for k, v in widths.items())}); "
+                        "rebuild it with --force")
     sensors = table.column("sensor").dictionary_encode().combine_chunks()
     names = sensors.dictionary.to_pylist()  # one string object per sensor, shared by all rows
     return LoadedIndex(

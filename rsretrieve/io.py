@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,16 +45,72 @@ def write_json(target: Path, data: Any) -> None:
     write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+MARKER = ".rsretrieve"  # in every folder atomic_dir makes: what --force may replace
+LEGACY_FORMATS = {"manifest.json", "config.json"}  # folders of earlier versions, told by their format field
+
+
+def made_by_rsretrieve(path: Path) -> bool:
+    """A folder rsretrieve wrote (its marker, or the manifest/config of an earlier version)."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    if (path / MARKER).is_file():
+        return True
+    for name in LEGACY_FORMATS:
+        try:
+            data = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and str(data.get("format", "")).startswith("rsretrieve"):
+            return True
+    return False
+
+
+def check_replaceable(target: Path, what: str) -> None:
+    """``--force`` replaces only what rsretrieve made; anything else (a file, the user's folder,
+    a dataset) is refused and left untouched."""
+    from rsretrieve.errors import DataError
+
+    target = Path(target)
+    if target.is_symlink() or (target.exists() and not made_by_rsretrieve(target)):
+        kind = "a file" if target.is_file() else "a link" if target.is_symlink() else "a folder rsretrieve did not make"
+        raise DataError(f"refusing to replace {target}: it is {kind}, not {what}; move it away or choose another output")
+
+
+def clean_leftovers(target: Path) -> list[Path]:
+    """Remove what an interrupted atomic_dir left beside ``target``: its temporary folders
+    (``.NAME.XXXXXXXX.tmp``, named by mkdtemp) and a replaced ``.NAME.old`` folder that
+    rsretrieve made. Returns what was removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    removed = []
+    for path in target.parent.iterdir():
+        stale_tmp = pattern.match(path.name) and path.is_dir() and not path.is_symlink()
+        stale_old = path.name == f".{target.name}.old" and made_by_rsretrieve(path)
+        if stale_tmp or stale_old:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextmanager
-def atomic_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
+def atomic_dir(target: Path, *, replace: bool = False, what: str = "an rsretrieve output") -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; move it into place only on success.
 
-    With ``replace`` an existing ``target`` is swapped out after the new one is complete.
+    With ``replace`` an existing ``target`` is swapped out after the new one is complete, and
+    only if rsretrieve made it (``check_replaceable``). Leftovers of an interrupted earlier
+    write are removed first; the new folder carries rsretrieve's marker.
     """
     target = Path(target)
+    if replace:
+        check_replaceable(target, what)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs follow the umask
+    (tmp / MARKER).write_text(json.dumps({"made_by": "rsretrieve", "what": what}) + "\n", encoding="utf-8")
     try:
         yield tmp
         if target.exists() and replace:
@@ -68,14 +125,17 @@ def atomic_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_writable(path: Path) -> None:
-    """Fail before any work when the file ``path`` could not be written: it is a folder, or
-    its nearest existing parent is not a writable folder."""
+def check_writable(path: Path, folder: bool = False) -> None:
+    """Fail before any work when the output ``path`` (a file, or with ``folder`` a folder)
+    could not be written: it is of the other kind, or its nearest existing parent is not a
+    writable folder."""
     from rsretrieve.errors import ConfigError
 
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not folder:
         raise ConfigError(f"cannot write {path}: it is a folder; give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a file, and this output is a folder")
     probe = path.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

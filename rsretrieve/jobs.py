@@ -50,7 +50,7 @@ def run_index_job(
                               {"s2": job.s2_adapter, "s1": job.s1_adapter}, dataset.sensors, device)
     if on_start:
         on_start(len(dataset.samples))
-    return build_index(dataset, pipeline, out, job.batch_size or 32, settings, force, on_batch=on_batch)
+    return build_index(dataset, pipeline, out, job.batch_size or 32, settings, force, on_batch=on_batch, verify=job.verify)
 
 
 def shard_dir(out: Path, index: int, count: int) -> Path:

@@ -12,7 +12,7 @@ from rsretrieve.index import IndexSettings, build_index, load_index
 
 
 def test_index_folder_contents(index_dir, sample_root) -> None:  # noqa: ANN001
-    assert sorted(p.name for p in index_dir.iterdir()) == ["embeddings.npy", "ids.parquet", "index.faiss", "manifest.json"]
+    assert sorted(p.name for p in index_dir.iterdir()) == [".rsretrieve", "embeddings.npy", "ids.parquet", "index.faiss", "manifest.json"]
     manifest = json.loads((index_dir / "manifest.json").read_text())
     ds = CrisisLandMark(sample_root)
     assert manifest["counts"]["total"] == len(ds.samples)
@@ -36,7 +36,7 @@ def test_up_to_date_index_is_reused_and_others_need_force(index_dir, sample_root
     calls = []
     build_index(ds, tiny_pipeline, index_dir, batch_size=8, on_batch=calls.append)
     assert calls == [] and (index_dir / "manifest.json").read_text() == before
-    with pytest.raises(DataError, match="already exists and was built differently; pass --force"):
+    with pytest.raises(DataError, match=r"was built differently \(dataset limit None -> 5\); pass --force"):
         build_index(CrisisLandMark(sample_root, limit=5), tiny_pipeline, index_dir, batch_size=8)
 
 

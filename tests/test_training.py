@@ -58,7 +58,7 @@ def test_tiny_run_loss_falls_and_retrieval_beats_the_untrained_model(run_dir, tr
     losses = [h["loss"] for h in record["history"][1:]]
     assert losses[-1] < 0.8 * losses[0]
     assert record["best_ndcg@10"] > record["history"][0]["ndcg@10"]
-    assert sorted(p.name for p in (out / "best").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (out / "best").iterdir()) == [".rsretrieve", "config.json", "model.safetensors"]
 
     config, _ = read_model_config(out / "best")
     torch.manual_seed(SMALL.seed)

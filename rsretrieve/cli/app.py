@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from rsretrieve import __version__
 from rsretrieve.cli import render
-from rsretrieve.errors import RsRetrieveError
+from rsretrieve.errors import RsRetrieveError, RsRetrieveWarning
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
@@ -22,6 +22,17 @@ class _Group(TyperGroup):
     """Turn user errors into one red line and exit code 2; never a traceback."""
 
     def invoke(self, ctx: typer.Context) -> object:
+        import warnings
+
+        shown = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if issubclass(category, RsRetrieveWarning):
+                err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
         try:
             return super().invoke(ctx)
         except RsRetrieveError as exc:
@@ -30,6 +41,8 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             err.print("interrupted; rerun the same command to resume")
             raise typer.Exit(130) from None
+        finally:
+            warnings.showwarning = shown
 
 
 app = typer.Typer(
@@ -112,6 +125,7 @@ def index(
     sensor: Annotated[Optional[str], typer.Option("--sensor", help="s1, s2 or all [all].")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Index only the first N samples.")] = None,
     strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Reject NaN/inf pixels instead of replacing them [lenient].")] = None,
+    verify: Annotated[Optional[bool], typer.Option("--verify", help="Also hash every shard's bytes to tell whether an existing index is current.")] = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of random initialisation [0].")] = None,
@@ -138,7 +152,7 @@ def index(
 
     job = IndexJob.load(config, {
         "data": None if data is None else str(data), "dataset": dataset, "split": split, "sensor": sensor,
-        "limit": limit, "strict": strict, "model": model, "pretrained": pretrained, "seed": seed,
+        "limit": limit, "strict": strict, "verify": verify, "model": model, "pretrained": pretrained, "seed": seed,
         "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "index": kind, "nlist": nlist,
         "nprobe": nprobe, "batch_size": batch_size, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
     })
@@ -151,7 +165,7 @@ def index(
         position = _parse_shard(shard) if shard else None
         with render.progress(err, "embedding") as bar:
             manifest = run_index_job(job, out_dir, force, device, position, on_start=bar.start, on_batch=bar)
-    render.index_summary(out, out_dir, manifest)
+    render.index_summary(out, out_dir, manifest, err)
 
 
 def _parse_shard(value: str) -> tuple[int, int]:
@@ -268,10 +282,14 @@ def search(
 
 
 def _is_caption_index(folder: Path) -> bool:
-    import json
+    from rsretrieve.errors import DataError
+    from rsretrieve.io import read_json
 
     path = folder / "manifest.json"
-    return path.is_file() and json.loads(path.read_text()).get("kind") == "captions"
+    if not path.is_file():
+        return False
+    manifest = read_json(path, DataError, "an index folder")
+    return isinstance(manifest, dict) and manifest.get("kind") == "captions"
 
 
 def _search_captions(index_dir: Path, topics: dict[str, str], k: int, hits_out: Path | None, where, requested, device) -> None:  # noqa: ANN001

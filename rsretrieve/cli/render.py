@@ -69,16 +69,24 @@ def training_summary(console: Console, folder: Path, record: Mapping[str, Any]) 
     )
 
 
-def index_summary(console: Console, folder: Path, manifest: Mapping[str, Any]) -> None:
+def index_summary(console: Console, folder: Path, manifest: Mapping[str, Any], warn: Console | None = None) -> None:
     counts = ", ".join(f"{k}={v}" for k, v in manifest["counts"].items())
     enc = manifest["encoder"]
     spec = EncoderSpec.from_manifest(enc)
+    state = "reused as it is (dataset, encoder and settings unchanged)" if manifest.get("reused") else "built"
     console.print(
-        f"index {folder}: {counts}; encoder {spec.label()}, "
+        f"index {folder} {state}: {counts}; encoder {spec.label()}, "
         f"adapters {manifest['adapters']}, {manifest['index']['kind']} index, "
         f"{manifest['nonfinite_pixels']} non-finite pixels replaced",
-        markup=False,
+        markup=False, soft_wrap=True,
     )
+    worst = manifest.get("nonfinite_keys") or {}
+    if worst and warn is not None:
+        shown = ", ".join(f"{k} ({n})" for k, n in worst.items())
+        warn.print(f"warning: samples with the most NaN/inf pixels: {shown}", markup=False, soft_wrap=True)
+    for key in manifest.get("all_nonfinite_keys") or []:
+        if warn is not None:
+            warn.print(f"warning: key '{key}' has no finite pixel: it is indexed as a blank patch", markup=False, soft_wrap=True)
 
 
 def hits(console: Console, run: Run, queries: Mapping[str, str], labels: Mapping[str, list[str]], limit: int) -> None:

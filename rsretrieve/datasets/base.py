@@ -26,7 +26,8 @@ class Batch:
     sensor: Sensor
     keys: list[str]
     images: np.ndarray
-    nonfinite: int
+    nonfinite: int  # NaN/inf pixels replaced in the whole batch
+    nonfinite_per_sample: tuple[int, ...] = ()  # the same, sample by sample (empty: not counted)
 
 
 class PatchDataset:

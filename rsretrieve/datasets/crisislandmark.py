@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ METADATA_FILE = "metadata.parquet"
 QUERIES_FILE = "queries.jsonl"
 QRELS_DIR = "qrels"
 PATCH_SIZE = 120
+MAX_LINK_HOPS = 16
 SPLIT_ALIASES = {"train": "train", "test": "test", "corpus": "test"}
 
 
@@ -115,18 +116,37 @@ class CrisisLandMark(PatchDataset):
         return selected
 
     def fingerprint(self) -> str:
-        """Content hash of the index files plus name and size of every shard (computed once:
-        plan_id and the manifest both need it, and metadata.parquet can be large)."""
+        """What an index built from this folder depends on: the content of the main file and
+        metadata.parquet, and the name, size and modification time of every shard (any HDF5
+        file below the folder). A shard rewritten in place changes its modification time, so
+        an index or a partial build of the old content is never reused. ``content_digest``
+        hashes the shards' bytes too, for ``--verify``. Computed once per dataset."""
         if self._fingerprint is None:
             digest = hashlib.sha256()
             for name in (MAIN_FILE, METADATA_FILE):
                 digest.update(name.encode())
                 digest.update((self.root / name).read_bytes())
-            for shard in sorted(self.root.glob("*.h5")):
-                if shard.name != MAIN_FILE:
-                    digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
+            for shard in self.shard_files():
+                stat = shard.stat()
+                digest.update(f"{shard.relative_to(self.root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
+
+    def shard_files(self) -> list[Path]:
+        """Every HDF5 file of the folder but the main file, sorted."""
+        return sorted(p for p in self.root.rglob("*.h5") if p.is_file() and p != self.main_path)
+
+    def content_digest(self, on_bytes: Callable[[int], None] | None = None) -> str:
+        """sha256 over the bytes of every shard (slow on the full release: ``--verify``)."""
+        digest = hashlib.sha256()
+        for shard in self.shard_files():
+            digest.update(str(shard.relative_to(self.root)).encode())
+            with open(shard, "rb") as handle:
+                while block := handle.read(1 << 22):
+                    digest.update(block)
+                    if on_bytes:
+                        on_bytes(len(block))
+        return digest.hexdigest()
 
     def iter_batches(
         self, batches: Sequence[Sequence[SampleInfo]]
@@ -139,20 +159,20 @@ class CrisisLandMark(PatchDataset):
     def _read_batch(self, shards: "_Shards", batch: Sequence[SampleInfo]) -> Batch:
         sensor = batch[0].sensor
         images = np.empty((len(batch), len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE), np.float32)
-        nonfinite = 0
+        counts = []
         for i, info in enumerate(batch):
             with _hdf5_errors(self.root, info.key):
                 group, where = shards.group(info.key)
-                images[i] = _read_image(group, where, info.key, sensor)
-            nonfinite += self.clean(images[i], info.key, sensor)
-        return Batch(sensor, [s.key for s in batch], images, nonfinite)
+                images[i] = _read_image(shards.member(group, "image", info.key), where, info.key, sensor)
+            counts.append(self.clean(images[i], info.key, sensor))
+        return Batch(sensor, [s.key for s in batch], images, sum(counts), tuple(counts))
 
     def read_raw(self, key: str) -> np.ndarray:
         """The stored image of ``key`` as it is (NaN/inf kept), for display."""
         sensor = sensor_of_key(key)
         with _Shards(self.root, self.main_path) as shards, _hdf5_errors(self.root, key):
             group, where = shards.group(key)
-            return _read_image(group, where, key, sensor)
+            return _read_image(shards.member(group, "image", key), where, key, sensor)
 
     def read_sample(self, key: str) -> Sample:
         """Read one sample with coords and attributes (for inspection, not for indexing)."""
@@ -161,9 +181,9 @@ class CrisisLandMark(PatchDataset):
             raise DataError(f"key '{key}' is not in the selected samples of {self.root}")
         with _Shards(self.root, self.main_path) as shards, _hdf5_errors(self.root, key):
             group, where = shards.group(key)
-            image = _read_image(group, where, key, info.sensor)
+            image = _read_image(shards.member(group, "image", key), where, key, info.sensor)
             self.clean(image, key, info.sensor)
-            coords = np.asarray(group["coords"], np.float32) if "coords" in group else None
+            coords = np.asarray(shards.member(group, "coords", key), np.float32) if "coords" in group else None
             crs = _scalar(group.attrs.get("crs"))
             timestamp = _scalar(group.attrs.get("timestamp"))
         return Sample(
@@ -205,9 +225,13 @@ def read_metadata(path: Path) -> list[tuple[str, str, list[str]]]:
     splits = table.column("split").to_pylist()
     labels = table.column("labels").to_pylist()
     rows: list[tuple[str, str, list[str]]] = []
+    seen: dict[str, int] = {}
     for row, (key, split, label_list) in enumerate(zip(keys, splits, labels)):
         if not isinstance(key, str) or not key:
             raise DataError(f"{path}: row {row}: field 'key' must be a non-empty string")
+        if key in seen:
+            raise DataError(f"{path}: key '{key}' appears twice (rows {seen[key]} and {row})")
+        seen[key] = row
         if split not in SPLIT_ALIASES:
             raise DataError(
                 f"{path}: key '{key}': field 'split' is {split!r}; expected train or test"
@@ -249,41 +273,74 @@ class _Shards:
         return handle
 
     def group(self, key: str):  # noqa: ANN201 - (h5py.Group, str)
+        """The group of sample ``key``, every link on the way checked (``walk``)."""
         import h5py
 
-        link = self._main.get(key, getlink=True)
-        if link is None:
+        if self._main.get(key, getlink=True) is None:
             raise DataError(f"{self.main_path}: key '{key}' (listed in {METADATA_FILE}) not found")
-        if isinstance(link, h5py.ExternalLink):
-            shard = self._confined(key, link.filename)
-            if not shard.is_file():
-                raise DataError(f"shard file {shard} (linked from key '{key}') not found")
-            handle, inner = self._open(shard), link.path
-        elif isinstance(link, h5py.SoftLink):
-            handle, inner = self._main, link.path
-        else:
-            handle, inner = self._main, key
-        where = f"{handle.filename}:{inner}"
-        group = handle.get(inner)
+        group = self.walk(self._main["/"], key, key)
+        where = f"{group.file.filename}:{group.name}"
         if not isinstance(group, h5py.Group):
             raise DataError(f"broken link: key '{key}' points to {where}, which is not a group")
         return group, where
 
-    def _confined(self, key: str, filename: str) -> Path:
-        """External links must stay inside the dataset folder (checked on the link text)."""
-        target = Path(os.path.normpath(self.root / filename))
+    def member(self, group, name: str, key: str):  # noqa: ANN001, ANN201 - h5py objects
+        """A dataset of a sample group (``image``, ``coords``), its own links checked too."""
+        if group.get(name, getlink=True) is None:
+            raise DataError(f"{group.file.filename}:{group.name}: key '{key}' has no '{name}' dataset")
+        return self.walk(group, name, key)
+
+    def walk(self, start, path: str, key: str, hops: int = 0):  # noqa: ANN001, ANN201 - h5py objects
+        """Follow ``path`` from group ``start`` one component at a time. Soft links are
+        followed within their file, external links only to files inside the dataset folder:
+        every hop of every chain is checked, so no link in the main file or in a shard can
+        make rsretrieve read an HDF5 file elsewhere on the machine."""
+        import h5py
+
+        if hops > MAX_LINK_HOPS:
+            raise DataError(f"{self.main_path}: key '{key}' goes through more than {MAX_LINK_HOPS} links (a cycle?)")
+        node = start.file["/"] if path.startswith("/") else start
+        for name in (part for part in path.split("/") if part and part != "."):
+            link = node.get(name, getlink=True) if isinstance(node, h5py.Group) else None
+            if link is None:
+                raise DataError(f"broken link: key '{key}' points to {start.file.filename}:{path}, which does not exist")
+            if isinstance(link, h5py.SoftLink):
+                node = self.walk(node, link.path, key, hops + 1)
+            elif isinstance(link, h5py.ExternalLink):
+                shard = self._confined(key, Path(node.file.filename), link.filename)
+                if not shard.is_file():
+                    raise DataError(f"shard file {shard} (linked from key '{key}') not found")
+                node = self.walk(self._open(shard)["/"], link.path, key, hops + 1)
+            else:
+                node = node[name]  # a hard link: no file or path of its own to check
+        return node
+
+    def _confined(self, key: str, linking_file: Path, filename: str) -> Path:
+        """An external link's file, resolved as HDF5 does (beside the file holding the link),
+        must lie inside the dataset folder. The check is on the link text, so shards that are
+        symbolic links to another disk still work."""
+        target = Path(os.path.normpath(linking_file.parent / filename))
         root = Path(os.path.normpath(self.root))
         if not target.is_relative_to(root):
             raise DataError(
-                f"{self.main_path}: key '{key}' links outside the dataset folder to '{filename}'"
+                f"{linking_file}: key '{key}' links outside the dataset folder to '{filename}'"
             )
         return target
 
 
-def _read_image(group, where: str, key: str, sensor: Sensor) -> np.ndarray:  # noqa: ANN001
-    if "image" not in group:
-        raise DataError(f"{where}: key '{key}' has no 'image' dataset")
-    dataset = group["image"]
+def _read_image(dataset, where: str, key: str, sensor: Sensor) -> np.ndarray:  # noqa: ANN001
+    """A sample's image as float32. Integer images are refused: the release stores float32
+    (S2 reflectance x 10000, S1 backscatter in dB), and an integer copy has lost or changed
+    that scale in ways a reader cannot know."""
+    import h5py
+
+    if not isinstance(dataset, h5py.Dataset):
+        raise DataError(f"{where}: key '{key}': 'image' is not a dataset")
+    if dataset.dtype.kind in "iub":
+        raise DataError(
+            f"{where}: key '{key}': image dtype {dataset.dtype} (integers); CrisisLandMark images are float32 "
+            "(S2 reflectance x 10000, S1 dB). Convert the shard to float32 with those units"
+        )
     expected = (len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE)
     if dataset.shape != expected:
         raise DataError(

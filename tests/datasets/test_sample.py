@@ -30,9 +30,11 @@ def test_layout_matches_the_release(sample_root) -> None:  # noqa: ANN001
 
 def test_same_seed_same_dataset(tmp_path, sample_root) -> None:  # noqa: ANN001
     again = generate_sample(tmp_path / "again", n_samples=40, seed=0)
-    assert CrisisLandMark(again).fingerprint() == CrisisLandMark(sample_root).fingerprint()
+    for name in ("crisislandmark.h5", "metadata.parquet", "queries.jsonl", "qrels/test.tsv"):
+        assert (again / name).read_bytes() == (sample_root / name).read_bytes()
+    assert CrisisLandMark(again).content_digest() == CrisisLandMark(sample_root).content_digest()
     other = generate_sample(tmp_path / "other", n_samples=40, seed=1)
-    assert CrisisLandMark(other).fingerprint() != CrisisLandMark(sample_root).fingerprint()
+    assert CrisisLandMark(other).content_digest() != CrisisLandMark(sample_root).content_digest()
 
 
 def test_pixels_follow_class_signatures(sample_root) -> None:  # noqa: ANN001
