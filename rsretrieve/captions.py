@@ -30,7 +30,7 @@ from rsretrieve.embeddings import ImagePipeline
 from rsretrieve.encoders import Encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.index import FORMAT_VERSION, package_versions, read_manifest, search_params
-from rsretrieve.io import atomic_dir, write_json
+from rsretrieve.io import INDEX, atomic_dir, write_json
 from rsretrieve.registry import unknown_name_error
 
 KIND = "captions"
@@ -102,7 +102,7 @@ def build_caption_index(
     index = faiss.index_factory(encoder.embed_dim, factory, faiss.METRIC_INNER_PRODUCT)
     pending: list[np.ndarray] = []
     count = 0
-    with atomic_dir(out, replace=force) as tmp:
+    with atomic_dir(out, replace=force, what=INDEX) as tmp:
         writer: pq.ParquetWriter | None = None
         for batch in dataset.iter_captions(batch_size):
             vectors = np.ascontiguousarray(encoder.encode_texts(batch.caption), np.float32)

@@ -28,7 +28,7 @@ from rsretrieve import __version__
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.io import atomic_dir, check_replaceable, check_writable, clean_leftovers, read_json, write_json
+from rsretrieve.io import INDEX, atomic_dir, check_replaceable, check_writable, clean_leftovers, read_json, write_json
 from rsretrieve.registry import unknown_name_error
 
 MANIFEST = "manifest.json"
@@ -153,7 +153,7 @@ def build_index(
             return {**existing, "reused": True}
         raise DataError(f"{out} was built differently ({'; '.join(differences)}); pass --force to replace it")
     if force:
-        check_replaceable(out, "an rsretrieve index")
+        check_replaceable(out, INDEX)
     started = time.perf_counter()
     embedded = embed_dataset(dataset, pipeline, _work_dir(out), batch_size, plan, on_batch)
     embed_seconds = time.perf_counter() - started
@@ -273,7 +273,7 @@ def _write_folder(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with atomic_dir(out, replace=force) as tmp:
+    with atomic_dir(out, replace=force, what=INDEX) as tmp:
         np.save(tmp / EMBEDDINGS, embeddings, allow_pickle=False)
         table = pa.table({"key": keys, "sensor": sensors, "labels": pa.array(labels, pa.list_(pa.string()))})
         pq.write_table(table, tmp / IDS)

@@ -45,23 +45,31 @@ def write_json(target: Path, data: Any) -> None:
     write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-MARKER = ".rsretrieve"  # in every folder atomic_dir makes: what --force may replace
-LEGACY_FORMATS = {"manifest.json", "config.json"}  # folders of earlier versions, told by their format field
+MARKER = ".rsretrieve"  # in every folder atomic_dir makes, saying what it is: what --force may replace
+INDEX = "an rsretrieve index"
+# Folders written before the marker existed, told by the format field of a file they hold.
+LEGACY = {INDEX: ("manifest.json", "rsretrieve-index"), "a model folder of rsretrieve train": ("config.json", "rsretrieve-model")}
 
 
-def made_by_rsretrieve(path: Path) -> bool:
-    """A folder rsretrieve wrote (its marker, or the manifest/config of an earlier version)."""
+def made_by_rsretrieve(path: Path, what: str | None = None) -> bool:
+    """A folder rsretrieve wrote (as ``what``, when given): its marker says so, or, for folders
+    of earlier versions, the format field of their manifest or config."""
     path = Path(path)
     if not path.is_dir() or path.is_symlink():
         return False
-    if (path / MARKER).is_file():
-        return True
-    for name in LEGACY_FORMATS:
+    try:
+        marker = json.loads((path / MARKER).read_text(encoding="utf-8"))
+        return isinstance(marker, dict) and marker.get("made_by") == "rsretrieve" and what in (None, marker.get("what"))
+    except (OSError, ValueError):
+        pass
+    for kind, (name, form) in LEGACY.items():
+        if what not in (None, kind):
+            continue
         try:
             data = json.loads((path / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and str(data.get("format", "")).startswith("rsretrieve"):
+        if isinstance(data, dict) and data.get("format") == form:
             return True
     return False
 
@@ -72,8 +80,9 @@ def check_replaceable(target: Path, what: str) -> None:
     from rsretrieve.errors import DataError
 
     target = Path(target)
-    if target.is_symlink() or (target.exists() and not made_by_rsretrieve(target)):
-        kind = "a file" if target.is_file() else "a link" if target.is_symlink() else "a folder rsretrieve did not make"
+    if target.is_symlink() or (target.exists() and not made_by_rsretrieve(target, what)):
+        kind = ("a file" if target.is_file() else "a link" if target.is_symlink()
+                else "something else rsretrieve made" if made_by_rsretrieve(target) else "a folder rsretrieve did not make")
         raise DataError(f"refusing to replace {target}: it is {kind}, not {what}; move it away or choose another output")
 
 
@@ -96,7 +105,7 @@ def clean_leftovers(target: Path) -> list[Path]:
 
 
 @contextmanager
-def atomic_dir(target: Path, *, replace: bool = False, what: str = "an rsretrieve output") -> Iterator[Path]:
+def atomic_dir(target: Path, *, replace: bool = False, what: str) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; move it into place only on success.
 
     With ``replace`` an existing ``target`` is swapped out after the new one is complete, and

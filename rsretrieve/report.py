@@ -111,7 +111,7 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     index_keys = set().union(*(run.names for run in runs.values()))
     restricted, _ = restrict(qrels, index_keys | {d for docs in qrels.values() for d in docs})
     slices = sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
-    with atomic_dir(Path(out), replace=True) as tmp:
+    with atomic_dir(Path(out), replace=True, what="an rsretrieve report") as tmp:
         _bars(tmp / "metrics.png", board["metrics"],
               {m: [records[m]["scores"]["all"].get(metric) for metric in board["metrics"]] for m in models},
               "all metrics (all sensors)", "score")

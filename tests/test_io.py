@@ -19,13 +19,13 @@ def test_atomic_write_replaces_only_on_success(tmp_path) -> None:  # noqa: ANN00
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path) -> None:  # noqa: ANN001
     target = tmp_path / "out"
     with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, what="a test output") as tmp:
             (tmp / "f").write_text("x")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, what="a test output") as tmp:
         (tmp / "f").write_text("1")
-    with atomic_dir(target, replace=True) as tmp:
+    with atomic_dir(target, replace=True, what="a test output") as tmp:
         (tmp / "f").write_text("2")
     assert (target / "f").read_text() == "2"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
@@ -37,7 +37,7 @@ def test_outputs_follow_the_umask(tmp_path) -> None:  # noqa: ANN001
     old = os.umask(0o022)
     try:
         write_text(tmp_path / "f.txt", "x")
-        with atomic_dir(tmp_path / "d") as tmp:
+        with atomic_dir(tmp_path / "d", what="a test output") as tmp:
             (tmp / "g").write_text("y")
     finally:
         os.umask(old)

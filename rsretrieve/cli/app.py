@@ -97,6 +97,9 @@ def sample(
     """Write a seeded sample dataset: CrisisLandMark layout (default) or Git-10M parquet shards."""
     from rsretrieve.errors import ConfigError
 
+    from rsretrieve.io import check_writable
+
+    check_writable(out_dir, folder=True)
     n_samples = 480 if n_samples is None else n_samples
     if fmt == "crisislandmark":
         from rsretrieve.datasets.sample import generate_sample

@@ -121,7 +121,7 @@ def build_task(parquet: Path, images: Path, image_format: str, out: Path, splits
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with atomic_dir(out, replace=overwrite) as tmp:
+    with atomic_dir(out, replace=overwrite, what="a task folder of rsretrieve bigearthnet-task") as tmp:
         with open(tmp / "queries.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(q) + "\n" for q in queries)
         (tmp / "qrels").mkdir()
@@ -297,7 +297,7 @@ def generate_bigearthnet_txt(out: Path | str, n_patches: int = 40, seed: int = 0
     rng = np.random.default_rng(seed)
     names = list(FIXTURE_CLASSES)
     rows: list[dict[str, Any]] = []
-    with atomic_dir(out, replace=overwrite) as tmp:
+    with atomic_dir(out, replace=overwrite, what="a BigEarthNet.txt fixture of rsretrieve sample") as tmp:
         env = lmdb.open(str(tmp / "lmdb"), map_size=1 << 30)
         with env.begin(write=True) as txn:
             for i in range(n_patches):

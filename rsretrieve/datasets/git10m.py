@@ -182,7 +182,7 @@ def generate_git10m(
     classes = list(CLASS_COLOURS)
     per_shard = math.ceil(n_rows / shards)
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    with atomic_dir(out, replace=True) as tmp:
+    with atomic_dir(out, replace=True, what="a Git-10M fixture of rsretrieve sample") as tmp:
         for s in range(shards):
             lo, hi = s * per_shard, min(n_rows, (s + 1) * per_shard)
             if lo >= hi:

@@ -185,7 +185,7 @@ def generate_sample(
     if not 0 < train_fraction < 1:
         raise ConfigError(f"train fraction must be between 0 and 1, got {train_fraction}")
     plan = _plan(n_samples, seed, train_fraction)
-    with atomic_dir(out, replace=True) as tmp:
+    with atomic_dir(out, replace=True, what="a sample dataset of rsretrieve sample") as tmp:
         shards: dict[str, h5py.File] = {}
         try:
             with h5py.File(tmp / MAIN_FILE, "w") as main:

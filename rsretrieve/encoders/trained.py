@@ -161,7 +161,7 @@ def save_model(
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    with atomic_dir(folder, replace=True) as tmp:
+    with atomic_dir(folder, replace=True, what="a model folder of rsretrieve train") as tmp:
         tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / WEIGHTS_FILE))
         write_json(tmp / CONFIG_FILE, {"format": MODEL_FORMAT, "config": model.config.to_dict(), "training": dict(record)})
