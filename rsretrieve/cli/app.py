@@ -182,6 +182,26 @@ def _parse_shard(value: str) -> tuple[int, int]:
 
 
 @app.command()
+def check(
+    data: Annotated[Path, typer.Argument(help="A CrisisLandMark-format folder.")],
+    report_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report JSON [DATA-NAME.check.json here].")] = None,
+) -> None:
+    """Read a whole dataset (no embedding) and report every problem; exit 1 on an error-level one."""
+    from rsretrieve.datasets.check import check_dataset
+    from rsretrieve.io import check_writable, write_json
+
+    target = report_out or Path(f"{Path(data).resolve().name}.check.json")
+    check_writable(target)
+    with render.progress(err, "checking") as bar:
+        report = check_dataset(data, on_start=bar.start, on_sample=bar)
+    write_json(target, report)
+    render.check_report(out, report)
+    out.print(f"report written to {target}", markup=False)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def merge(
     shard_dirs: Annotated[list[Path], typer.Argument(help="Shard index folders (index --shard I/N).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Merged index folder.")],

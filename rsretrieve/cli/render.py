@@ -165,6 +165,31 @@ def models(console: Console, cards: list[Mapping[str, Any]], checkpoints: Path) 
         line("")
 
 
+def check_report(console: Console, report: Mapping[str, Any]) -> None:
+    """Counts per source, then one row per kind of problem with example keys."""
+    counts = report["counts"]
+    splits = ", ".join(f"{k} {v}" for k, v in sorted(counts["splits"].items()))
+    console.print(f"{report['dataset']}: {counts['keys']} keys ({splits}), {counts['read']} images read", markup=False, soft_wrap=True)
+    sources = Table(title="sources")
+    for column in ("source", "sensor", "samples", "non-finite px", "blank", "constant", "mean of key bands (all in JSON)"):
+        sources.add_column(column, overflow="fold")
+    shown = {"VV", "VH", "B04", "B08", "B11"}
+    for name, s in report["sources"].items():
+        means = ", ".join(f"{b} {v['mean']:.4g}" for b, v in s["bands"].items() if v["mean"] is not None and b in shown)
+        sources.add_row(name, s["sensor"], str(s["samples"]), str(s["nonfinite_pixels"]), str(s["blank_patches"]),
+                        str(s["constant_patches"]), means)
+    console.print(sources)
+    if not report["problems"]:
+        console.print("no problems found", markup=False)
+        return
+    problems = Table(title="problems")
+    for column in ("level", "code", "count", "what", "examples"):
+        problems.add_column(column, overflow="fold")
+    for p in report["problems"]:
+        problems.add_row(p["level"], p["code"], str(p["count"]), p["message"], ", ".join(p["examples"]))
+    console.print(problems)
+
+
 def captions(console: Console, title: str, hits: list[Mapping[str, Any]]) -> None:
     table = Table(title=title)
     for column in ("rank", "score", "img_name", "caption", "quality", "res (m)", "lon, lat"):

@@ -1,7 +1,7 @@
 """CrisisLandMark label normalisation: CORINE (CLC) names -> Dynamic World (DW) names.
 
-The authors lower-case labels and map CLC to DW before building captions
-(shared/specs/crisislandmark-notes.md); crisis event tags map to crisis keywords.
+The authors lower-case labels and map CLC to DW before building captions (their loader in
+DarthReca/closp, dataset/mapping.py); crisis event tags map to crisis keywords.
 """
 
 from __future__ import annotations

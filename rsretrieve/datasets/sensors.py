@@ -9,7 +9,7 @@ from rsretrieve.errors import ConfigError, DataError
 Sensor = Literal["s1", "s2"]
 SENSORS: tuple[Sensor, ...] = ("s2", "s1")
 
-# Stored Sentinel-2 bands: the 13 TOA bands without B10 (crisislandmark-notes.md).
+# Stored Sentinel-2 bands: the 13 TOA bands without B10 (the authors' loader inserts a zero B10).
 S2_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
 )

@@ -1,0 +1,130 @@
+"""`rsretrieve check` on damaged copies of the embedded sample: one test per flag."""
+
+import json
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rsretrieve.datasets.check import check_dataset
+from tests.cli.test_cli import invoke
+from tests.conftest import first_key, replace_image
+
+
+def codes(report: dict) -> dict[str, str]:
+    return {p["code"]: p["level"] for p in report["problems"]}
+
+
+def test_the_clean_sample_has_no_problem_and_exits_0(sample_root, tmp_path) -> None:  # noqa: ANN001
+    result = invoke("check", sample_root, "--out", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] and report["problems"] == [] and report["counts"]["read"] == report["counts"]["keys"] == 40
+    assert report["counts"]["splits"] == {"test": 35, "train": 5}
+    assert set(report["sources"]) >= {"benv2s1", "benv2s2", "quakeset"} and "water" in report["labels"]
+    vv = report["sources"]["benv2s1"]["bands"]["VV"]
+    assert vv["mean"] > report["sources"]["benv2s1"]["bands"]["VH"]["mean"] and vv["std"] > 0
+
+
+def test_errors_exit_1_and_are_listed_with_examples(sample_copy, tmp_path) -> None:  # noqa: ANN001
+    key = first_key(sample_copy, "benv2s2")
+    with h5py.File(tmp_path / "evil.h5", "w") as f:
+        f.create_group(key).create_dataset("image", data=np.zeros((12, 120, 120), np.float32))
+    with h5py.File(sample_copy / "crisislandmark.h5", "a") as main:
+        del main[key]
+        main[key] = h5py.ExternalLink("../evil.h5", key)
+    result = invoke("check", sample_copy, "--out", tmp_path / "r.json")
+    assert result.exit_code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    problem = next(p for p in report["problems"] if p["code"] == "outside-folder")
+    assert problem["level"] == "error" and problem["examples"] == [key] and not report["ok"]
+    assert "outside-folder" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("damage", "code", "level"),
+    [
+        ("missing_shard", "unresolvable", "error"),
+        ("wrong_shape", "shape", "error"),
+        ("integers", "dtype", "error"),
+        ("duplicate", "duplicate-key", "error"),
+        ("metadata_only", "missing-key", "error"),
+        ("main_only", "unlisted-key", "warning"),
+        ("qrels_unknown_key", "qrels-unknown-key", "error"),
+        ("qrels_unknown_query", "qrels-unknown-query", "error"),
+        ("swapped_s1", "s1-band-order", "warning"),
+        ("s2_scale", "s2-scale", "warning"),
+        ("constant_source", "constant-source", "error"),
+        ("nan", "nonfinite", "warning"),
+        ("blank", "blank-patch", "warning"),
+        ("label", "unknown-label", "warning"),
+    ],
+)
+def test_every_flag(sample_copy, damage: str, code: str, level: str) -> None:  # noqa: ANN001
+    DAMAGE[damage](sample_copy)
+    report = check_dataset(sample_copy)
+    assert codes(report).get(code) == level, report["problems"]
+    assert report["ok"] == (level == "warning" and all(p["level"] == "warning" for p in report["problems"]))
+
+
+def _keys_of(root, prefix: str) -> list[str]:  # noqa: ANN001
+    with h5py.File(root / "crisislandmark.h5", "r") as main:
+        return [k for k in main if k.startswith(prefix)]
+
+
+def _metadata(root, change) -> None:  # noqa: ANN001
+    table = pq.read_table(root / "metadata.parquet")
+    pq.write_table(change(table), root / "metadata.parquet")
+
+
+def _swap_s1(root) -> None:  # noqa: ANN001
+    for key in _keys_of(root, "benv2s1"):
+        image = check_image(root, key)
+        replace_image(root, key, image[::-1].copy())
+
+
+def check_image(root, key: str) -> np.ndarray:  # noqa: ANN001
+    with h5py.File(root / "crisislandmark.h5", "r") as main:
+        return main[key]["image"][()]
+
+
+def _scale_s2(root) -> None:  # noqa: ANN001
+    key = first_key(root, "cabuar")
+    replace_image(root, key, check_image(root, key) * 10)
+
+
+def _constant(root) -> None:  # noqa: ANN001
+    for key in _keys_of(root, "quakeset"):
+        replace_image(root, key, np.full((2, 120, 120), -12.0, np.float32))
+
+
+def _qrels(root, line: str) -> None:  # noqa: ANN001
+    path = root / "qrels" / "test.tsv"
+    path.write_text(path.read_text() + line + "\n")
+
+
+def _main_only(root) -> None:  # noqa: ANN001
+    with h5py.File(root / "crisislandmark.h5", "a") as main:
+        link = main.get(first_key(root, "cabuar"), getlink=True)
+        main["cabuar_extra"] = h5py.ExternalLink(link.filename, link.path)
+
+
+DAMAGE = {
+    "missing_shard": lambda root: (root / "quakeset.h5").unlink(),
+    "wrong_shape": lambda root: replace_image(root, first_key(root, "mmflood"), np.zeros((2, 64, 64), np.float32)),
+    "integers": lambda root: replace_image(root, first_key(root, "mmflood"), np.zeros((2, 120, 120), np.int16)),
+    "duplicate": lambda root: _metadata(root, lambda t: pa.concat_tables([t, t.slice(0, 1)])),
+    "metadata_only": lambda root: _metadata(root, lambda t: pa.concat_tables([t, pa.table(
+        {"key": ["benv2s2_999999"], "split": ["test"], "labels": [["water"]]}, schema=t.schema)])),
+    "main_only": _main_only,
+    "qrels_unknown_key": lambda root: _qrels(root, "q-water\tbenv2s2_999999\t1"),
+    "qrels_unknown_query": lambda root: _qrels(root, f"q-nope\t{first_key(root, 'cabuar')}\t1"),
+    "swapped_s1": _swap_s1,
+    "s2_scale": _scale_s2,
+    "constant_source": _constant,
+    "nan": lambda root: replace_image(root, first_key(root, "cabuar"), np.where(np.eye(120, dtype=bool), np.nan, 500.0).astype(np.float32)[None].repeat(12, 0)),
+    "blank": lambda root: replace_image(root, first_key(root, "mmflood"), np.full((2, 120, 120), np.nan, np.float32)),
+    "label": lambda root: _metadata(root, lambda t: t.set_column(2, "labels", pa.array([["volcano"]] * t.num_rows, t.schema.field("labels").type))),
+}
