@@ -18,11 +18,13 @@ from rsretrieve.errors import ConfigError
 ENGINES = ("local", "dask")
 
 
-def open_job_dataset(job: IndexJob) -> Any:
+def open_job_dataset(job: IndexJob, on_stage: Callable[[str], None] | None = None) -> Any:
     from rsretrieve.datasets import open_dataset
-    from rsretrieve.datasets.sample import ensure_default_sample
+    from rsretrieve.datasets.sample import default_sample_path, ensure_default_sample
     from rsretrieve.datasets.sensors import parse_sensor_filter
 
+    if not job.data and on_stage and not (default_sample_path() / "crisislandmark.h5").is_file():
+        on_stage(f"generating the embedded sample in {default_sample_path()} (first run only, a few seconds)")
     root = Path(job.data) if job.data else ensure_default_sample()
     return open_dataset(job.dataset, root, split=job.split, sensors=parse_sensor_filter(job.sensor),
                         limit=job.limit, strict=job.strict)
@@ -36,21 +38,35 @@ def run_index_job(
     shard: tuple[int, int] | None = None,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Open the dataset, build the pipeline and write (or reuse) the index folder ``out``."""
+    """Open the dataset, build the pipeline and write (or reuse) the index folder ``out``;
+    ``on_stage`` hears of the slow steps that come before the first batch."""
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.zoo import resolve_model
     from rsretrieve.index import IndexSettings, build_index
 
-    dataset = open_job_dataset(job)
+    stage = on_stage or (lambda message: None)
+    dataset = open_job_dataset(job, stage)
     if shard is not None:
         dataset.take_shard(*shard)
     settings = IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
-    pipeline = build_pipeline(resolve_model(job.model, job.pretrained, job.seed),
-                              {"s2": job.s2_adapter, "s1": job.s1_adapter}, dataset.sensors, device)
+    spec = resolve_model(job.model, job.pretrained, job.seed)
+    stage(f"loading encoder {spec.label()}")
+    pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, dataset.sensors, device)
+    if job.verify:
+        stage("hashing every shard's bytes (--verify)")
     if on_start:
         on_start(len(dataset.samples))
     return build_index(dataset, pipeline, out, job.batch_size or 32, settings, force, on_batch=on_batch, verify=job.verify)
+
+
+def default_index(
+    folder: Path, limit: int | None = None, force: bool = False, on_stage: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """The embedded sample indexed with the shipped default model at ``folder`` (reused when current)."""
+    return run_index_job(IndexJob(limit=limit), folder, force, on_start=on_start, on_batch=on_batch, on_stage=on_stage)
 
 
 def shard_dir(out: Path, index: int, count: int) -> Path:

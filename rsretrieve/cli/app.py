@@ -167,7 +167,8 @@ def index(
     else:
         position = _parse_shard(shard) if shard else None
         with render.progress(err, "embedding") as bar:
-            manifest = run_index_job(job, out_dir, force, device, position, on_start=bar.start, on_batch=bar)
+            manifest = run_index_job(job, out_dir, force, device, position, on_start=bar.start, on_batch=bar,
+                                     on_stage=_stage)
     render.index_summary(out, out_dir, manifest, err)
 
 
@@ -438,20 +439,19 @@ def evaluate(
 
 
 def _default_index(folder: Path, limit: int | None = None, force: bool = False) -> Path:
-    """Embedded sample -> shipped default model -> index at ``folder`` (reused when current)."""
-    from rsretrieve.embeddings import build_pipeline
-    from rsretrieve.encoders import EncoderSpec
-    from rsretrieve.index import build_index
+    from rsretrieve.jobs import default_index
 
-    from rsretrieve.config import IndexJob
-    from rsretrieve.jobs import open_job_dataset
-
-    ds = open_job_dataset(IndexJob(limit=limit))
-    err.print(f"dataset: {ds.root} ({len(ds.samples)} corpus samples); encoder: the shipped default model")
-    pipeline = build_pipeline(EncoderSpec(), sensors=ds.sensors)
-    with render.progress(err, "embedding", len(ds.samples)) as advance:
-        build_index(ds, pipeline, folder, force=force, on_batch=advance)
+    with render.progress(err, "embedding") as bar:
+        manifest = default_index(folder, limit, force, on_stage=_stage, on_start=bar.start, on_batch=bar)
+    err.print(f"dataset: {manifest['dataset']['path']} ({manifest['counts']['total']} corpus samples); "
+              f"encoder: the shipped default model; index {folder} {'reused' if manifest.get('reused') else 'built'}",
+              markup=False, soft_wrap=True)
     return folder
+
+
+def _stage(message: str) -> None:
+    """A slow step starts: say so (nothing long is silent)."""
+    err.print(f"{message} ...", style="dim", markup=False, soft_wrap=True)
 
 
 @app.command("bigearthnet-task")

@@ -22,23 +22,38 @@ SLICE_NAMES = {
 
 @contextmanager
 def progress(console: Console, label: str, total: int | None = None) -> Iterator["Bar"]:
-    """Yield a bar: call it with n to advance, ``start(total)`` once the total is known."""
+    """Yield a bar: call it with n to advance, ``start(total)`` once the total is known. The
+    bar appears with the first call, so an error before any work prints no empty line."""
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
-        yield Bar(bar, bar.add_task(label, total=total))
+    # Not a terminal (a pipe, a log file): no bar, the stage lines say what happens.
+    bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+    handle = Bar(bar, bar.add_task(label, total=total))
+    try:
+        yield handle
+    finally:
+        if handle.started:
+            bar.stop()
 
 
 class Bar:
     def __init__(self, progress_bar: Progress, task: Any) -> None:
         self._progress, self._task = progress_bar, task
+        self.started = False
+
+    def _show(self) -> None:
+        if not self.started:
+            self.started = True
+            self._progress.start()
 
     def __call__(self, n: int) -> None:
+        self._show()
         self._progress.advance(self._task, n)
 
     def start(self, total: int) -> None:
+        self._show()
         self._progress.update(self._task, total=total)
 
 

@@ -80,20 +80,48 @@ def _create(spec: EncoderSpec) -> torch.nn.Module:
     return _create_from_tag(oc, model, str(pretrained))
 
 
+HUB_HOST = ("huggingface.co", 443)
+
+
+@cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One connection attempt to the Hugging Face hub, so that an offline machine fails at once
+    instead of after a minute of download retries."""
+    import socket
+
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _create_from_tag(oc: Any, model: str, pretrained: str) -> torch.nn.Module:
     tags = oc.list_pretrained_tags_by_model(model)
     if pretrained not in tags:
         raise unknown_name_error(f"pretrained tag for {model}", pretrained, tags)
+    source = oc.get_pretrained_cfg(model, pretrained)
+    hub = (source.get("hf_hub") or "").strip("/")
+    where = f"the Hugging Face repository {hub}" if hub else source.get("url") or "its source"
+    advice = (f"Download {where} (open_clip_pytorch_model.bin) on a machine with internet, then pass the file: "
+              f"--model {model} --pretrained /path/to/open_clip_pytorch_model.bin")
+    if not _cached(hub) and (os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable()):
+        raise ModelError(f"weights '{pretrained}' for {model} are not in the local cache and no network is reachable. {advice}")
     try:
         return oc.create_model(model, pretrained=pretrained)
     except Exception as exc:  # noqa: BLE001 - download failures come as RuntimeError
-        source = oc.get_pretrained_cfg(model, pretrained)
-        where = source.get("hf_hub") or source.get("url") or "its source"
-        raise ModelError(
-            f"weights '{pretrained}' for {model} are not cached and could not be downloaded "
-            f"({str(exc).splitlines()[0][:120]}). Download {where} on a machine with internet "
-            "and pass the file with --pretrained /path/to/checkpoint"
-        ) from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"weights '{pretrained}' for {model} could not be loaded ({first}). {advice}") from exc
+
+
+def _cached(hub: str) -> bool:
+    """Whether open_clip's weights of hub repository ``hub`` are in the Hugging Face cache."""
+    if not hub:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(hub, name), str)
+               for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
 
 
 def _normalise(x: torch.Tensor) -> np.ndarray:
