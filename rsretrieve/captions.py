@@ -29,7 +29,7 @@ from rsretrieve.datasets.git10m import Git10M
 from rsretrieve.embeddings import ImagePipeline
 from rsretrieve.encoders import Encoder
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.index import FORMAT_VERSION, package_versions, read_manifest, search_params
+from rsretrieve.index import FORMAT_VERSION, index_cells, package_versions, read_manifest, search_params, widen
 from rsretrieve.io import INDEX, atomic_dir, write_json
 from rsretrieve.registry import unknown_name_error
 
@@ -201,28 +201,77 @@ class CaptionIndex:
         self.index = faiss.read_index(str(self.path / FAISS_INDEX))
         self.table = pq.read_table(self.path / METADATA, memory_map=True)
 
+    @property
+    def approximate(self) -> bool:
+        return self.manifest["index"].get("kind") != "flat"
+
     def search(self, vectors: np.ndarray, k: int, where: CaptionFilter = CaptionFilter()) -> list[list[dict[str, Any]]]:
-        """Top-``k`` captions per query vector that pass ``where``; each hit is a metadata dict."""
+        """Top-``k`` captions per query vector that pass ``where``; each hit is a metadata dict.
+
+        A FAISS ID selector only restricts what an approximate index visits (IVF's probed
+        cells, HNSW's graph walk), so a selective filter would miss passing captions. When at
+        most ``EXACT_FILTER_ROWS`` captions pass, they are scored one by one (from their stored
+        codes) instead, so every index kind returns the captions flat returns whenever k or
+        fewer pass; above that, the search widens (nprobe, efSearch) until k pass."""
         import faiss
 
         if k < 1:
             raise ConfigError(f"-k must be at least 1, got {k}")
+        vectors = np.ascontiguousarray(vectors, np.float32)
         selector = None
         if where.active():
             meta = {c: self.table.column(c).to_numpy() for c in ("quality", "resolution", "lon", "lat")}
             rows = np.flatnonzero(where.mask(meta)).astype(np.int64)
             if rows.size == 0:
                 return [[] for _ in range(len(vectors))]
+            if self.approximate and rows.size <= EXACT_FILTER_ROWS:
+                return self._hits(*self._score_rows(vectors, rows, k))
             selector = faiss.IDSelectorBatch(rows)
         k = min(k, self.index.ntotal)
-        params = search_params(self.manifest["index"], selector, k)
-        scores, ids = self.index.search(np.ascontiguousarray(vectors, np.float32), k, params=params)
+        scores, ids = self._widening_search(vectors, k, selector)
+        return self._hits(scores, ids)
+
+    def _score_rows(self, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inner products with the stored (reconstructed) vectors of ``rows``, top k each."""
+        stored = self._reconstruct(rows)
+        scores = vectors @ stored.T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, top, axis=1), rows[top]
+
+    def _reconstruct(self, rows: np.ndarray) -> np.ndarray:
+        import faiss
+
+        try:
+            ivf = faiss.extract_index_ivf(self.index)
+        except RuntimeError:
+            ivf = None
+        if ivf is not None and not ivf.direct_map.type:
+            ivf.make_direct_map()  # IVF lists are not addressable by id until mapped (8 bytes a caption)
+        return np.stack([self.index.reconstruct(int(r)) for r in rows]).astype(np.float32)
+
+    def _widening_search(self, vectors: np.ndarray, k: int, selector: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Search; while a filtered approximate search finds fewer than k, visit more of the index."""
+        settings = dict(self.manifest["index"])
+        while True:
+            params = search_params(settings, selector, k)
+            scores, ids = self.index.search(vectors, k, params=params)
+            if selector is None or not self.approximate or (ids >= 0).all():
+                return scores, ids
+            widened = widen(settings, index_cells(self.index))
+            if widened == settings:
+                return scores, ids
+            settings = widened
+
+    def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[dict[str, Any]]]:
         results = []
         for row_scores, row_ids in zip(scores, ids):
             keep = [(float(s), int(i)) for s, i in zip(row_scores, row_ids) if i >= 0]
             rows = self.table.take([i for _, i in keep]).to_pylist() if keep else []
             results.append([{"score": s, "row": i, **r} for (s, i), r in zip(keep, rows)])
         return results
+
+
+EXACT_FILTER_ROWS = 50_000
 
 
 def search_captions(index: CaptionIndex, encoder: Encoder, texts: Sequence[str], k: int, where: CaptionFilter = CaptionFilter()) -> list[list[dict[str, Any]]]:

@@ -118,6 +118,26 @@ def search_params(settings: Mapping[str, Any], selector: Any, k: int) -> Any:
     return faiss.SearchParameters(sel=selector) if selector is not None else None
 
 
+def widen(settings: Mapping[str, Any], cap: int) -> dict[str, Any]:
+    """The same search settings visiting four times more of an IVF or HNSW index (at most
+    ``cap`` cells or candidates): a filtered search that found fewer than k tries again."""
+    wider = dict(settings)
+    key = {"ivf": "nprobe", "hnsw": "ef_search"}.get(str(settings.get("kind")))
+    if key is not None:
+        wider[key] = min(int(settings[key]) * 4, cap)
+    return wider
+
+
+def index_cells(index: Any) -> int:
+    """IVF cells of a FAISS index (the most nprobe can be), or its size for other kinds."""
+    import faiss
+
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        return int(index.ntotal)
+
+
 def _work_dir(out: Path) -> Path:
     return out.with_name(f"{out.name}.partial")
 

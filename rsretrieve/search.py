@@ -17,7 +17,7 @@ import numpy as np
 
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.index import LoadedIndex, search_params
+from rsretrieve.index import LoadedIndex, index_cells, search_params, widen
 from rsretrieve.runs import Run
 
 QUERY_BATCH = 256
@@ -111,5 +111,12 @@ def _faiss_search(index: LoadedIndex, vectors: np.ndarray, k: int, sensor: str |
         selector = faiss.IDSelectorBatch(rows)
         k = min(k, int(rows.size))
     k = min(k, index.faiss_index.ntotal)
-    params = search_params(settings, selector, k)
-    return index.faiss_index.search(np.ascontiguousarray(vectors, np.float32), k, params=params)
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    while True:  # an ID selector only restricts what IVF/HNSW visit: widen until k pass
+        scores, rows = index.faiss_index.search(vectors, k, params=search_params(settings, selector, k))
+        if selector is None or (rows >= 0).all():
+            return scores, rows
+        wider = widen(settings, index_cells(index.faiss_index))
+        if wider == settings:
+            return scores, rows
+        settings = wider

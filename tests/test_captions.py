@@ -90,3 +90,24 @@ def test_settings_and_folder_errors(flat, index_dir, tmp_path) -> None:  # noqa:
         CaptionIndex(index_dir)
     with pytest.raises(DataError, match="already exists"):
         build_caption_index(Git10M(flat.manifest["dataset"]["path"]), load_encoder(EncoderSpec("random", "random")), flat.path)
+
+
+@pytest.mark.parametrize("settings", [
+    CaptionIndexSettings(kind="ivf", nlist=8, nprobe=1, pq=16, pq_bits=4, train_size=400),
+    CaptionIndexSettings(kind="hnsw", sq8=True, ef_search=16),
+])
+def test_selective_filters_miss_nothing_on_approximate_indexes(data, default, flat, tmp_path, settings) -> None:  # noqa: ANN001
+    build_caption_index(data, default, tmp_path / "idx", settings, batch_size=128)
+    approx = CaptionIndex(tmp_path / "idx")
+    assert approx.approximate and not flat.approximate
+    meta = {c: flat.table.column(c).to_numpy() for c in ("quality", "resolution", "lon", "lat")}
+    for where in (CaptionFilter(bbox=(5.0, 43.0, 15.0, 50.0)), CaptionFilter(min_quality=0.9, max_resolution=1.0),
+                  CaptionFilter(bbox=(-180.0, -90.0, 0.0, 0.0))):
+        passing = int(where.mask(meta).sum())
+        for k in (max(passing, 1), passing + 5, 3):
+            want = {h["row"] for h in search_captions(flat, default, ["flooded farmland near a river"], k, where)[0]}
+            got = {h["row"] for h in search_captions(approx, default, ["flooded farmland near a river"], k, where)[0]}
+            if passing <= k:
+                assert got == want and len(got) == passing, (where, k)
+            else:
+                assert len(got) == k

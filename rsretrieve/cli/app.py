@@ -317,13 +317,17 @@ def _is_caption_index(folder: Path) -> bool:
 
 
 def _search_captions(index_dir: Path, topics: dict[str, str], k: int, hits_out: Path | None, where, requested, device) -> None:  # noqa: ANN001
-    from rsretrieve.captions import CaptionIndex, search_captions
+    from rsretrieve.captions import EXACT_FILTER_ROWS, CaptionIndex, search_captions
     from rsretrieve.io import write_text
     from rsretrieve.search import encoder_for_manifest
 
     index = CaptionIndex(index_dir)
     encoder = encoder_for_manifest(index.manifest, index_dir, requested, device)
     results = search_captions(index, encoder, list(topics.values()), k, where)
+    if index.approximate:
+        err.print(f"note: {index.manifest['index']['factory']} is an approximate index: unfiltered hits may differ from "
+                  f"exact search; filtered searches score every passing caption when at most {EXACT_FILTER_ROWS:,} pass, else widen "
+                  "until k pass", markup=False, soft_wrap=True)
     if hits_out is not None:
         import json
 

@@ -147,7 +147,12 @@ class DualEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor, sensor: str) -> torch.Tensor:
         if sensor not in self.towers:
-            raise ConfigError(f"this model has no image tower for sensor {sensor} (it has {', '.join(self.towers)})")
+            raise ConfigError(
+                f"this model's image towers take {', '.join(self.towers)} bands, not {sensor} images. Which encoders "
+                "describe which images: trained models and CLOSP their sensors' bands (s1, s2); open_clip and "
+                "transformers models any sensor through a band adapter (rgb for RGB images). Build the caption index "
+                "with such a model (--model) to describe RGB images"
+            )
         return self.towers[sensor](images)
 
 

@@ -367,3 +367,22 @@ def test_show_and_report_commands(index_dir, sample_root, tmp_path) -> None:  # 
     result = invoke("report", tmp_path / "lb", "--out", tmp_path / "report", "--grids", 1)
     assert result.exit_code == 0 and (tmp_path / "report" / "index.html").is_file()
     assert_user_error(invoke("report", tmp_path, "--out", tmp_path / "r2"), "leaderboard.json not found")
+
+
+def test_readme_caption_example_works_as_written(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """The Git-10M commands of the README, in a scratch folder (a smaller fixture)."""
+    monkeypatch.chdir(tmp_path)
+    assert invoke("sample", "data/clm", "--n-samples", 40).exit_code == 0
+    assert invoke("sample", "data/git10m", "--format", "git10m", "--n-samples", 300).exit_code == 0
+    common = ("index", "--dataset", "git10m", "--what", "captions", "--data", "data/git10m", "--index", "hnsw", "--sq8")
+    assert invoke(*common, "--out", "runs/captions").exit_code == 0
+    result = invoke("search", "--index", "runs/captions", "--text", "flooded farmland near a river", "-k", 5,
+                    "--min-quality", "0.5", "--max-resolution", "2", "--bbox", "5,43,15,50")
+    assert result.exit_code == 0 and "approximate index" in result.stderr
+    assert invoke("describe", "--captions", "runs/captions", "--data", "data/clm", "--key", "benv2s2_000000", "-k", 5).exit_code == 0
+    rgb = ("describe", "--dataset", "git10m", "--data", "data/git10m", "--key", "git10m_00000001.png")
+    assert_user_error(invoke(*rgb[:1], "--captions", "runs/captions", *rgb[1:]),
+                      r"image towers take s1, s2 bands, not rgb images. Which encoders describe which images")
+    assert invoke(*common, "--out", "runs/captions-clip", "--model", "rsretrieve-tiny-random").exit_code == 0
+    result = invoke(*rgb[:1], "--captions", "runs/captions-clip", *rgb[1:])
+    assert result.exit_code == 0, result.output
