@@ -134,6 +134,14 @@ def atomic_dir(target: Path, *, replace: bool = False, what: str) -> Iterator[Pa
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def results_path(scored: Path) -> Path:
+    """Where the scores of something go, for every command: beside it, named after it
+    (``runs/x.trec`` -> ``runs/x.results.json``, index folder ``runs/idx`` -> ``runs/idx.results.json``)."""
+    scored = Path(scored)
+    stem = scored.name if scored.is_dir() else scored.name.removesuffix(scored.suffix)
+    return scored.with_name(f"{stem}.results.json")
+
+
 def check_writable(path: Path, folder: bool = False) -> None:
     """Fail before any work when the output ``path`` (a file, or with ``folder`` a folder)
     could not be written: it is of the other kind, or its nearest existing parent is not a

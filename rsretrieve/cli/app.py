@@ -411,14 +411,14 @@ def evaluate(
     """Score retrieval as trec_eval does: overall and per sensor, as a table and a results JSON."""
     from rsretrieve.errors import ConfigError
     from rsretrieve.evaluate import DEFAULT_METRICS, check_backend, evaluate_index, evaluate_saved_run, parse_metrics, save_slice_runs
-    from rsretrieve.io import check_writable, write_json
+    from rsretrieve.io import check_writable, results_path, write_json
 
     chosen = parse_metrics(metrics or list(DEFAULT_METRICS))
     check_backend(backend)
     if run_file is not None:
         if index_dir is not None or qrels is None or queries is None:
             raise ConfigError("--run needs --qrels and --queries, and no --index")
-        target = results_out or run_file.with_suffix(".results.json")
+        target = results_out or results_path(run_file)
         check_writable(target)
         report = evaluate_saved_run(run_file, queries, qrels, chosen, backend)
     else:
@@ -426,7 +426,7 @@ def evaluate(
             from rsretrieve.paths import cache_home
 
             index_dir = _default_index(cache_home() / "indexes" / "default-sample")
-        target = results_out or index_dir / "results" / "eval.json"
+        target = results_out or results_path(index_dir)
         for path in (target, run_out):
             if path is not None:
                 check_writable(path)
@@ -486,10 +486,13 @@ def demo(
     from rsretrieve.evaluate import evaluate_index
     from rsretrieve.io import write_json
 
-    report = evaluate_index(_default_index(out_dir / "index", limit, force)).report
-    write_json(out_dir / "results.json", report)
+    from rsretrieve.io import results_path
+
+    index_dir = _default_index(out_dir / "index", limit, force)
+    report = evaluate_index(index_dir).report
+    write_json(results_path(index_dir), report)
     render.report(out, err, report)
-    out.print(f"results written to {out_dir / 'results.json'}")
+    out.print(f"results written to {results_path(index_dir)}")
 
 
 @app.command()
@@ -584,7 +587,7 @@ def fuse(
     from rsretrieve.errors import ConfigError
     from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_saved_run
     from rsretrieve.fusion import fuse_runs
-    from rsretrieve.io import check_writable, write_json
+    from rsretrieve.io import check_writable, results_path, write_json
     from rsretrieve.runs import read_run, write_run
 
     if (qrels is None) != (queries is None):
@@ -595,7 +598,7 @@ def fuse(
     out.print(f"fused {len(runs)} runs with {method} into {run_out}")
     if qrels is not None and queries is not None:
         report = evaluate_saved_run(run_out, queries, qrels, metrics or list(DEFAULT_METRICS))
-        target = run_out.with_suffix(".results.json")
+        target = results_path(run_out)
         write_json(target, report)
         render.report(out, err, report)
         out.print(f"results written to {target}")

@@ -21,7 +21,8 @@ def invoke(*args: object):  # noqa: ANN201
 def assert_user_error(result, pattern: str) -> None:  # noqa: ANN001
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # stage notes ("loading encoder ... ...") may come first; the error is one line
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.endswith(" ...")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert __import__("re").search(pattern, lines[0]), lines[0]
 
@@ -65,7 +66,7 @@ def test_sample_index_search_eval(tmp_path) -> None:  # noqa: ANN001
     assert again["source"]["slices"] == "saved"
 
     result = invoke("eval", "--index", idx)  # qrels and queries default to the dataset's
-    assert result.exit_code == 0 and (idx / "results" / "eval.json").is_file()
+    assert result.exit_code == 0 and (tmp_path / "idx.results.json").is_file()  # beside what was scored
 
 
 def test_eval_run_labels_lone_runs_filtered_and_warns_on_shallow_runs(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
@@ -110,7 +111,7 @@ def test_demo_runs_on_the_embedded_sample(tmp_path) -> None:  # noqa: ANN001
     result = invoke("demo", "--out", tmp_path / "demo", "--limit", 24)
     assert result.exit_code == 0, result.output
     assert "retrieval metrics" in result.stdout and "ndcg@1000" in result.stdout
-    assert (tmp_path / "demo" / "results.json").is_file()
+    assert (tmp_path / "demo" / "index.results.json").is_file()
 
 
 def test_list_registries() -> None:
@@ -257,7 +258,7 @@ def test_eval_without_flags_scores_the_shipped_model_on_the_embedded_sample() ->
     assert result.exit_code == 0, result.output
     from rsretrieve.paths import cache_home
 
-    report = json.loads((cache_home() / "indexes" / "default-sample" / "results" / "eval.json").read_text())
+    report = json.loads((cache_home() / "indexes" / "default-sample.results.json").read_text())
     assert report["source"]["encoder"]["backend"] == "rsretrieve"
     assert report["results"]["all"]["scores"]["ndcg@10"] > 0.6  # far above chance (~0.13)
 
@@ -339,7 +340,7 @@ def test_bigearthnet_txt_end_to_end_with_grouped_metrics(tmp_path) -> None:  # n
     result = invoke("eval", "--index", idx, "--group-by", "country,season,climate_zone", "-m", "ndcg@10")
     assert result.exit_code == 0, result.output
     assert "by country (all)" in result.stdout and "by climate_zone (all)" in result.stdout
-    report = json.loads((idx / "results" / "eval.json").read_text())
+    report = json.loads((idx.with_name(idx.name + ".results.json")).read_text())
     assert set(report["groups"]) == {"country", "season", "climate_zone"}
     assert_user_error(invoke("bigearthnet-task", "--data", fixture / "BigEarthNet.txt.parquet", "--images", tmp_path / "none",
                              "--out", tmp_path / "t2"), "image store .*none not found")

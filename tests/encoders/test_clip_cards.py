@@ -53,7 +53,10 @@ def check(encoder, arch: str, weights: Path) -> None:  # noqa: ANN001
 
 
 def test_openai_card_loads_without_the_quickgelu_mismatch_warning(quickgelu_state, monkeypatch) -> None:  # noqa: ANN001
+    import rsretrieve.encoders.open_clip as backend
+
     monkeypatch.setattr(open_clip.factory, "download_pretrained", lambda cfg, cache_dir=None: str(quickgelu_state))
+    monkeypatch.setattr(backend, "_cached", lambda hub: True)  # as if it were in the Hugging Face cache
     card = get_card("clip-vit-b-32-openai")
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*QuickGELU mismatch.*")
@@ -62,6 +65,20 @@ def test_openai_card_loads_without_the_quickgelu_mismatch_warning(quickgelu_stat
     # what the card avoids: open_clip's plain ViT-B-32 is a GELU model, the openai tag a QuickGELU one
     assert open_clip.get_pretrained_cfg("ViT-B-32", "openai")["quick_gelu"] is True
     assert not open_clip.get_model_config("ViT-B-32").get("quick_gelu", False)
+
+
+def test_an_uncached_tag_offline_fails_at_once_with_where_to_get_it(monkeypatch) -> None:  # noqa: ANN001
+    import time
+
+    import rsretrieve.encoders.open_clip as backend
+
+    monkeypatch.setattr(backend, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match=r"not in the local cache and no network is reachable. Download the Hugging Face "
+                                         r"repository timm/vit_base_patch32_clip_224.openai .* --pretrained /path/to/"):
+        load_encoder(get_card("clip-vit-b-32-openai").spec())
+    assert time.perf_counter() - started < 5
 
 
 def test_georsclip_card_is_a_quickgelu_model_on_a_plain_state_dict(quickgelu_state) -> None:  # noqa: ANN001

@@ -62,7 +62,7 @@ def test_missing_checkpoint_file(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_offline_tag_says_what_to_download() -> None:
-    with pytest.raises(ModelError, match="Download timm/vit_base_patch32_clip_224.openai.*--pretrained"):
+    with pytest.raises(ModelError, match="Download the Hugging Face repository timm/vit_base_patch32_clip_224.openai.*--pretrained"):
         load_encoder(EncoderSpec(backend="open_clip", model="ViT-B-32", pretrained="openai"))
 
 

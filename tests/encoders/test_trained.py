@@ -75,5 +75,5 @@ def test_missing_sensor_tower(tmp_path) -> None:  # noqa: ANN001
     config, _ = read_model_config(DEFAULT_MODEL_DIR)
     save_model(DualEncoder(ModelConfig(config.text, config.embed_dim, {"s2": config.towers["s2"]})), tmp_path / "m", {})
     encoder = load_encoder(EncoderSpec("rsretrieve", str(tmp_path / "m")))
-    with pytest.raises(ConfigError, match="no image tower for sensor s1"):
+    with pytest.raises(ConfigError, match="image towers take s2 bands, not s1 images"):
         encoder.encode_images(torch.zeros(1, 2, 120, 120), "s1")
