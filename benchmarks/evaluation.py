@@ -107,7 +107,7 @@ def main() -> None:
 
 def sample_eval(folder: Path, repeats: int) -> tuple[float, float, str]:
     """`eval --run` on the embedded sample's saved slice runs (default model)."""
-    from rsretrieve.datasets.sample import ensure_default_sample
+    from rsretrieve.datasets.fixtures.crisislandmark import ensure_default_sample
 
     root = ensure_default_sample()
     run = folder / "sample" / "run.trec"

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
-from rsretrieve.datasets.sample import ensure_default_sample
+from rsretrieve.datasets.fixtures.crisislandmark import ensure_default_sample
 from rsretrieve.embeddings import build_pipeline
 from rsretrieve.zoo import resolve_model
 from rsretrieve.index import build_index

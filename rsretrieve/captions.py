@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from rsretrieve.datasets.crisislandmark import Batch
+from rsretrieve.config import IndexJob
+from rsretrieve.datasets.base import Batch
 from rsretrieve.datasets.git10m import Git10M
 from rsretrieve.embeddings import ImagePipeline
-from rsretrieve.encoders import Encoder
+from rsretrieve.encoders import Encoder, EncoderSpec
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.index import FORMAT_VERSION, index_cells, package_versions, read_manifest, search_params, widen
 from rsretrieve.io import INDEX, atomic_dir, write_json
@@ -170,6 +171,20 @@ class CaptionFilter:
             if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
                 raise ConfigError(f"--bbox {self.bbox} is not lon_min,lat_min,lon_max,lat_max in degrees")
 
+    @classmethod
+    def parse(cls, min_quality: float | None = None, min_resolution: float | None = None,
+              max_resolution: float | None = None, bbox: str | None = None) -> "CaptionFilter":
+        """The filter of the command-line options (``bbox`` as "lon_min,lat_min,lon_max,lat_max")."""
+        box = None
+        if bbox is not None:
+            try:
+                box = tuple(float(v) for v in bbox.split(","))
+            except ValueError:
+                raise ConfigError(f"--bbox '{bbox}' must be four numbers lon_min,lat_min,lon_max,lat_max") from None
+            if len(box) != 4:
+                raise ConfigError(f"--bbox '{bbox}' must be four numbers lon_min,lat_min,lon_max,lat_max")
+        return cls(min_quality, min_resolution, max_resolution, box)  # type: ignore[arg-type]
+
     def active(self) -> bool:
         return any(v is not None for v in dataclasses.astuple(self))
 
@@ -284,3 +299,91 @@ def describe_images(
 ) -> list[list[dict[str, Any]]]:
     """Image -> captions: describe images by their nearest captions (adapter + image side)."""
     return index.search(pipeline.embed(batch), k, where)
+
+
+def is_caption_index(folder: Path) -> bool:
+    """Whether ``folder`` holds a caption index (its manifest says so), not an image index."""
+    from rsretrieve.io import read_json
+
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return False
+    manifest = read_json(path, DataError, "an index folder")
+    return isinstance(manifest, dict) and manifest.get("kind") == KIND
+
+
+def run_caption_job(
+    job: IndexJob, out: Path, force: bool = False, device: str | None = None,
+    on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """What ``index --what captions`` runs: open the Git-10M shards, load the encoder's text
+    side and build the caption index at ``out``; returns its manifest."""
+    from rsretrieve.datasets import open_dataset
+    from rsretrieve.encoders import load_encoder
+    from rsretrieve.zoo import resolve_model
+
+    if job.dataset != "git10m" or not job.data:
+        raise ConfigError("--what captions indexes Git-10M: give --dataset git10m --data SHARDS")
+    dataset = open_dataset("git10m", Path(job.data), split=job.split)
+    settings = CaptionIndexSettings(
+        kind=job.index if job.index != "flat" or job.pq or job.sq8 else "flat", nlist=job.nlist,
+        nprobe=job.nprobe, pq=job.pq, sq8=bool(job.sq8), hnsw_m=job.hnsw_m, ef_search=job.ef_search,
+        train_size=job.train_size,
+    )
+    encoder = load_encoder(resolve_model(job.model, job.pretrained, job.seed), device)
+    if on_start:
+        on_start(dataset.rows)
+    return build_caption_index(dataset, encoder, out, settings, job.batch_size or 1024, force, on_batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionSearch:
+    """Hits per query, and what the index was (an approximate one is worth a note)."""
+
+    hits: list[list[dict[str, Any]]]
+    factory: str
+    approximate: bool
+
+
+def search_caption_folder(
+    folder: Path, texts: Sequence[str], k: int, where: CaptionFilter = CaptionFilter(),
+    requested: EncoderSpec | None = None, device: str | None = None,
+) -> CaptionSearch:
+    """Text -> captions on the caption index at ``folder``, with the encoder it was built with."""
+    from rsretrieve.search import encoder_for_manifest
+
+    index = CaptionIndex(folder)
+    encoder = encoder_for_manifest(index.manifest, Path(folder), requested, device)
+    return CaptionSearch(search_captions(index, encoder, texts, k, where), index.manifest["index"]["factory"], index.approximate)
+
+
+def write_caption_hits(path: Path, query_ids: Sequence[str], hits: Sequence[Sequence[Mapping[str, Any]]]) -> int:
+    """Caption hits as JSON lines (``query_id`` + the hit's metadata), atomically; returns the count."""
+    import json
+
+    from rsretrieve.io import write_text
+
+    lines = [json.dumps({"query_id": q, **hit}) for q, found in zip(query_ids, hits) for hit in found]
+    write_text(Path(path), "\n".join(lines) + "\n")
+    return len(lines)
+
+
+def describe_key(
+    folder: Path, dataset: str, data: Path, key: str, k: int, where: CaptionFilter = CaptionFilter(),
+    requested: EncoderSpec | None = None, device: str | None = None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """Image ``key`` of the dataset at ``data`` (format ``dataset``, any split) -> its nearest
+    captions, embedded with the image side of the encoder the caption index was built with.
+    Returns the image's sensor and the hits."""
+    from rsretrieve.datasets import open_dataset
+    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.search import check_weights
+
+    index = CaptionIndex(folder)
+    batch = open_dataset(dataset, Path(data)).read_batch([key])
+    spec = EncoderSpec.from_manifest(index.manifest["encoder"])
+    if requested is not None and requested != spec:
+        raise ConfigError(f"caption index {folder} was built with {spec.label()}; you asked for {requested.label()}")
+    pipeline = build_pipeline(spec, sensors=(batch.sensor,), device=device)
+    check_weights(index.manifest, pipeline.encoder, Path(folder))
+    return batch.sensor, describe_images(index, pipeline, batch, k, where)[0]

@@ -67,7 +67,7 @@ class IndexJob:
 
     dataset: str = "crisislandmark"
     data: str | None = None
-    split: str = "test"
+    split: str | None = None  # None: the format's default split (its retrieval corpus)
     sensor: str = "all"
     limit: int | None = None
     strict: bool = False

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from rsretrieve.datasets.crisislandmark import Batch, CrisisLandMark
+from rsretrieve.datasets.base import Batch, PatchDataset
 from rsretrieve.datasets.sensors import BANDS, Sensor
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError, warn
@@ -89,7 +89,7 @@ class Embedded:
     nonfinite_by_key: dict[str, int]  # samples with NaN/inf pixels -> how many
 
 
-def plan_id(dataset: CrisisLandMark, pipeline: ImagePipeline, batch_size: int) -> str:
+def plan_id(dataset: PatchDataset, pipeline: ImagePipeline, batch_size: int) -> str:
     """Hash of everything that determines the embeddings; equal ids mean reusable work."""
     plan = {
         "dataset": dataset.fingerprint(),
@@ -105,7 +105,7 @@ def plan_id(dataset: CrisisLandMark, pipeline: ImagePipeline, batch_size: int) -
 
 
 def embed_dataset(
-    dataset: CrisisLandMark,
+    dataset: PatchDataset,
     pipeline: ImagePipeline,
     work_dir: Path,
     batch_size: int,

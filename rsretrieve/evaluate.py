@@ -17,7 +17,7 @@ filtered by sensor, which is a different quantity, reported as ``s1-filtered``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -281,25 +281,21 @@ def evaluate_index(
 
 
 def _dataset_file(manifest: Mapping[str, Any], what: str) -> Path:
-    """The queries or qrels location of the dataset an index was built from."""
-    from rsretrieve.datasets import DATASETS
+    """The queries or qrels location of the dataset an index was built from (asked of its format)."""
+    from rsretrieve.datasets import topic_paths
 
-    root = Path(manifest["dataset"]["path"])
-    files = getattr(DATASETS.get(manifest["dataset"].get("name", "crisislandmark")), "TOPIC_FILES", None)
-    if files is None:
-        raise DataError(f"dataset format '{manifest['dataset'].get('name')}' has no queries/qrels; give --queries and --qrels")
-    return root / files[what]
+    queries, qrels = topic_paths(manifest["dataset"].get("name", "crisislandmark"), Path(manifest["dataset"]["path"]))
+    return queries if what == "queries" else qrels
 
 
 def _dataset_keys(manifest: Mapping[str, Any]) -> set[str] | None:
     """Every sample key of the indexed dataset (all splits), or None when it cannot be listed."""
-    from rsretrieve.datasets import DATASETS
+    from rsretrieve.datasets import dataset_class
 
-    lister = getattr(DATASETS.get(manifest["dataset"].get("name", "crisislandmark")), "list_keys", None)
     root = Path(manifest["dataset"]["path"])
-    if lister is None or not root.is_dir():
+    if not root.is_dir():
         return None
-    return lister(root)
+    return dataset_class(manifest["dataset"].get("name", "crisislandmark")).list_keys(root)
 
 
 def save_slice_runs(runs: Mapping[str, Run], corpus: Corpus, path: Path, source: Mapping[str, Any]) -> list[Path]:
@@ -434,3 +430,62 @@ def evaluate_saved_run(
     report["source"] = {"run": str(run_path), "queries": str(queries_path), "qrels": str(qrels_path),
                         "slices": "saved" if saved is not None else "filtered", "index_source": source}
     return report
+
+
+@dataclass(frozen=True)
+class EvalOutput:
+    """What ``rsretrieve eval`` produced: the report, where it was written, the saved runs."""
+
+    report: dict[str, Any]
+    results: Path
+    saved_runs: list[Path]
+
+
+def evaluate_to_files(
+    index_dir: Path | None = None,
+    run_file: Path | None = None,
+    qrels_path: Path | None = None,
+    queries_path: Path | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    k: int | None = None,
+    results_out: Path | None = None,
+    run_out: Path | None = None,
+    group_by: Sequence[str] = (),
+    backend: str = DEFAULT_BACKEND,
+    requested: Any = None,
+    device: str | None = None,
+    default_index: Callable[[], Path] | None = None,
+) -> EvalOutput:
+    """What ``rsretrieve eval`` runs: score a saved ``run_file`` (with its slice runs when
+    saved) or search ``index_dir`` (none given: the one ``default_index`` builds or reuses).
+    Options and every output location are checked before any work; the results JSON goes to
+    ``results_out`` (default: beside what was scored, NAME.results.json) and, with
+    ``run_out``, every slice's run and the corpus are saved for ``eval --run``."""
+    from rsretrieve.io import check_writable, results_path
+
+    chosen = parse_metrics(metrics)
+    check_backend(backend)
+    if run_file is not None:
+        if index_dir is not None or qrels_path is None or queries_path is None:
+            raise ConfigError("--run needs --qrels and --queries, and no --index")
+        if run_out is not None:
+            raise ConfigError("--save-run saves the runs of a search; with --run the run is saved already")
+    elif index_dir is None and default_index is None:
+        raise ConfigError("give --index DIR to search, or --run FILE to score a saved run")
+    for path in (results_out, run_out):
+        if path is not None:
+            check_writable(Path(path))
+    if run_file is None and index_dir is None:
+        index_dir = default_index()  # type: ignore[misc]
+    target = Path(results_out) if results_out is not None else results_path(Path(run_file or index_dir))  # type: ignore[arg-type]
+    check_writable(target)
+    saved: list[Path] = []
+    if run_file is not None:
+        report = evaluate_saved_run(Path(run_file), Path(queries_path), Path(qrels_path), chosen, backend)  # type: ignore[arg-type]
+    else:
+        evaluation = evaluate_index(Path(index_dir), qrels_path, queries_path, chosen, k, requested, device, group_by, backend)  # type: ignore[arg-type]
+        report = evaluation.report
+        if run_out is not None:
+            saved = save_slice_runs(evaluation.runs, evaluation.corpus, Path(run_out), report["source"])
+    write_json(target, report)
+    return EvalOutput(report, target, saved)

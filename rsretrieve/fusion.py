@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from rsretrieve.errors import ConfigError, DataError
@@ -57,3 +58,29 @@ def _scores(run: Run, qid: str, by_rank: bool) -> dict[str, float]:
     if by_rank:
         return {d: float(len(ranked) - i) for i, (d, _) in enumerate(ranked)}
     return dict(ranked)
+
+
+def fuse_files(
+    paths: Sequence[Path], out: Path, method: str = "rrf", norm: str | None = None,
+    qrels_path: Path | None = None, queries_path: Path | None = None, metrics: Sequence[str] | None = None,
+) -> tuple[Run, dict[str, Any] | None, Path | None]:
+    """What ``rsretrieve fuse`` runs: read the run files, fuse them, write the fused run to
+    ``out`` and, with qrels and queries, score it like any saved run (results JSON beside it).
+    Returns the fused run, the report and where it went (None, None without qrels)."""
+    from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_saved_run
+    from rsretrieve.io import check_writable, results_path, write_json
+    from rsretrieve.runs import read_run, write_run
+
+    if (qrels_path is None) != (queries_path is None):
+        raise ConfigError("give --qrels and --queries together to evaluate the fused run")
+    scored = qrels_path is not None
+    for target in (out, results_path(out) if scored else None):
+        if target is not None:
+            check_writable(Path(target))
+    fused = fuse_runs([read_run(Path(path)) for path in paths], method, norm)
+    write_run(fused, Path(out), tag=f"fused-{method}")
+    if not scored:
+        return fused, None, None
+    report = evaluate_saved_run(Path(out), Path(queries_path), Path(qrels_path), metrics or list(DEFAULT_METRICS))  # type: ignore[arg-type]
+    write_json(results_path(out), report)
+    return fused, report, results_path(out)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from rsretrieve import __version__
-from rsretrieve.datasets.crisislandmark import CrisisLandMark
+from rsretrieve.datasets.base import PatchDataset
 from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import INDEX, atomic_dir, check_replaceable, check_writable, clean_leftovers, read_json, write_json
@@ -143,7 +143,7 @@ def _work_dir(out: Path) -> Path:
 
 
 def build_index(
-    dataset: CrisisLandMark,
+    dataset: PatchDataset,
     pipeline: ImagePipeline,
     out: Path,
     batch_size: int = 32,
@@ -164,7 +164,7 @@ def build_index(
     out = Path(out)
     clean_leftovers(out)
     plan = plan_id(dataset, pipeline, batch_size)
-    content = dataset.content_digest() if verify and hasattr(dataset, "content_digest") else None
+    content = dataset.content_digest() if verify else None
     check_writable(out, folder=True)
     if out.exists() and not force:
         existing = read_manifest(out)
@@ -226,7 +226,7 @@ def _differences(
 
 
 def _manifest(
-    dataset: CrisisLandMark,
+    dataset: PatchDataset,
     pipeline: ImagePipeline,
     embedded: Embedded,
     settings: IndexSettings,

@@ -19,12 +19,15 @@ ENGINES = ("local", "dask")
 
 
 def open_job_dataset(job: IndexJob, on_stage: Callable[[str], None] | None = None) -> Any:
-    from rsretrieve.datasets import open_dataset
-    from rsretrieve.datasets.sample import default_sample_path, ensure_default_sample
+    from rsretrieve.datasets import dataset_class, open_dataset
+    from rsretrieve.datasets.base import PatchDataset
+    from rsretrieve.datasets.fixtures.crisislandmark import default_sample_path, ensure_default_sample
     from rsretrieve.datasets.sensors import parse_sensor_filter
 
     if not job.data and on_stage and not (default_sample_path() / "crisislandmark.h5").is_file():
         on_stage(f"generating the embedded sample in {default_sample_path()} (first run only, a few seconds)")
+    if not issubclass(dataset_class(job.dataset), PatchDataset):
+        raise ConfigError(f"dataset format '{job.dataset}' is not an image corpus: index its captions with --what captions")
     root = Path(job.data) if job.data else ensure_default_sample()
     return open_dataset(job.dataset, root, split=job.split, sensors=parse_sensor_filter(job.sensor),
                         limit=job.limit, strict=job.strict)

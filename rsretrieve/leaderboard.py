@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from rsretrieve.config import from_mapping, read_mapping
-from rsretrieve.datasets.crisislandmark import QRELS_DIR, QUERIES_FILE
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, restrict, scored_queries
 from rsretrieve.io import write_json, write_text
@@ -109,15 +108,17 @@ def run_suite(
 ) -> dict[str, Any]:
     """Evaluate every model of ``suite`` (skipping those without weights); write the leaderboard."""
     from rsretrieve.datasets import open_dataset
-    from rsretrieve.datasets.sample import ensure_default_sample
+    from rsretrieve.datasets.fixtures.crisislandmark import ensure_default_sample
     from rsretrieve.datasets.sensors import parse_sensor_filter
 
     zoo = load_zoo() if zoo is None else zoo
     cards = [get_card(name, zoo) for name in suite.models]
     root = Path(suite.data) if suite.data else ensure_default_sample()
     dataset = open_dataset(suite.dataset, root, split=suite.split, sensors=parse_sensor_filter(suite.sensors), limit=suite.limit)
-    queries_path = Path(suite.queries) if suite.queries else root / QUERIES_FILE
-    qrels_path = Path(suite.qrels) if suite.qrels else root / QRELS_DIR
+    queries_path = Path(suite.queries) if suite.queries else dataset.queries_path
+    qrels_path = Path(suite.qrels) if suite.qrels else dataset.qrels_path
+    if queries_path is None or qrels_path is None:
+        raise ConfigError(f"suite {suite.name}: dataset format '{suite.dataset}' ships no queries/qrels; give queries and qrels")
     _, qrels = load_topics(queries_path, qrels_path)
     topics_key = _fingerprint(queries_path) + _fingerprint(qrels_path)
     records, skipped, runs = [], [], {}
@@ -362,3 +363,28 @@ def read_expected(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not an expected leaderboard (needs 'rows'): {exc}") from exc
     return data
 
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaderboardOutput:
+    """What ``rsretrieve leaderboard`` produced: the board, its folder, and the check's drift
+    lines (empty when it matches or nothing was checked)."""
+
+    board: dict[str, Any]
+    folder: Path
+    drift: list[str]
+
+
+def run_leaderboard(
+    suite_file: Path, out: Path | None = None, check: Path | None = None, write_expected: Path | None = None,
+    force: bool = False, on_model: Callable[[str, str], None] | None = None,
+) -> LeaderboardOutput:
+    """What ``rsretrieve leaderboard`` runs: the suite at ``suite_file`` into ``out`` (default
+    results/<suite name>), optionally saved as the expected file and checked against one."""
+    suite = load_suite(suite_file)
+    expected = read_expected(check) if check is not None else None
+    folder = Path(out) if out is not None else Path("results") / suite.name
+    board = run_suite(suite, folder, force=force, on_model=on_model)
+    if write_expected is not None:
+        write_json(Path(write_expected), expected_view(board))
+    return LeaderboardOutput(board, folder, check_against(board, expected) if expected is not None else [])

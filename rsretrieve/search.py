@@ -99,6 +99,39 @@ def search(
     return search_vectors(index, qids, vectors, k, sensor)
 
 
+def query_topics(
+    queries: Path | None, text: str | None, k: int | None = None, run_out: Path | None = None
+) -> tuple[dict[str, str], int]:
+    """The queries of ``rsretrieve search`` (a queries file, or one ``text``) and the depth:
+    ``k``, else 10 hits to show or, for a run file (checked writable first), the depth
+    ``eval`` scores at, so that a saved run is never shallower than eval's cutoffs."""
+    from rsretrieve.datasets.queries import load_queries
+    from rsretrieve.evaluate import DEFAULT_DEPTH
+    from rsretrieve.io import check_writable
+
+    if (queries is None) == (text is None):
+        raise ConfigError("give either --queries FILE or --text TEXT")
+    if run_out is not None:
+        check_writable(Path(run_out))
+    topics = load_queries(Path(queries)) if queries is not None else {"text": str(text)}
+    return topics, k if k is not None else (DEFAULT_DEPTH if run_out is not None else 10)
+
+
+def search_folder(
+    folder: Path, queries: Mapping[str, str], k: int, sensor: str | None = None,
+    requested: EncoderSpec | None = None, device: str | None = None,
+) -> tuple[Run, LoadedIndex]:
+    """What ``rsretrieve search`` runs on an image index: open it, load the encoder it was
+    built with (``requested`` must match it) and search ``queries`` (only ``sensor``'s
+    documents when given: s1, s2 or all)."""
+    from rsretrieve.datasets.sensors import parse_sensor_filter
+    from rsretrieve.index import load_index
+
+    only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
+    index = load_index(folder)
+    return search(index, encoder_for_index(index, requested, device), queries, k, only), index
+
+
 def _faiss_search(index: LoadedIndex, vectors: np.ndarray, k: int, sensor: str | None):  # noqa: ANN202
     import faiss
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rsretrieve.datasets.crisislandmark import CrisisLandMark, SampleInfo
+from rsretrieve.datasets import open_dataset
+from rsretrieve.datasets.base import PatchDataset, SampleInfo
 from rsretrieve.datasets.labels import CLASSES
 from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
 from rsretrieve.encoders.trained import WEIGHTS_FILE, DualEncoder, ModelConfig, TowerConfig, save_model
@@ -124,7 +125,7 @@ def _epoch_batches(samples: Sequence[SampleInfo], batch_size: int, rng: np.rando
 
 
 @torch.no_grad()
-def validate(model: DualEncoder, dataset: CrisisLandMark, samples: Sequence[SampleInfo], text: _TextCache) -> dict[str, float]:
+def validate(model: DualEncoder, dataset: PatchDataset, samples: Sequence[SampleInfo], text: _TextCache) -> dict[str, float]:
     """Rank held-out samples for one query per class; qrels from their labels."""
     model.eval()
     keys, vectors = [], []
@@ -176,19 +177,24 @@ def _resume(folder: Path, model: DualEncoder, optimizer: torch.optim.Optimizer) 
 
 
 def train(
-    data: Path,
+    data: Path | None,
     out: Path,
     config: TrainConfig = TrainConfig(),
     resume: bool = False,
     text_encoder: TextEncoder | None = None,
     on_step: Callable[[int, float], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    dataset_format: str = "crisislandmark",
 ) -> dict[str, Any]:
-    """Train on the ``train`` split of ``data``; write OUT/best and OUT/last; return the record."""
+    """Train on the ``train`` split of ``data`` (a dataset of ``dataset_format``; None: the
+    embedded sample); write OUT/best and OUT/last; return the record."""
+    from rsretrieve.datasets.fixtures.crisislandmark import ensure_default_sample
+
+    data = Path(data) if data is not None else ensure_default_sample()
     out = Path(out)
     if out.exists() and not resume and any(out.iterdir()):
         raise DataError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    dataset = CrisisLandMark(data, split="train")
+    dataset = open_dataset(dataset_format, Path(data), split="train")
     fit, val = _split(dataset.samples, config.val_fraction, config.seed)
     text_encoder = text_encoder or load_text_encoder(config.text)
     text = _TextCache(text_encoder)
@@ -233,7 +239,7 @@ def train(
 def _train_epoch(
     model: DualEncoder,
     optimizer: torch.optim.Optimizer,
-    dataset: CrisisLandMark,
+    dataset: PatchDataset,
     fit: Sequence[SampleInfo],
     text: _TextCache,
     config: TrainConfig,

@@ -135,18 +135,19 @@ def show_query(
 ) -> Path:
     """Search one query (``text``, or ``query_id`` from queries.jsonl) and draw its top-k grid;
     with qrels, borders mark relevant (green) and non-relevant (red) patches."""
+    from rsretrieve.datasets import topic_paths
     from rsretrieve.datasets.queries import load_qrels, load_queries
     from rsretrieve.index import load_index
     from rsretrieve.search import encoder_for_index, search
 
     index = load_index(index_dir)
-    root = Path(index.manifest["dataset"]["path"])
     if (text is None) == (query_id is None):
         raise ConfigError("give either --text or --query-id")
     if query_id is not None:
-        queries = load_queries(queries_path or root / "queries.jsonl")
+        queries_path = queries_path or topic_paths(index.manifest["dataset"]["name"], Path(index.manifest["dataset"]["path"]))[0]
+        queries = load_queries(queries_path)
         if query_id not in queries:
-            raise ConfigError(f"query id '{query_id}' is not in {queries_path or root / 'queries.jsonl'}")
+            raise ConfigError(f"query id '{query_id}' is not in {queries_path}")
         text = queries[query_id]
     judged = None
     if qrels_path is not None:

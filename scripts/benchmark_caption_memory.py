@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rsretrieve.datasets.git10m import generate_git10m
+from rsretrieve.datasets.fixtures.git10m import generate_git10m
 
 
 def measure(rows: int, folder: Path) -> tuple[float, float, float]:

@@ -21,7 +21,7 @@ import torch
 
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.datasets.queries import load_qrels, load_queries
-from rsretrieve.datasets.sample import ensure_default_sample
+from rsretrieve.datasets.fixtures.crisislandmark import ensure_default_sample
 from rsretrieve.embeddings import build_pipeline
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.trained import DEFAULT_MODEL_DIR, DualEncoder, read_model_config, save_model

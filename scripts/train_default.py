@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rsretrieve.datasets.sample import ensure_default_sample
+from rsretrieve.datasets.fixtures.crisislandmark import ensure_default_sample
 from rsretrieve.encoders.trained import DEFAULT_MODEL_DIR
 from rsretrieve.training import TrainConfig, train
 

@@ -12,7 +12,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 from rsretrieve.datasets.crisislandmark import CrisisLandMark  # noqa: E402
-from rsretrieve.datasets.sample import generate_sample  # noqa: E402
+from rsretrieve.datasets.fixtures.crisislandmark import generate_sample  # noqa: E402
 from rsretrieve.embeddings import build_pipeline  # noqa: E402
 from rsretrieve.encoders import EncoderSpec  # noqa: E402
 from rsretrieve.index import build_index  # noqa: E402

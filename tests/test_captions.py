@@ -5,7 +5,8 @@ import pytest
 
 from rsretrieve.captions import CaptionFilter, CaptionIndex, CaptionIndexSettings, build_caption_index, describe_images, search_captions
 from rsretrieve.datasets.crisislandmark import Batch, CrisisLandMark
-from rsretrieve.datasets.git10m import Git10M, generate_git10m
+from rsretrieve.datasets.fixtures.git10m import generate_git10m
+from rsretrieve.datasets.git10m import Git10M
 from rsretrieve.embeddings import build_pipeline
 from rsretrieve.encoders import EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError

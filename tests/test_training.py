@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
-from rsretrieve.datasets.sample import generate_sample
+from rsretrieve.datasets.fixtures.crisislandmark import generate_sample
 from rsretrieve.embeddings import build_pipeline
 from rsretrieve.encoders import EncoderSpec, load_encoder
 from rsretrieve.encoders.text import TextSpec, load_text_encoder

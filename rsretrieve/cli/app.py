@@ -94,27 +94,11 @@ def sample(
     fmt: Annotated[str, typer.Option("--format", help="crisislandmark, git10m or bigearthnet-txt.")] = "crisislandmark",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
 ) -> None:
-    """Write a seeded sample dataset: CrisisLandMark layout (default) or Git-10M parquet shards."""
-    from rsretrieve.errors import ConfigError
+    """Write a seeded sample dataset: CrisisLandMark layout (default), Git-10M or BigEarthNet.txt fixtures."""
+    from rsretrieve.datasets.fixtures import write_fixture
 
-    from rsretrieve.io import check_writable
-
-    check_writable(out_dir, folder=True)
     n_samples = 480 if n_samples is None else n_samples
-    if fmt == "crisislandmark":
-        from rsretrieve.datasets.sample import generate_sample
-
-        path = generate_sample(out_dir, n_samples=n_samples, seed=seed, compression=compression, overwrite=force)
-    elif fmt == "git10m":
-        from rsretrieve.datasets.git10m import generate_git10m
-
-        path = generate_git10m(out_dir, n_rows=n_samples, shards=2, seed=seed, overwrite=force)
-    elif fmt == "bigearthnet-txt":
-        from rsretrieve.datasets.bigearthnet_txt import generate_bigearthnet_txt
-
-        path = generate_bigearthnet_txt(out_dir, n_patches=n_samples, seed=seed, overwrite=force)
-    else:
-        raise ConfigError(f"--format must be crisislandmark, git10m or bigearthnet-txt, got '{fmt}'")
+    path = write_fixture(fmt, out_dir, n_samples, seed, force, compression)
     out.print(f"wrote {n_samples} samples to {path}")
 
 
@@ -160,7 +144,11 @@ def index(
         "nprobe": nprobe, "batch_size": batch_size, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
     })
     if job.what == "captions":
-        _index_captions(job, out_dir, force, device)
+        from rsretrieve.captions import run_caption_job
+
+        with render.progress(err, "captions") as bar:
+            caption_manifest = run_caption_job(job, out_dir, force, device, on_start=bar.start, on_batch=bar)
+        render.caption_index_summary(out, out_dir, caption_manifest)
         return
     if shards is not None:
         manifest = run_sharded(job, out_dir, shards, engine, workers, force)
@@ -188,14 +176,10 @@ def check(
     report_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report JSON [DATA-NAME.check.json here].")] = None,
 ) -> None:
     """Read a whole dataset (no embedding) and report every problem; exit 1 on an error-level one."""
-    from rsretrieve.datasets.check import check_dataset
-    from rsretrieve.io import check_writable, write_json
+    from rsretrieve.datasets.check import check_to_file
 
-    target = report_out or Path(f"{Path(data).resolve().name}.check.json")
-    check_writable(target)
     with render.progress(err, "checking") as bar:
-        report = check_dataset(data, on_start=bar.start, on_sample=bar)
-    write_json(target, report)
+        report, target = check_to_file(data, report_out, on_start=bar.start, on_sample=bar)
     render.check_report(out, report)
     out.print(f"report written to {target}", markup=False)
     if not report["ok"]:
@@ -212,42 +196,6 @@ def merge(
     from rsretrieve.index import merge_indexes
 
     render.index_summary(out, out_dir, merge_indexes(shard_dirs, out_dir, force))
-
-
-def _index_captions(job, out_dir: Path, force: bool, device: str | None) -> None:  # noqa: ANN001 - IndexJob
-    from rsretrieve.captions import CaptionIndexSettings, build_caption_index
-    from rsretrieve.datasets import DATASETS
-    from rsretrieve.encoders import load_encoder
-    from rsretrieve.errors import ConfigError
-
-    if job.dataset != "git10m" or not job.data:
-        raise ConfigError("--what captions indexes Git-10M: give --dataset git10m --data SHARDS")
-    dataset = DATASETS.get("git10m")(Path(job.data))
-    settings = CaptionIndexSettings(
-        kind=job.index if job.index != "flat" or job.pq or job.sq8 else "flat", nlist=job.nlist,
-        nprobe=job.nprobe, pq=job.pq, sq8=bool(job.sq8), hnsw_m=job.hnsw_m, ef_search=job.ef_search,
-        train_size=job.train_size,
-    )
-    encoder = load_encoder(_spec(job.model, job.pretrained, job.seed), device)
-    with render.progress(err, "captions", dataset.rows) as advance:
-        manifest = build_caption_index(dataset, encoder, out_dir, settings, job.batch_size or 1024, force, advance)
-    out.print(f"caption index {out_dir}: {manifest['counts']['total']} captions, {manifest['index']['factory']}, "
-              f"{manifest['bytes'] / 1e6:.1f} MB", markup=False)
-
-
-def _caption_filter(min_quality: float | None, min_resolution: float | None, max_resolution: float | None, bbox: str | None):  # noqa: ANN202
-    from rsretrieve.captions import CaptionFilter
-    from rsretrieve.errors import ConfigError
-
-    box = None
-    if bbox is not None:
-        try:
-            box = tuple(float(v) for v in bbox.split(","))
-        except ValueError:
-            raise ConfigError(f"--bbox '{bbox}' must be four numbers lon_min,lat_min,lon_max,lat_max") from None
-        if len(box) != 4:
-            raise ConfigError(f"--bbox '{bbox}' must be four numbers lon_min,lat_min,lon_max,lat_max")
-    return CaptionFilter(min_quality, min_resolution, max_resolution, box)  # type: ignore[arg-type]
 
 
 MinQualityOpt = Annotated[Optional[float], typer.Option("--min-quality", help="Captions: img_quality_score at least this.")]
@@ -274,69 +222,22 @@ def search(
     bbox: BboxOpt = None,
 ) -> None:
     """Run text queries against an image index (run file or top hits) or a caption index."""
-    from rsretrieve.datasets.queries import load_queries
-    from rsretrieve.datasets.sensors import parse_sensor_filter
-    from rsretrieve.errors import ConfigError
-    from rsretrieve.evaluate import DEFAULT_DEPTH
-    from rsretrieve.index import load_index
-    from rsretrieve.io import check_writable
+    from rsretrieve.captions import CaptionFilter, is_caption_index, search_caption_folder, write_caption_hits
     from rsretrieve.runs import write_run
-    from rsretrieve.search import encoder_for_index, search as run_search
+    from rsretrieve.search import query_topics, search_folder
 
-    if (queries is None) == (text is None):
-        raise ConfigError("give either --queries FILE or --text TEXT")
-    if run_out is not None:
-        check_writable(run_out)
-    k = k if k is not None else (DEFAULT_DEPTH if run_out is not None else 10)
-    topics = load_queries(queries) if queries else {"text": str(text)}
-    if _is_caption_index(index_dir):
-        _search_captions(index_dir, topics, k, run_out, _caption_filter(min_quality, min_resolution, max_resolution, bbox),
-                         _requested(model, pretrained, seed), device)
-        return
-    only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
-    loaded = load_index(index_dir)
+    topics, depth = query_topics(queries, text, k, run_out)
     requested = _requested(model, pretrained, seed)
-    encoder = encoder_for_index(loaded, requested, device)
-    run = run_search(loaded, encoder, topics, k, only)
+    if is_caption_index(index_dir):
+        where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox)
+        found = search_caption_folder(index_dir, list(topics.values()), depth, where, requested, device)
+        written = write_caption_hits(run_out, list(topics), found.hits) if run_out is not None else None
+        render.caption_search(out, err, topics, found, run_out, written)
+        return
+    run, index = search_folder(index_dir, topics, depth, sensor, requested, device)
     if run_out is not None:
         write_run(run, run_out)
-        out.print(f"wrote run for {len(run)} queries to {run_out}")
-    else:
-        render.hits(out, run, topics, dict(zip(loaded.keys, loaded.labels)), limit=10)
-
-
-def _is_caption_index(folder: Path) -> bool:
-    from rsretrieve.errors import DataError
-    from rsretrieve.io import read_json
-
-    path = folder / "manifest.json"
-    if not path.is_file():
-        return False
-    manifest = read_json(path, DataError, "an index folder")
-    return isinstance(manifest, dict) and manifest.get("kind") == "captions"
-
-
-def _search_captions(index_dir: Path, topics: dict[str, str], k: int, hits_out: Path | None, where, requested, device) -> None:  # noqa: ANN001
-    from rsretrieve.captions import EXACT_FILTER_ROWS, CaptionIndex, search_captions
-    from rsretrieve.io import write_text
-    from rsretrieve.search import encoder_for_manifest
-
-    index = CaptionIndex(index_dir)
-    encoder = encoder_for_manifest(index.manifest, index_dir, requested, device)
-    results = search_captions(index, encoder, list(topics.values()), k, where)
-    if index.approximate:
-        err.print(f"note: {index.manifest['index']['factory']} is an approximate index: unfiltered hits may differ from "
-                  f"exact search; filtered searches score every passing caption when at most {EXACT_FILTER_ROWS:,} pass, else widen "
-                  "until k pass", markup=False, soft_wrap=True)
-    if hits_out is not None:
-        import json
-
-        lines = [json.dumps({"query_id": q, **hit}) for q, hits in zip(topics, results) for hit in hits]
-        write_text(hits_out, "\n".join(lines) + "\n")
-        out.print(f"wrote {len(lines)} caption hits to {hits_out}")
-    else:
-        for (qid, text), hits in zip(topics.items(), results):
-            render.captions(out, f"{qid}: {text}", hits)
+    render.search_results(out, run, topics, index, run_out)
 
 
 @app.command()
@@ -355,40 +256,11 @@ def describe(
     device: DeviceOpt = None,
 ) -> None:
     """Describe an image by its nearest captions (image-to-caption retrieval)."""
-    import numpy as np
+    from rsretrieve.captions import CaptionFilter, describe_key
 
-    from rsretrieve.captions import CaptionIndex, describe_images
-    from rsretrieve.datasets.crisislandmark import Batch, CrisisLandMark
-    from rsretrieve.datasets.git10m import Git10M
-    from rsretrieve.embeddings import build_pipeline
-    from rsretrieve.encoders import EncoderSpec
-    from rsretrieve.errors import ConfigError
-    from rsretrieve.search import check_weights
-
-    index = CaptionIndex(captions_dir)
-    if dataset == "git10m":
-        pixels = Git10M(data).read_image(key).transpose(2, 0, 1)[None].astype(np.float32)
-        batch = Batch("rgb", [key], pixels, 0)  # type: ignore[arg-type]
-    elif dataset == "crisislandmark":
-        split = "test" if _in_split(data, key, "test") else "train"
-        sample = CrisisLandMark(data, split=split).read_sample(key)
-        batch = Batch(sample.sensor, [key], sample.image[None], 0)
-    else:
-        raise ConfigError(f"--dataset must be crisislandmark or git10m, got '{dataset}'")
-    spec = EncoderSpec.from_manifest(index.manifest["encoder"])
-    requested = _requested(model, pretrained, 0)
-    if requested is not None and requested != spec:
-        raise ConfigError(f"caption index {captions_dir} was built with {spec.label()}; you asked for {requested.label()}")
-    pipeline = build_pipeline(spec, sensors=(batch.sensor,), device=device)
-    check_weights(index.manifest, pipeline.encoder, captions_dir)
-    hits = describe_images(index, pipeline, batch, k, _caption_filter(min_quality, min_resolution, max_resolution, bbox))[0]
-    render.captions(out, f"{key} ({batch.sensor})", hits)
-
-
-def _in_split(data: Path, key: str, split: str) -> bool:
-    from rsretrieve.datasets.crisislandmark import METADATA_FILE, read_metadata
-
-    return any(k == key and s == split for k, s, _ in read_metadata(Path(data) / METADATA_FILE))
+    where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox)
+    sensor, hits = describe_key(captions_dir, dataset, data, key, k, where, _requested(model, pretrained, 0), device)
+    render.captions(out, f"{key} ({sensor})", hits)
 
 
 @app.command("eval")
@@ -399,7 +271,7 @@ def evaluate(
     run_file: Annotated[Optional[Path], typer.Option("--run", help="Score a saved run instead of searching.")] = None,
     metrics: MetricsOpt = None,
     k: Annotated[Optional[int], typer.Option("-k", help="Search depth (default: the largest cutoff, at least 1000).")] = None,
-    results_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON (default: INDEX/results/eval.json).")] = None,
+    results_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON (default: beside what was scored, INDEX.results.json or RUN.results.json).")] = None,
     run_out: Annotated[Optional[Path], typer.Option("--save-run", help="Also write the runs of every slice and the corpus (.json or TREC), for eval --run.")] = None,
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Query fields to slice metrics by, e.g. country,season,climate_zone.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="trec_eval (pytrec_eval, default) or ranx: equal numbers.")] = "trec_eval",
@@ -409,37 +281,17 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Score retrieval as trec_eval does: overall and per sensor, as a table and a results JSON."""
-    from rsretrieve.errors import ConfigError
-    from rsretrieve.evaluate import DEFAULT_METRICS, check_backend, evaluate_index, evaluate_saved_run, parse_metrics, save_slice_runs
-    from rsretrieve.io import check_writable, results_path, write_json
+    from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_to_files
+    from rsretrieve.paths import cache_home
 
-    chosen = parse_metrics(metrics or list(DEFAULT_METRICS))
-    check_backend(backend)
-    if run_file is not None:
-        if index_dir is not None or qrels is None or queries is None:
-            raise ConfigError("--run needs --qrels and --queries, and no --index")
-        target = results_out or results_path(run_file)
-        check_writable(target)
-        report = evaluate_saved_run(run_file, queries, qrels, chosen, backend)
-    else:
-        if index_dir is None:
-            from rsretrieve.paths import cache_home
-
-            index_dir = _default_index(cache_home() / "indexes" / "default-sample")
-        target = results_out or results_path(index_dir)
-        for path in (target, run_out):
-            if path is not None:
-                check_writable(path)
-        requested = _requested(model, pretrained, seed)
-        fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else []
-        evaluation = evaluate_index(index_dir, qrels, queries, chosen, k, requested, device, fields, backend)
-        report = evaluation.report
-        if run_out is not None:
-            saved = save_slice_runs(evaluation.runs, evaluation.corpus, run_out, report["source"])
-            err.print("saved runs: " + ", ".join(str(p) for p in saved), markup=False)
-    write_json(target, report)
-    render.report(out, err, report)
-    out.print(f"results written to {target}")
+    fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else []
+    result = evaluate_to_files(index_dir, run_file, qrels, queries, metrics or list(DEFAULT_METRICS), k, results_out,
+                               run_out, fields, backend, _requested(model, pretrained, seed), device,
+                               default_index=lambda: _default_index(cache_home() / "indexes" / "default-sample"))
+    if result.saved_runs:
+        err.print("saved runs: " + ", ".join(str(p) for p in result.saved_runs), markup=False)
+    render.report(out, err, result.report)
+    out.print(f"results written to {result.results}")
 
 
 def _default_index(folder: Path, limit: int | None = None, force: bool = False) -> Path:
@@ -472,7 +324,7 @@ def bigearthnet_task(
 
     counts = build_task(data, images, image_format, out_dir, split, force)
     out.print(f"task {out_dir}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()), markup=False)
-    out.print(f"next: rsretrieve index --dataset bigearthnet --data {out_dir} --out IDX; "
+    out.print(f"next: rsretrieve index --dataset bigearthnet-txt --data {out_dir} --out IDX; "
               "rsretrieve eval --index IDX --group-by country,season,climate_zone", markup=False)
 
 
@@ -483,22 +335,18 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Rebuild the index.")] = False,
 ) -> None:
     """The main job: embedded sample -> index (default model) -> eval table. No download."""
-    from rsretrieve.evaluate import evaluate_index
-    from rsretrieve.io import write_json
+    from rsretrieve.evaluate import evaluate_to_files
 
-    from rsretrieve.io import results_path
-
-    index_dir = _default_index(out_dir / "index", limit, force)
-    report = evaluate_index(index_dir).report
-    write_json(results_path(index_dir), report)
-    render.report(out, err, report)
-    out.print(f"results written to {results_path(index_dir)}")
+    result = evaluate_to_files(_default_index(out_dir / "index", limit, force))
+    render.report(out, err, result.report)
+    out.print(f"results written to {result.results}")
 
 
 @app.command()
 def train(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: OUT/best (model), OUT/last (checkpoint).")],
     data: DataOpt = None,
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset format of --data (its train split is used).")] = "crisislandmark",
     epochs: Annotated[int, typer.Option("--epochs")] = 40,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (linear warm-up).")] = 2e-3,
@@ -515,7 +363,6 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.")] = False,
 ) -> None:
     """Contrastively train per-sensor image towers against a frozen text encoder (train split)."""
-    from rsretrieve.datasets.sample import ensure_default_sample
     from rsretrieve.encoders.text import TextSpec
     from rsretrieve.encoders.trained import TowerConfig
     from rsretrieve.training import TrainConfig, train as run_training
@@ -528,9 +375,8 @@ def train(
         tower=TowerConfig(adapter=adapter, backbone=backbone, width=width, model=backbone_model, pretrained=backbone_pretrained),
         text=TextSpec(kind=kind, model=arch or None, pretrained=tag or None),
     )
-    root = data if data is not None else ensure_default_sample()
     with render.training_progress(err) as (on_step, on_epoch):
-        record = run_training(root, out_dir, config, resume, on_step=on_step, on_epoch=on_epoch)
+        record = run_training(data, out_dir, config, resume, on_step=on_step, on_epoch=on_epoch, dataset_format=dataset)
     render.training_summary(out, out_dir, record)
 
 
@@ -551,26 +397,13 @@ def leaderboard(
     force: Annotated[bool, typer.Option("--force", help="Recompute indexes and records.")] = False,
 ) -> None:
     """Run every model of a suite, write result records and a leaderboard (md, csv, json)."""
-    from rsretrieve.io import write_json
-    from rsretrieve.leaderboard import check_against, expected_view, load_suite, read_expected, run_suite
+    from rsretrieve.leaderboard import run_leaderboard
 
-    suite = load_suite(suite_file)
-    expected = read_expected(check) if check is not None else None
-    target = out_dir or Path("results") / suite.name
-    board = run_suite(suite, target, force=force, on_model=lambda name, note: err.print(f"{name}: {note}", markup=False))
-    out.print((target / "leaderboard.md").read_text(), markup=False, soft_wrap=True)
-    out.print(f"leaderboard written to {target}/leaderboard.{{md,csv,json}}", markup=False)
-    if write_expected is not None:
-        write_json(write_expected, expected_view(board))
-        out.print(f"expected leaderboard written to {write_expected}")
-    if expected is not None:
-        problems = check_against(board, expected)
-        if problems:
-            for line in problems:
-                err.print(f"drift: {line}", markup=False)
-            err.print(f"leaderboard check against {check} failed ({len(problems)} differences)", markup=False)
-            raise typer.Exit(1)
-        out.print(f"leaderboard matches {check} (tolerance {board['tolerance']})")
+    result = run_leaderboard(suite_file, out_dir, check, write_expected, force,
+                             on_model=lambda name, note: err.print(f"{name}: {note}", markup=False))
+    render.leaderboard(out, err, result, check, write_expected)
+    if result.drift:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -584,24 +417,13 @@ def fuse(
     metrics: MetricsOpt = None,
 ) -> None:
     """Fuse runs (S1 with S2, or several models) and optionally score the result."""
-    from rsretrieve.errors import ConfigError
-    from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_saved_run
-    from rsretrieve.fusion import fuse_runs
-    from rsretrieve.io import check_writable, results_path, write_json
-    from rsretrieve.runs import read_run, write_run
+    from rsretrieve.fusion import fuse_files
 
-    if (qrels is None) != (queries is None):
-        raise ConfigError("give --qrels and --queries together to evaluate the fused run")
-    check_writable(run_out)
-    fused = fuse_runs([read_run(path) for path in runs], method, norm)
-    write_run(fused, run_out, tag=f"fused-{method}")
+    _, report, results = fuse_files(runs, run_out, method, norm, qrels, queries, metrics)
     out.print(f"fused {len(runs)} runs with {method} into {run_out}")
-    if qrels is not None and queries is not None:
-        report = evaluate_saved_run(run_out, queries, qrels, metrics or list(DEFAULT_METRICS))
-        target = results_path(run_out)
-        write_json(target, report)
+    if report is not None:
         render.report(out, err, report)
-        out.print(f"results written to {target}")
+        out.print(f"results written to {results}")
 
 
 @app.command()
@@ -637,25 +459,12 @@ def report(
 
 @app.command("list")
 def list_names(
-    what: Annotated[str, typer.Argument(help="adapters, encoders, models or datasets")],
+    what: Annotated[str, typer.Argument(help="adapters, encoders, models, datasets or fixtures")],
 ) -> None:
-    """List registered adapters, encoder backends, open_clip models or dataset formats."""
-    from rsretrieve.registry import unknown_name_error
+    """List registered adapters, encoder backends, open_clip models, dataset formats or fixture formats."""
+    from rsretrieve.registry import registered_names
 
-    if what == "adapters":
-        from rsretrieve.adapters import ADAPTERS as registry
-    elif what == "encoders":
-        from rsretrieve.encoders import ENCODERS as registry
-    elif what == "datasets":
-        from rsretrieve.datasets import DATASETS as registry
-    elif what == "models":
-        from rsretrieve.encoders.open_clip import list_models
-
-        out.print("\n".join(list_models()))
-        return
-    else:
-        raise unknown_name_error("list", what, ["adapters", "encoders", "models", "datasets"])
-    out.print("\n".join(registry.names()))
+    out.print("\n".join(registered_names(what)))
 
 
 def main() -> None:

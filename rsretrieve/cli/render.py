@@ -213,3 +213,49 @@ def captions(console: Console, title: str, hits: list[Mapping[str, Any]]) -> Non
         table.add_row(str(rank), f"{hit['score']:.4f}", hit["img_name"], hit["caption"], f"{hit['quality']:.2f}",
                       f"{hit['resolution']:g}", f"{hit['lon']:.3f}, {hit['lat']:.3f}")
     console.print(table)
+
+
+def caption_index_summary(console: Console, folder: Path, manifest: Mapping[str, Any]) -> None:
+    console.print(f"caption index {folder}: {manifest['counts']['total']} captions, {manifest['index']['factory']}, "
+                  f"{manifest['bytes'] / 1e6:.1f} MB", markup=False)
+
+
+def caption_search(console: Console, warn: Console, topics: Mapping[str, str], found: Any,
+                   hits_out: Path | None, written: int | None) -> None:
+    """Caption hits per query, or where they were written (``found``: a CaptionSearch); a note
+    when they came from an approximate index."""
+    from rsretrieve.captions import EXACT_FILTER_ROWS
+
+    if found.approximate:
+        warn.print(f"note: {found.factory} is an approximate index: unfiltered hits may differ from exact search; "
+                   f"filtered searches score every passing caption when at most {EXACT_FILTER_ROWS:,} pass, else widen "
+                   "until k pass", markup=False, soft_wrap=True)
+    if hits_out is not None:
+        console.print(f"wrote {written} caption hits to {hits_out}")
+        return
+    for (qid, query), hits in zip(topics.items(), found.hits):
+        captions(console, f"{qid}: {query}", hits)
+
+
+def search_results(console: Console, run: Run, topics: Mapping[str, str], index: Any, run_out: Path | None) -> None:
+    """The top hits of each query, or where the run was written (``index``: the LoadedIndex)."""
+    if run_out is not None:
+        console.print(f"wrote run for {len(run)} queries to {run_out}")
+    else:
+        hits(console, run, topics, dict(zip(index.keys, index.labels)), limit=10)
+
+
+def leaderboard(console: Console, warn: Console, result: Any, check: Path | None, write_expected: Path | None) -> None:
+    """The leaderboard's table, where it went, and the reproduction check (``result``: a LeaderboardOutput)."""
+    console.print((result.folder / "leaderboard.md").read_text(), markup=False, soft_wrap=True)
+    console.print(f"leaderboard written to {result.folder}/leaderboard.{{md,csv,json}}", markup=False)
+    if write_expected is not None:
+        console.print(f"expected leaderboard written to {write_expected}", markup=False)
+    if check is None:
+        return
+    for line in result.drift:
+        warn.print(f"drift: {line}", markup=False)
+    if result.drift:
+        warn.print(f"leaderboard check against {check} failed ({len(result.drift)} differences)", markup=False)
+    else:
+        console.print(f"leaderboard matches {check} (tolerance {result.board['tolerance']})", markup=False)

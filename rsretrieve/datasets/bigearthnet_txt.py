@@ -141,25 +141,31 @@ def build_task(parquet: Path, images: Path, image_format: str, out: Path, splits
 
 
 class BigEarthNetTask(PatchDataset):
-    """The corpus of a task folder: each patch as a Sentinel-2 sample and a Sentinel-1 sample."""
+    """The corpus of a task folder: each patch as a Sentinel-2 sample and a Sentinel-1 sample.
 
-    name = "bigearthnet"
-    TOPIC_FILES = {"queries": "queries.jsonl", "qrels": "qrels"}
+    A task folder holds one corpus, split ``test``: which BigEarthNet.txt splits went into it
+    was chosen by ``bigearthnet-task --split`` and is recorded in its task.json."""
 
-    @staticmethod
-    def list_keys(root: Path) -> set[str]:
+    name = "bigearthnet-txt"
+    splits = ("test",)
+    split_aliases = {"corpus": "test"}
+    queries_file = "queries.jsonl"
+    qrels_file = "qrels"
+
+    @classmethod
+    def list_keys(cls, root: Path) -> set[str]:
         """Every patch of the task (S2 and S1 names)."""
         import pyarrow.parquet as pq
 
         table = pq.read_table(Path(root) / "patches.parquet", columns=["patch_id", "s1_name"])
         return set(table.column("patch_id").to_pylist()) | set(table.column("s1_name").to_pylist())
 
-    def __init__(self, root: Path | str, split: str = "test", sensors: Sequence[Sensor] = SENSORS,
+    def __init__(self, root: Path | str, split: str | None = None, sensors: Sequence[Sensor] = SENSORS,
                  limit: int | None = None, strict: bool = False) -> None:
         import pyarrow.parquet as pq
 
         self.root = Path(root)
-        self.split, self.sensors, self.limit, self.strict = split, tuple(sensors), limit, strict
+        self.split, self.sensors, self.limit, self.strict = self.check_split(split), tuple(sensors), limit, strict
         for name in ("task.json", "patches.parquet"):
             if not (self.root / name).is_file():
                 raise DataError(f"{self.root / name} not found: not a BigEarthNet task folder (rsretrieve bigearthnet-task)")
@@ -174,7 +180,6 @@ class BigEarthNetTask(PatchDataset):
         self.samples = samples[:limit] if limit else samples
         if not self.samples:
             raise DataError(f"{self.root}: no samples left after filters")
-        self.queries_path, self.qrels_path = self.root / "queries.jsonl", self.root / "qrels"
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -264,84 +269,3 @@ class _TiffStore:
 
     def close(self) -> None:
         self.folders.clear()
-
-
-# --- seeded fixture generator -------------------------------------------------------
-
-FIXTURE_CLASSES = {  # BigEarthNet-19 name -> signature class of the CrisisLandMark generator
-    "Coniferous forest": "trees", "Arable land": "crops", "Urban fabric": "built", "Inland waters": "water",
-    "Pastures": "grass", "Beaches, dunes, sands": "bare", "Inland wetlands": "flooded vegetation",
-    "Moors, heathland and sclerophyllous vegetation": "shrub and scrub",
-}
-COUNTRIES = ("Austria", "Belgium", "Finland", "Ireland", "Lithuania", "Portugal", "Serbia", "Switzerland")
-SEASONS = ("Spring", "Summer", "Autumn", "Winter")
-CLIMATES = ("Cfb", "Dfb", "Csa", "Dfc")
-S2_RESOLUTION = {"B01": 60, "B09": 60, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20, "B12": 20}
-
-
-def generate_bigearthnet_txt(out: Path | str, n_patches: int = 40, seed: int = 0, overwrite: bool = False) -> Path:
-    """BigEarthNet.txt.parquet plus the same patches as an LMDB (lmdb/) and GeoTIFF folders (geotiff/)."""
-    import lmdb
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import tifffile
-    from safetensors.numpy import save
-
-    from rsretrieve.datasets.sample import class_map, render
-
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} already exists; pass --force to replace it")
-    if n_patches < 4:
-        raise ConfigError("--n-samples must be at least 4 for a BigEarthNet.txt fixture")
-    rng = np.random.default_rng(seed)
-    names = list(FIXTURE_CLASSES)
-    rows: list[dict[str, Any]] = []
-    with atomic_dir(out, replace=overwrite, what="a BigEarthNet.txt fixture of rsretrieve sample") as tmp:
-        env = lmdb.open(str(tmp / "lmdb"), map_size=1 << 30)
-        with env.begin(write=True) as txn:
-            for i in range(n_patches):
-                tile = f"T{33 + i % 3}UUP"
-                s2 = f"S2A_MSIL2A_20170613T101031_N9999_R022_{tile}_{i // 10:02d}_{i % 10:02d}"
-                s1 = f"S1A_IW_GRDH_1SDV_20170613T165043_{tile[1:]}_{i // 10:02d}_{i % 10:02d}"
-                chosen = list(rng.choice(names, size=int(rng.integers(1, 4)), replace=False))
-                cmap = class_map(rng, [FIXTURE_CLASSES[c] for c in chosen])
-                areas = np.bincount(cmap.ravel(), minlength=len(chosen)) / cmap.size
-                present = [chosen[j] for j in np.argsort(-areas) if areas[j] >= 0.05]
-                bands = {
-                    "s2": render(rng, "s2", [FIXTURE_CLASSES[c] for c in chosen], cmap),
-                    "s1": render(rng, "s1", [FIXTURE_CLASSES[c] for c in chosen], cmap),
-                }
-                arrays = {"s2": {b: _downsample(bands["s2"][k], S2_RESOLUTION.get(b, 10)) for k, b in enumerate(BANDS["s2"])},
-                          "s1": {b: bands["s1"][k] for k, b in enumerate(BANDS["s1"])}}
-                for sensor, key in (("s2", s2), ("s1", s1)):
-                    txn.put(key.encode(), save(arrays[sensor]))
-                    folder = tmp / "geotiff" / f"BigEarthNet-{sensor.upper()}" / tile / key
-                    folder.mkdir(parents=True)
-                    for band, array in arrays[sensor].items():
-                        tifffile.imwrite(folder / f"{key}_{band}.tif", array)
-                split = ("bench", "test", "train")[int(rng.choice(3, p=[0.4, 0.3, 0.3]))]
-                meta = {"s1_name": s1, "patch_id": s2, "split": split, "latitude": float(rng.uniform(38, 68)),
-                        "longitude": float(rng.uniform(-9, 28)), "country": str(rng.choice(COUNTRIES)),
-                        "season": str(rng.choice(SEASONS)), "climate_zone": str(rng.choice(CLIMATES))}
-                joined = " and ".join(c.lower() for c in present)
-                rows.append({**meta, "input": "Describe the image.", "output": f"The image shows {joined}.",
-                             "type": "captioning", "category": "captioning"})
-                for cls in rng.choice(names, size=3, replace=False):
-                    answer = "Yes" if cls in present else "No"
-                    rows.append({**meta, "input": f"Is there any {cls.lower()} in the image?", "output": answer,
-                                 "type": "binary", "category": "Pr"})
-                rows.append({**meta, "input": "In which season was the image taken?", "output": meta["season"],
-                             "type": "mcq", "category": "S"})
-        env.close()
-        for number, row in enumerate(rows):
-            row["ID"] = number
-        pq.write_table(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows]), tmp / "BigEarthNet.txt.parquet")
-    return out
-
-
-def _downsample(band: np.ndarray, metres: int) -> np.ndarray:
-    factor = metres // 10
-    if factor == 1:
-        return band.astype(np.float32)
-    return band.reshape(PATCH // factor, factor, PATCH // factor, factor).mean((1, 3)).astype(np.float32)

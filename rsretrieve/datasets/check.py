@@ -107,6 +107,19 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+def check_to_file(root: Path, out: Path | None = None, on_start: Callable[[int], None] | None = None,
+                  on_sample: Callable[[int], None] | None = None) -> tuple[dict[str, Any], Path]:
+    """What ``rsretrieve check`` runs: the report of the folder at ``root``, written as JSON to
+    ``out`` (default NAME.check.json in the working folder, checked before reading)."""
+    from rsretrieve.io import check_writable, write_json
+
+    target = Path(out) if out is not None else Path(f"{Path(root).resolve().name}.check.json")
+    check_writable(target)
+    report = check_dataset(root, on_start, on_sample)
+    write_json(target, report)
+    return report, target
+
+
 def check_dataset(root: Path, on_start: Callable[[int], None] | None = None,
                   on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Read the whole folder and return the report (``problems``: errors and warnings)."""

@@ -31,7 +31,7 @@ QUERIES_FILE = "queries.jsonl"
 QRELS_DIR = "qrels"
 PATCH_SIZE = 120
 MAX_LINK_HOPS = 16
-SPLIT_ALIASES = {"train": "train", "test": "test", "corpus": "test"}
+SPLITS = ("test", "train")  # the test part (80 %) is the retrieval corpus
 
 
 @dataclass(frozen=True)
@@ -47,21 +47,17 @@ class Sample:
     labels: tuple[str, ...]
 
 
-def normalise_split(split: str) -> str:
-    try:
-        return SPLIT_ALIASES[split.lower()]
-    except KeyError:
-        raise ConfigError(f"unknown split '{split}'; use train or test (alias: corpus)") from None
-
-
 class CrisisLandMark(PatchDataset):
     """A CrisisLandMark-format folder filtered by split, sensors and an optional limit."""
 
     name = "crisislandmark"
-    TOPIC_FILES = {"queries": QUERIES_FILE, "qrels": QRELS_DIR}
+    splits = SPLITS
+    split_aliases = {"corpus": "test"}
+    queries_file = QUERIES_FILE
+    qrels_file = QRELS_DIR
 
-    @staticmethod
-    def list_keys(root: Path) -> set[str]:
+    @classmethod
+    def list_keys(cls, root: Path) -> set[str]:
         """Every sample key of the dataset, all splits (to tell an unknown judged document
         from one that is only outside the indexed part)."""
         return {key for key, _, _ in read_metadata(Path(root) / METADATA_FILE)}
@@ -69,13 +65,13 @@ class CrisisLandMark(PatchDataset):
     def __init__(
         self,
         root: Path | str,
-        split: str = "test",
+        split: str | None = None,
         sensors: Sequence[Sensor] = SENSORS,
         limit: int | None = None,
         strict: bool = False,
     ) -> None:
         self.root = Path(root)
-        self.split = normalise_split(split)
+        self.split = self.check_split(split)
         self.sensors = tuple(sensors)
         self.limit = limit
         self.strict = strict
@@ -94,14 +90,6 @@ class CrisisLandMark(PatchDataset):
                 f"{self.root}: no samples left after filters "
                 f"(split={self.split}, sensors={','.join(self.sensors)})"
             )
-
-    @property
-    def queries_path(self) -> Path:
-        return self.root / QUERIES_FILE
-
-    @property
-    def qrels_path(self) -> Path:
-        return self.root / QRELS_DIR
 
     def _select(self, rows: list[tuple[str, str, list[str]]]) -> list[SampleInfo]:
         selected: list[SampleInfo] = []
@@ -232,7 +220,8 @@ def read_metadata(path: Path) -> list[tuple[str, str, list[str]]]:
         if key in seen:
             raise DataError(f"{path}: key '{key}' appears twice (rows {seen[key]} and {row})")
         seen[key] = row
-        if split not in SPLIT_ALIASES:
+        split = CrisisLandMark.split_aliases.get(split, split) if isinstance(split, str) else split
+        if split not in SPLITS:
             raise DataError(
                 f"{path}: key '{key}': field 'split' is {split!r}; expected train or test"
             )
@@ -240,7 +229,7 @@ def read_metadata(path: Path) -> list[tuple[str, str, list[str]]]:
             label_list = [label_list]
         if label_list is None or not all(isinstance(x, str) for x in label_list):
             raise DataError(f"{path}: key '{key}': field 'labels' must be a list of strings")
-        rows.append((key, SPLIT_ALIASES[split], list(label_list)))
+        rows.append((key, split, list(label_list)))
     return rows
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rsretrieve.datasets.base import Dataset
 from rsretrieve.errors import DataError
-from rsretrieve.io import atomic_dir
 
 COLUMNS = ("image", "img_name", "img_quality_score", "caption", "caption_length", "resolution", "Google_location")
 TEXT_COLUMNS = COLUMNS[1:]
@@ -63,15 +62,18 @@ class CaptionBatch:
     lat: np.ndarray
 
 
-class Git10M:
-    """A folder of Git-10M parquet shards (or one shard)."""
+class Git10M(Dataset):
+    """A folder of Git-10M parquet shards (or one shard): image-caption pairs, one split
+    (``train``, as released), read as caption batches and, one by one, as RGB images."""
 
     name = "git10m"
+    splits = ("train",)
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, split: str | None = None) -> None:
         import pyarrow.parquet as pq
 
         self.root = Path(root)
+        self.split = self.check_split(split)
         if self.root.is_file():
             self.shards = [self.root]
         elif self.root.is_dir():
@@ -92,9 +94,12 @@ class Git10M:
             self.rows += meta.metadata.num_rows
 
     def fingerprint(self) -> str:
+        """Name, size and modification time of every shard: a shard rewritten in place is never
+        taken for the one a caption index was built from."""
         digest = hashlib.sha256()
         for shard in self.shards:
-            digest.update(f"{shard.relative_to(self.root) if shard != self.root else shard.name}:{shard.stat().st_size}".encode())
+            stat = shard.stat()
+            digest.update(f"{shard.relative_to(self.root) if shard != self.root else shard.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         return digest.hexdigest()
 
     def iter_captions(self, batch_size: int) -> Iterator[CaptionBatch]:
@@ -103,6 +108,13 @@ class Git10M:
         for shard in self.shards:
             for start, batch in _enumerate_batches(pq.ParquetFile(shard), batch_size):
                 yield _decode(batch, shard, start)
+
+    def sensor_of(self, key: str) -> str:
+        return "rgb"
+
+    def read_raw(self, key: str) -> np.ndarray:
+        """The RGB pixels (3, H, W), 8-bit values, of image ``key``."""
+        return self.read_image(key).transpose(2, 0, 1)
 
     def read_image(self, img_name: str) -> np.ndarray:
         """The RGB pixels (H, W, 3) uint8 of one image, found by name (a scan of the shards)."""
@@ -148,75 +160,3 @@ def _decode(batch, shard: Path, start: int) -> CaptionBatch:  # noqa: ANN001
         lon=lon,
         lat=lat,
     )
-
-
-# --- seeded fixture generator -------------------------------------------------------
-
-CLASS_COLOURS = {
-    "water": (30, 60, 120), "forest": (30, 90, 40), "farmland": (150, 160, 80), "buildings": (150, 140, 140),
-    "desert": (210, 190, 140), "snow": (240, 240, 245), "grassland": (90, 150, 70), "wetland": (70, 100, 80),
-}
-FEATURES = ("a river", "a road", "a coastline", "a mountain", "a lake", "a highway", "a village", "a field boundary")
-TEMPLATES = (
-    "An aerial image of {cls} near {feat}.",
-    "Satellite view showing {cls} and {feat}.",
-    "High-resolution remote sensing image of {cls} with {feat} in the scene.",
-    "Top-down view of {cls}; {feat} crosses the image.",
-)
-
-
-def generate_git10m(
-    out: Path | str, n_rows: int = 200, shards: int = 2, seed: int = 0, image_size: int = 32,
-    overwrite: bool = False,
-) -> Path:
-    """Write Git-10M-format parquet shards; ``image_size`` 0 leaves the image column empty."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} already exists; pass --force to replace it")
-    if n_rows < 1 or shards < 1:
-        raise DataError("--n-rows and --shards must be at least 1")
-    rng = np.random.default_rng(seed)
-    classes = list(CLASS_COLOURS)
-    per_shard = math.ceil(n_rows / shards)
-    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    with atomic_dir(out, replace=True, what="a Git-10M fixture of rsretrieve sample") as tmp:
-        for s in range(shards):
-            lo, hi = s * per_shard, min(n_rows, (s + 1) * per_shard)
-            if lo >= hi:
-                break
-            cls = rng.integers(0, len(classes), hi - lo)
-            feat = rng.integers(0, len(FEATURES), hi - lo)
-            tmpl = rng.integers(0, len(TEMPLATES), hi - lo)
-            zoom = rng.integers(14, 19, hi - lo)
-            captions = [TEMPLATES[t].format(cls=classes[c], feat=FEATURES[f]) for c, f, t in zip(cls, feat, tmpl)]
-            xs = (rng.random(hi - lo) * 2.0**zoom).astype(np.int64)
-            ys = (rng.random(hi - lo) * 2.0**zoom).astype(np.int64)
-            images = [
-                {"bytes": _png(classes[c], image_size, rng), "path": f"git10m_{lo + i:08d}.png"} if image_size else None
-                for i, c in enumerate(cls)
-            ]
-            table = pa.table({
-                "image": pa.array(images, image_type),
-                "img_name": [f"git10m_{lo + i:08d}.png" for i in range(hi - lo)],
-                "img_quality_score": rng.random(hi - lo).astype(np.float32),
-                "caption": captions,
-                "caption_length": [len(c.split()) for c in captions],
-                "resolution": (2.0 ** (17 - zoom)).astype(np.float32),
-                "Google_location": [f"{z}_{x}_{y}" for z, x, y in zip(zoom, xs, ys)],
-            })
-            pq.write_table(table, tmp / f"train-{s:05d}-of-{shards:05d}.parquet", row_group_size=10_000)
-        (tmp / "SAMPLE.json").write_text(json.dumps({"generator": "rsretrieve.datasets.git10m", "rows": n_rows, "seed": seed}) + "\n")
-    return out
-
-
-def _png(cls: str, size: int, rng: np.random.Generator) -> bytes:
-    from PIL import Image
-
-    base = np.array(CLASS_COLOURS[cls], np.float32)
-    pixels = np.clip(base + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -234,7 +234,7 @@ def test_shipped_configs_are_valid() -> None:
 
 
 def test_train_then_index_and_eval_with_the_trained_model(tmp_path) -> None:  # noqa: ANN001
-    from rsretrieve.datasets.sample import generate_sample
+    from rsretrieve.datasets.fixtures.crisislandmark import generate_sample
 
     data = generate_sample(tmp_path / "data", n_samples=30, seed=2, train_fraction=0.6)
     run = tmp_path / "run"
@@ -310,7 +310,7 @@ def test_fuse_sensor_runs_and_score(index_dir, sample_root, tmp_path) -> None:  
 
 
 def test_caption_index_search_and_describe(sample_root, tmp_path) -> None:  # noqa: ANN001
-    from rsretrieve.datasets.git10m import generate_git10m
+    from rsretrieve.datasets.fixtures.git10m import generate_git10m
 
     shards = generate_git10m(tmp_path / "git10m", n_rows=300, shards=2)
     idx = tmp_path / "cap"
@@ -336,7 +336,7 @@ def test_bigearthnet_txt_end_to_end_with_grouped_metrics(tmp_path) -> None:  # n
     assert invoke("sample", fixture, "--format", "bigearthnet-txt", "--n-samples", 20).exit_code == 0
     result = invoke("bigearthnet-task", "--data", fixture / "BigEarthNet.txt.parquet", "--images", fixture / "lmdb", "--out", task)
     assert result.exit_code == 0 and "caption queries" in result.stdout
-    assert invoke("index", "--dataset", "bigearthnet", "--data", task, "--out", idx).exit_code == 0
+    assert invoke("index", "--dataset", "bigearthnet-txt", "--data", task, "--out", idx).exit_code == 0
     result = invoke("eval", "--index", idx, "--group-by", "country,season,climate_zone", "-m", "ndcg@10")
     assert result.exit_code == 0, result.output
     assert "by country (all)" in result.stdout and "by climate_zone (all)" in result.stdout

@@ -5,7 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rsretrieve.datasets.bigearthnet_txt import BigEarthNetTask, build_task, generate_bigearthnet_txt, presence_class
+from rsretrieve.datasets.bigearthnet_txt import BigEarthNetTask, build_task, presence_class
+from rsretrieve.datasets.fixtures.bigearthnet_txt import generate_bigearthnet_txt
 from rsretrieve.datasets.queries import load_qrels, load_queries, load_query_fields
 from rsretrieve.datasets.sensors import S2_BANDS, sensor_of_key
 from rsretrieve.errors import ConfigError, DataError

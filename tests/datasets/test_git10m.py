@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rsretrieve.datasets.git10m import Git10M, generate_git10m, parse_location, tile_resolution, tile_to_lonlat
+from rsretrieve.datasets.fixtures.git10m import generate_git10m
+from rsretrieve.datasets.git10m import Git10M, parse_location, tile_resolution, tile_to_lonlat
 from rsretrieve.errors import DataError
 
 

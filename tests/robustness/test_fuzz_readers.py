@@ -64,7 +64,7 @@ def test_text_readers_never_crash(tmp_path, name, reader, valid, content: bytes)
 
 @pytest.fixture(scope="module")
 def small_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rsretrieve.datasets.sample import generate_sample
+    from rsretrieve.datasets.fixtures.crisislandmark import generate_sample
 
     return generate_sample(tmp_path_factory.mktemp("fz") / "clm", n_samples=10, seed=5)
 

@@ -8,7 +8,7 @@ import pytest
 
 from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.datasets.queries import load_qrels, load_queries
-from rsretrieve.datasets.sample import generate_sample
+from rsretrieve.datasets.fixtures.crisislandmark import generate_sample
 from rsretrieve.datasets.sensors import S2_BANDS
 from rsretrieve.errors import ConfigError, DataError
 
