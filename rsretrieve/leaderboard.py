@@ -32,7 +32,8 @@ from rsretrieve.io import write_json, write_text
 from rsretrieve.runs import Run, read_run, write_run
 from rsretrieve.zoo import ModelCard, Reference, get_card, load_zoo
 
-STAT_TESTS = ("student", "fisher", "paired_t")
+# ranx's paired tests: student (paired Student's t), fisher (randomisation), tukey (Tukey's HSD).
+STAT_TESTS = ("student", "fisher", "tukey")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,5 +12,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     # torch/torchvision are pinned in pyproject.toml to the pair on this machine's disk.
     .venv/bin/python -m pip install --quiet -e '.[test]'
+    # ranx's numba kernels compile on first use (about a minute on 2 cores) and are cached in
+    # .venv: do it now, so that no later fuse, leaderboard or test run waits on it silently.
+    echo "compiling ranx's numba kernels once (cached in .venv)"
+    .venv/bin/python -c "from rsretrieve.fusion import compile_ranx; print(f'compiled in {compile_ranx():.0f} s')"
     echo "$want" > "$stamp"
 fi

@@ -9,7 +9,7 @@ from rsretrieve.errors import ConfigError
 from rsretrieve.leaderboard import (
     Suite, check_against, expected_view, load_suite, render_csv, render_markdown, run_suite, significance_marks,
 )
-from rsretrieve.leaderboard import Significance
+from rsretrieve.leaderboard import STAT_TESTS, Significance
 from rsretrieve.zoo import Reference
 
 
@@ -82,12 +82,13 @@ def test_rerun_that_changes_nothing_recomputes_nothing(board_dir, monkeypatch) -
     assert expected_view(again) == expected_view(board)
 
 
-def test_significance_marks_find_the_clear_winner() -> None:
+@pytest.mark.parametrize("test", STAT_TESTS)
+def test_significance_marks_find_the_clear_winner(test: str) -> None:
     qrels = {f"q{i}": {f"d{i}": 1} for i in range(20)}
     docs = [f"d{i}" for i in range(20)]
     perfect = {q: {d: (1.0 if d == f"d{q[1:]}" else 0.0) for d in docs} for q in qrels}
     reversed_ = {q: {d: (0.0 if d == f"d{q[1:]}" else 1.0 - int(d[1:]) / 100) for d in docs} for q in qrels}
-    marks = significance_marks(qrels, {"good": perfect, "bad": reversed_}, set(docs), "ndcg@10", Significance())
+    marks = significance_marks(qrels, {"good": perfect, "bad": reversed_}, set(docs), "ndcg@10", Significance(test))
     assert marks == {"good": ["bad"], "bad": []}
 
 
