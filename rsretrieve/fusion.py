@@ -102,14 +102,17 @@ def compile_ranx() -> float:
     from ranx import compare
 
     from rsretrieve.evaluate import DEFAULT_METRICS
-    from rsretrieve.metrics import per_query, ranx_run
+    from rsretrieve.metrics import METRIC_NAMES, per_query, ranx_run
 
     started = time.perf_counter()
     qrels = {f"q{q}": {f"d{d}": (q + d) % 3 for d in range(6)} for q in range(3)}
     runs = [Run.from_dict({q: {f"d{d}": float((d * (i + 2)) % 5) for d in range(6)} for q in qrels}) for i in range(2)]
-    per_query(qrels, runs[0], list(DEFAULT_METRICS), list(qrels), "ranx")
+    every_metric = [*DEFAULT_METRICS, *(f"{name}@5" for name in METRIC_NAMES if name != "r-precision"),
+                    *(name for name in METRIC_NAMES if name not in ("mrr",))]
+    per_query(qrels, runs[0], every_metric, list(qrels), "ranx")
     for method in WARM_METHODS:
-        fuse_runs(runs, method, params={"weights": [0.5, 0.5]} if method == "wsum" else None)
+        for norm in (None, "none") if method not in RANK_BASED else (None,):
+            fuse_runs(runs, method, norm, params={"weights": [0.5, 0.5]} if method == "wsum" else None)
     relevant = RanxQrels({q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()})
     for test in WARM_TESTS:
         with warnings.catch_warnings():

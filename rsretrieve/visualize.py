@@ -134,7 +134,8 @@ def show_query(
     columns: int = 4,
 ) -> Path:
     """Search one query (``text``, or ``query_id`` from queries.jsonl) and draw its top-k grid;
-    with qrels, borders mark relevant (green) and non-relevant (red) patches."""
+    with qrels, borders mark relevant (green) and non-relevant (red) patches. For a
+    ``query_id``, queries and qrels default to the dataset's, as ``eval`` finds them."""
     from rsretrieve.datasets import topic_paths
     from rsretrieve.datasets.queries import load_qrels, load_queries
     from rsretrieve.index import load_index
@@ -143,16 +144,18 @@ def show_query(
     index = load_index(index_dir)
     if (text is None) == (query_id is None):
         raise ConfigError("give either --text or --query-id")
-    if query_id is not None:
-        queries_path = queries_path or topic_paths(index.manifest["dataset"]["name"], Path(index.manifest["dataset"]["path"]))[0]
+    if qrels_path is not None and query_id is None:
+        raise ConfigError("--qrels needs --query-id (the judged query)")
+    judged = None
+    if query_id is not None:  # queries and qrels default to the dataset's, as in eval
+        dataset = index.manifest["dataset"]
+        default_queries, default_qrels = topic_paths(dataset["name"], Path(dataset["path"]))
+        queries_path = queries_path or default_queries
         queries = load_queries(queries_path)
         if query_id not in queries:
             raise ConfigError(f"query id '{query_id}' is not in {queries_path}")
         text = queries[query_id]
-    judged = None
-    if qrels_path is not None:
-        if query_id is None:
-            raise ConfigError("--qrels needs --query-id (the judged query)")
-        judged = load_qrels(qrels_path).get(query_id, {})
+        qrels_path = qrels_path or (default_qrels if default_qrels.exists() else None)
+        judged = load_qrels(qrels_path).get(query_id, {}) if qrels_path is not None else None
     run = search(index, encoder_for_index(index), {"q": str(text)}, k)
     return save_png(grid(query_tiles(index, dict(run.ranked("q")), colour, judged), columns), out)

@@ -55,6 +55,10 @@ class ModelCard:
     adapters: Mapping[str, str] | None = None
     notes: str | None = None
     references: tuple[Reference, ...] = ()
+    # Where Hugging Face caches the weights of a hub-hosted tag (open_clip's pretrained
+    # config says the same; the card says it so that `models` need not import open_clip).
+    hf_hub: str | None = None
+    hf_file: str = "open_clip_pytorch_model.bin"
 
     def checkpoint_path(self) -> Path | None:
         if self.checkpoint is None:
@@ -70,7 +74,7 @@ class ModelCard:
         if self.backend in BACKENDS_WITHOUT_WEIGHTS or (self.backend == "open_clip" and self.pretrained is None):
             return True, "no weights needed"
         if self.backend == "rsretrieve":
-            from rsretrieve.encoders.trained import resolve_model_dir
+            from rsretrieve.paths import resolve_model_dir
 
             try:
                 return True, str(resolve_model_dir(self.model))
@@ -106,7 +110,9 @@ class ModelCard:
 def _in_hf_cache(card: ModelCard) -> tuple[bool, str]:
     from huggingface_hub import try_to_load_from_cache
 
-    if card.backend == "open_clip":
+    if card.hf_hub is not None:
+        repo, filename = card.hf_hub, card.hf_file
+    elif card.backend == "open_clip":
         from rsretrieve.encoders.open_clip import _open_clip
 
         source = _open_clip().get_pretrained_cfg(card.model, card.pretrained or "")

@@ -67,3 +67,6 @@ def test_show_query_marks_judged_hits(index_dir, sample_root, tmp_path) -> None:
     assert all(colour in (RELEVANT_COLOUR, NOT_RELEVANT_COLOUR) for colour in corners)
     with pytest.raises(ConfigError, match="--qrels needs --query-id"):
         show_query(index_dir, tmp_path / "h.png", text="water", qrels_path=sample_root / "qrels")
+    # without --qrels a query id is judged by the dataset's qrels, found the way eval finds them
+    default = show_query(index_dir, tmp_path / "d.png", query_id="q-water", k=6, columns=3)
+    assert Image.open(default).convert("RGB").tobytes() == image.tobytes()

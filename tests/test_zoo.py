@@ -1,5 +1,7 @@
 """The model zoo: every shipped card is valid, availability, specs, and errors."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,20 @@ def test_resolve_model_routes_every_kind_of_name(tmp_path, monkeypatch) -> None:
         resolve_model(None, "openai")
     with pytest.raises(ConfigError, match="unknown model 'closp-rm'. Did you mean 'closp-rn'"):
         resolve_model("closp-rm")
+
+
+def test_cards_name_the_cache_entry_open_clip_itself_uses() -> None:
+    from rsretrieve.encoders.open_clip import _open_clip
+
+    for card in load_zoo().values():
+        if card.hf_hub is not None and card.backend == "open_clip":
+            source = _open_clip().get_pretrained_cfg(card.model, card.pretrained or "")
+            assert card.hf_hub == source["hf_hub"].rstrip("/"), card.name
+
+
+def test_models_lists_the_zoo_without_loading_any_model_code() -> None:
+    code = ("import sys\nfrom rsretrieve.cli.app import app\n"
+            "try: app(['models'])\nexcept SystemExit as e: assert e.code == 0, e.code\n"
+            "print('LOADED', ','.join(m for m in ('torch', 'open_clip', 'faiss', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "LOADED", out[-500:]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from typer.core import TyperGroup
 
@@ -14,8 +15,28 @@ from rsretrieve import __version__
 from rsretrieve.cli import render
 from rsretrieve.errors import RsRetrieveError, RsRetrieveWarning
 
+
+
+class _Stdout(Console):
+    """Standard output. Sent to a pipe or a file, a table keeps every column whole: rich would
+    fit it to a terminal's width (80 columns without one), folding away the last columns of a
+    caption table (lon, lat). ``COLUMNS`` still sets the width."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self.is_terminal or os.environ.get("COLUMNS"):
+            return size
+        return ConsoleDimensions(max(size.width, PIPED_WIDTH), size.height)
+
+    @size.setter
+    def size(self, value: tuple[int, int]) -> None:
+        Console.size.fset(self, value)  # type: ignore[attr-defined]
+
+
+PIPED_WIDTH = 240
 err = Console(stderr=True, soft_wrap=True)
-out = Console()
+out = _Stdout()
 
 
 class _Group(TyperGroup):
@@ -433,7 +454,7 @@ def show(
     text: Annotated[Optional[str], typer.Option("--text", help="Query text.")] = None,
     query_id: Annotated[Optional[str], typer.Option("--query-id", help="A query of queries.jsonl (needed with --qrels).")] = None,
     k: Annotated[int, typer.Option("-k", help="Patches to show.")] = 16,
-    qrels: Annotated[Optional[Path], typer.Option("--qrels", help="Mark relevant (green) and non-relevant (red) patches.")] = None,
+    qrels: Annotated[Optional[Path], typer.Option("--qrels", help="Mark relevant (green) and non-relevant (red) patches [with --query-id: the dataset's qrels].")] = None,
     queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl (default: the dataset's).")] = None,
     false_color: Annotated[bool, typer.Option("--false-color", help="Sentinel-2 as B08, B04, B03.")] = False,
     columns: Annotated[int, typer.Option("--columns", help="Tiles per row.")] = 4,

@@ -217,7 +217,7 @@ def captions(console: Console, title: str, hits: list[Mapping[str, Any]]) -> Non
 
 def caption_index_summary(console: Console, folder: Path, manifest: Mapping[str, Any]) -> None:
     console.print(f"caption index {folder}: {manifest['counts']['total']} captions, {manifest['index']['factory']}, "
-                  f"{manifest['bytes'] / 1e6:.1f} MB", markup=False)
+                  f"{manifest['bytes'] / 1e6:.1f} MB", markup=False, soft_wrap=True)
 
 
 def caption_search(console: Console, warn: Console, topics: Mapping[str, str], found: Any,

@@ -118,6 +118,7 @@ def build_task(parquet: Path, images: Path, image_format: str, out: Path, splits
         queries.append({"_id": qid, "text": cls, "kind": "label", **{f: None for f in GROUP_FIELDS}})
         for pid in sorted(ids):
             qrels += [(qid, pid, 1), (qid, patches[pid]["s1_name"], 1)]
+    _check_store(Path(images), image_format, next(iter(patches.values())))
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -191,14 +192,14 @@ class BigEarthNetTask(PatchDataset):
         """The image of one patch as stored (for display)."""
         from rsretrieve.datasets.sensors import sensor_of_key
 
-        store = _LmdbStore(self.images) if self.format == "lmdb" else _TiffStore(self.images)
+        store = open_store(self.images, self.format)
         try:
             return store.read(key, BANDS[sensor_of_key(key)])
         finally:
             store.close()
 
     def iter_batches(self, batches: Sequence[Sequence[SampleInfo]]) -> Iterator[Batch]:
-        store = _LmdbStore(self.images) if self.format == "lmdb" else _TiffStore(self.images)
+        store = open_store(self.images, self.format)
         try:
             for batch in batches:
                 sensor = batch[0].sensor
@@ -216,6 +217,30 @@ def _to_grid(array: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: band shape {array.shape} does not divide the {PATCH} x {PATCH} grid")
     factor = PATCH // array.shape[0]
     return np.repeat(np.repeat(array, factor, 0), factor, 1) if factor > 1 else array
+
+
+def open_store(path: Path, image_format: str) -> "_LmdbStore | _TiffStore":
+    """The patch store at ``path``: a rico-hdl LMDB, or a folder of GeoTIFF patch folders."""
+    return _LmdbStore(path) if image_format == "lmdb" else _TiffStore(path)
+
+
+def _check_store(path: Path, image_format: str, patch: dict[str, Any]) -> None:
+    """Read one patch pair now, so that a store of the other layout (or without the task's
+    patches) fails here, naming the option, and not later at index time."""
+    other = {"lmdb": "geotiff", "geotiff": "lmdb"}[image_format]
+    if image_format == "lmdb" and path.is_dir() and not (path / "data.mdb").is_file():
+        raise DataError(f"{path} is not an LMDB (no data.mdb); for folders of GeoTIFF patches pass --image-format geotiff")
+    if image_format == "geotiff" and not path.is_dir():
+        raise DataError(f"{path} is not a folder of GeoTIFF patch folders; for an LMDB pass --image-format lmdb")
+    store = open_store(path, image_format)
+    try:
+        for key, sensor in ((patch["patch_id"], "s2"), (patch["s1_name"], "s1")):
+            try:
+                store.read(key, BANDS[sensor])
+            except DataError as exc:
+                raise DataError(f"{exc} (is {path} an {image_format} store of these patches? or --image-format {other})") from None
+    finally:
+        store.close()
 
 
 class _LmdbStore:

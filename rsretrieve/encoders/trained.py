@@ -32,12 +32,12 @@ from rsretrieve.encoders.weights import weights_digest
 from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
 from rsretrieve.errors import ConfigError, ModelError
 from rsretrieve.io import atomic_dir, read_json, write_json
+from rsretrieve.paths import DEFAULT_MODEL_DIR, resolve_model_dir  # noqa: F401 - DEFAULT_MODEL_DIR: part of this module's API
 from rsretrieve.registry import unknown_name_error
 
 MODEL_FORMAT = "rsretrieve-model"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "weights" / "default"
 BACKBONES = ("spectral-cnn", "open_clip")
 
 
@@ -196,15 +196,6 @@ def load_model(folder: Path) -> DualEncoder:
     except (RuntimeError, OSError) as exc:
         raise ModelError(f"{weights}: weights do not fit {folder / CONFIG_FILE}: {str(exc).splitlines()[0]}") from exc
     return model.eval()
-
-
-def resolve_model_dir(name: str) -> Path:
-    if name == "default":
-        return DEFAULT_MODEL_DIR
-    path = Path(name).expanduser()
-    if not path.is_dir():
-        raise ModelError(f"model folder {path} not found (use 'default' for the shipped model)")
-    return path
 
 
 class TrainedEncoder:

@@ -1,6 +1,10 @@
 """The CLI end to end, and every bad input as one clear line with exit code 2."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -319,6 +323,11 @@ def test_caption_index_search_and_describe(sample_root, tmp_path) -> None:  # no
     assert "300 captions, HNSW32_SQ8" in result.stdout
     result = invoke("search", "--index", idx, "--text", "snow covered mountains", "-k", 3, "--min-quality", "0.2")
     assert result.exit_code == 0 and "snow" in result.stdout
+    # piped (no terminal anywhere), the table keeps every column: each hit on one line, lon/lat included
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = subprocess.run([sys.executable, "-m", "rsretrieve", "search", "--index", str(idx), "--text", "snow covered mountains", "-k", "3"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, check=True).stdout
+    assert "lon, lat" in piped and len([line for line in piped.splitlines() if re.search(r"git10m_\d+\.png .* -?\d+\.\d{3}, -?\d+\.\d{3}", line)]) == 3, piped
     hits = tmp_path / "hits.jsonl"
     assert invoke("search", "--index", idx, "--text", "forest", "--bbox", "-20,-30,40,60", "--out", hits).exit_code == 0
     rows = [json.loads(line) for line in hits.read_text().splitlines()]

@@ -1,5 +1,8 @@
 """BigEarthNet.txt: task building, LMDB and GeoTIFF patches, errors, grouped metrics."""
 
+import shutil
+
+import lmdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -84,15 +87,36 @@ def test_task_and_image_errors(fixture, tasks, tmp_path) -> None:  # noqa: ANN00
         BigEarthNetTask(tmp_path)
     broken = tmp_path / "broken"
     (tmp_path / "empty-tiffs").mkdir()
-    build_task(parquet, tmp_path / "empty-tiffs", "geotiff", broken)
+    with pytest.raises(DataError, match="no folder for patch 'S2A_.*or --image-format lmdb"):
+        build_task(parquet, tmp_path / "empty-tiffs", "geotiff", broken)
+    assert not broken.exists()
+    # a store damaged after the task was built is named when its patches are read
+    tiffs = shutil.copytree(fixture / "geotiff", tmp_path / "tiffs")
+    build_task(parquet, tiffs, "geotiff", broken)
     ds = BigEarthNetTask(broken)
-    with pytest.raises(DataError, match="no folder for patch 'S2A_"):
-        next(ds.iter_batches(ds.plan_batches(4)))
     key = ds.samples[0].key
-    folder = tmp_path / "empty-tiffs" / key
-    folder.mkdir()
+    band = next(tiffs.rglob(f"{key}_B01.tif"))
+    band.unlink()
     with pytest.raises(DataError, match=f"{key}_B01.tif not found \\(band B01 of patch '{key}'\\)"):
         next(ds.iter_batches(ds.plan_batches(4)))
+    shutil.rmtree(band.parent)
+    with pytest.raises(DataError, match=f"no folder for patch '{key}'"):
+        next(ds.iter_batches(ds.plan_batches(4)))
+
+
+def test_a_store_of_the_other_layout_fails_when_the_task_is_built(fixture, tmp_path) -> None:  # noqa: ANN001
+    parquet = fixture / "BigEarthNet.txt.parquet"
+    with pytest.raises(DataError, match="geotiff is not an LMDB \\(no data.mdb\\); for folders of GeoTIFF patches pass --image-format geotiff"):
+        build_task(parquet, fixture / "geotiff", "lmdb", tmp_path / "a")
+    with pytest.raises(DataError, match="not in the LMDB \\(is .* an lmdb store of these patches\\? or --image-format geotiff\\)"):
+        env = lmdb.open(str(tmp_path / "other-lmdb"), map_size=1 << 20)  # an LMDB of other patches
+        with env.begin(write=True) as txn:
+            txn.put(b"S2A_some_other_patch", b"x")
+        env.close()
+        build_task(parquet, tmp_path / "other-lmdb", "lmdb", tmp_path / "b")
+    with pytest.raises(DataError, match="data.mdb is not a folder of GeoTIFF patch folders; for an LMDB pass --image-format lmdb"):
+        build_task(parquet, fixture / "lmdb" / "data.mdb", "geotiff", tmp_path / "c")
+    assert not any((tmp_path / n).exists() for n in ("a", "b", "c"))
 
 
 def test_group_scores_by_query_fields() -> None:

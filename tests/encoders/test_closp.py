@@ -110,7 +110,7 @@ def test_closp_rn_equals_the_reference_forward_in_every_format(rn_reference, tmp
 def test_closp_vs_reads_tower_widths_from_the_checkpoint(tmp_path) -> None:  # noqa: ANN001
     # torchgeo's S2 ViT-S keeps timm's 1000-class head; the S1 ViT-S has none (384-d)
     reference = random_reference("vit_small_patch16_224", (384, 1000), seed=1)
-    path = save(reference.state_dict(), tmp_path / "closp-vs", "safetensors")
+    save(reference.state_dict(), tmp_path / "closp-vs", "safetensors")
     check(load_encoder(EncoderSpec("closp", "closp-vs", str(tmp_path))), reference)  # a folder holding the file works too
 
 
