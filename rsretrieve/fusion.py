@@ -31,6 +31,8 @@ def fuse_runs(
     from ranx import Run as RanxRun
     from ranx import fuse
 
+    from rsretrieve.metrics import DocCodes
+
     if len(runs) < 2:
         raise ConfigError("fusion needs at least two runs")
     name = ALIASES.get(method, method)
@@ -41,14 +43,16 @@ def fuse_runs(
         raise unknown_name_error("score normalisation", norm, NORMS)
     runs = [as_run(run) for run in runs]
     queries = sorted(set().union(*(run.qids for run in runs)))
-    ranx_runs = [RanxRun({q: _scores(run, q, by_rank=name in RANK_BASED) for q in queries}) for run in runs]
+    codes = DocCodes()  # one id width: ranx's kernels compiled at install serve every run
+    ranx_runs = [RanxRun({q: {codes(d): s for d, s in _scores(run, q, by_rank=name in RANK_BASED).items()} for q in queries})
+                 for run in runs]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fused = fuse(ranx_runs, norm=None if norm == "none" else norm, method=name, params=dict(params or {}))
     except (AssertionError, KeyError, ValueError) as exc:
         raise DataError(f"fusion '{method}' failed: {exc}; supervised methods need params (see ranx.fuse)") from exc
-    return Run.from_dict({q: {d: float(s) for d, s in docs.items()} for q, docs in fused.to_dict().items()})
+    return Run.from_dict({q: {codes.name(d): float(s) for d, s in docs.items()} for q, docs in fused.to_dict().items()})
 
 
 def _scores(run: Run, qid: str, by_rank: bool) -> dict[str, float]:
@@ -94,15 +98,15 @@ def compile_ranx() -> float:
     """Run ranx's numba kernels once on a toy input so that they are compiled and cached
     (in ranx's own folder) at install time, not during a user's first ``fuse``,
     ``leaderboard`` or ``eval --backend ranx``, where compiling takes about a minute on 2
-    cores. Covers the default metrics, the common fusion methods and the significance tests
-    leaderboards use. Returns the seconds it took."""
+    cores. Covers every metric, the common fusion methods and norms, and the significance
+    tests of leaderboards; rsretrieve hands ranx document ids of one width (``DocCodes``),
+    so these compiled kernels serve every dataset. Returns the seconds it took."""
     import time
 
-    from ranx import Qrels as RanxQrels
     from ranx import compare
 
     from rsretrieve.evaluate import DEFAULT_METRICS
-    from rsretrieve.metrics import METRIC_NAMES, per_query, ranx_run
+    from rsretrieve.metrics import METRIC_NAMES, DocCodes, per_query, ranx_qrels, ranx_run
 
     started = time.perf_counter()
     qrels = {f"q{q}": {f"d{d}": (q + d) % 3 for d in range(6)} for q in range(3)}
@@ -113,10 +117,11 @@ def compile_ranx() -> float:
     for method in WARM_METHODS:
         for norm in (None, "none") if method not in RANK_BASED else (None,):
             fuse_runs(runs, method, norm, params={"weights": [0.5, 0.5]} if method == "wsum" else None)
-    relevant = RanxQrels({q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()})
+    codes = DocCodes()
+    relevant = ranx_qrels(qrels, list(qrels), codes)
     for test in WARM_TESTS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            compare(relevant, [ranx_run(run, list(qrels), f"r{i}") for i, run in enumerate(runs)], ["ndcg@10"],
+            compare(relevant, [ranx_run(run, list(qrels), f"r{i}", codes) for i, run in enumerate(runs)], ["ndcg@10"],
                     stat_test=test, n_permutations=10)
     return time.perf_counter() - started

@@ -196,20 +196,20 @@ def significance_marks(
     metric: str, sig: Significance,
 ) -> dict[str, list[str]]:
     """For each model, the models it beats on ``metric`` with p < max_p (ranx compare)."""
-    from ranx import Qrels as RanxQrels
     from ranx import compare
 
-    from rsretrieve.metrics import ranx_run
+    from rsretrieve.metrics import DocCodes, ranx_qrels, ranx_run
 
     restricted, _ = restrict(dict(qrels), corpus)
     names = list(runs)
     qids = scored_queries(restricted)
     if len(names) < 2 or not qids:
         return {name: [] for name in names}
-    relevant = RanxQrels({q: {d: r for d, r in restricted[q].items() if r > 0} for q in qids})
+    codes = DocCodes()
+    relevant = ranx_qrels(restricted, qids, codes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = compare(relevant, [ranx_run(runs[name], qids, name) for name in names], [metric],
+        report = compare(relevant, [ranx_run(runs[name], qids, name, codes) for name in names], [metric],
                          stat_test=sig.test, max_p=sig.max_p).to_dict()
     beats: dict[str, list[str]] = {}
     for name in names:

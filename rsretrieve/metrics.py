@@ -154,34 +154,64 @@ def _trec_value(metric: Metric, measured: Mapping[str, float] | None) -> float:
 # ranx -----------------------------------------------------------------------------------
 
 _EMPTY = "\x00rsretrieve-no-results"  # placeholder document for a query absent from the run
+CODE_WIDTH = 12
+
+
+class DocCodes:
+    """Document ids as ranx gets them: fixed-width codes (``000000000042``). ranx turns ids into
+    numpy arrays of fixed-width strings, and numba compiles its kernels again for every new
+    width (20 s or more each on 2 cores); with one width, the kernels that ``compile_ranx``
+    compiled at install serve every dataset. ``name`` maps a code back."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, str] = {}
+        self._names: list[str] = []
+
+    def __call__(self, doc: str) -> str:
+        code = self._codes.get(doc)
+        if code is None:
+            code = self._codes[doc] = f"{len(self._names):0{CODE_WIDTH}d}"
+            self._names.append(doc)
+        return code
+
+    def name(self, code: str) -> str:
+        return self._names[int(code)]
 
 
 @register_backend("ranx")
 def ranx_scores(qrels: Qrels, run: Run, metrics: Sequence[Metric], qids: Sequence[str]) -> PerQuery:
     """ranx, given each document's rank as its score so that ties follow trec_eval's rule."""
-    from ranx import Qrels as RanxQrels
     from ranx import evaluate
 
-    relevant = {q: {d: r for d, r in qrels.get(q, {}).items() if r > 0} for q in qids}
-    missing = [q for q in qids if not relevant[q]]
+    missing = [q for q in qids if not any(r > 0 for r in qrels.get(q, {}).values())]
     if missing:
         raise ConfigError(f"the ranx backend scores only queries with a relevant document; '{missing[0]}' has none")
-    ranked = ranx_run(run, qids)
+    codes = DocCodes()
+    relevant = ranx_qrels(qrels, qids, codes)
+    ranked = ranx_run(run, qids, codes=codes)
     labels = [m.label for m in metrics]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba type-safety chatter from ranx kernels
-        evaluate(RanxQrels(relevant), ranked, labels)
+        evaluate(relevant, ranked, labels)
     return {label: np.array([float(ranked.scores[label][q]) for q in qids], dtype=np.float64) for label in labels}
 
 
-def ranx_run(run: Run | Mapping[str, Mapping[str, float]], qids: Sequence[str], name: str | None = None) -> Any:
+def ranx_qrels(qrels: Qrels, qids: Sequence[str], codes: DocCodes) -> Any:
+    """A ranx Qrels of the relevant judgements (grade 1 or more) of ``qids``, ids as ``codes``."""
+    from ranx import Qrels as RanxQrels
+
+    return RanxQrels({q: {codes(d): r for d, r in qrels.get(q, {}).items() if r > 0} for q in qids})
+
+
+def ranx_run(run: Run | Mapping[str, Mapping[str, float]], qids: Sequence[str], name: str | None = None,
+             codes: DocCodes | None = None) -> Any:
     """A ranx Run of ``qids`` whose scores are ranks (depth, depth - 1, ...), so that ranx's
-    ordering is the ranking rule's whatever ties the scores had."""
+    ordering is the ranking rule's whatever ties the scores had; ids as ``codes`` when given."""
     from ranx import Run as RanxRun
 
     run = as_run(run)
     ranked: dict[str, dict[str, float]] = {}
     for q in qids:
         docs = [d for d, _ in run.ranked(q)] or [_EMPTY]
-        ranked[q] = {d: float(len(docs) - i) for i, d in enumerate(docs)}
+        ranked[q] = {(codes(d) if codes else d): float(len(docs) - i) for i, d in enumerate(docs)}
     return RanxRun(ranked, name=name)
