@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from processes import measure
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -55,22 +53,6 @@ def make_topics(folder: Path, n_queries: int, depth: int, n_docs: int) -> Path:
         runs[name] = Run.from_search(qids, scores, rows, keys)
     save_slice_runs(runs, Corpus.from_keys(keys, sensors), folder / "run.trec", {})
     return folder / "run.trec"
-
-
-def measure(command: list[str], repeats: int) -> tuple[float, float, str]:
-    """Median wall seconds and peak RSS (MiB) of a command, each repeat a fresh process."""
-    walls, peaks, out = [], [], ""
-    for _ in range(repeats):
-        started = time.perf_counter()
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as child:
-            out = child.stdout.read()  # type: ignore[union-attr]
-            _, status, usage = os.wait4(child.pid, 0)
-            child.returncode = os.waitstatus_to_exitcode(status)
-        walls.append(time.perf_counter() - started)
-        peaks.append(usage.ru_maxrss / 1024)
-        if child.returncode:
-            raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}")
-    return statistics.median(walls), max(peaks), out
 
 
 def main() -> None:

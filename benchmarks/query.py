@@ -17,16 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from processes import measure
 
 PYTHON = sys.executable
 RSRETRIEVE = str(Path(PYTHON).with_name("rsretrieve"))
 TEXT = "satellite image of flooded area"
+WIDE = {**os.environ, "COLUMNS": "200"}
 
 BARE = """
 import os, sys
@@ -43,23 +44,6 @@ print(" ".join(keys[r] for r in rows[0]))
 """
 
 
-def measure(command: list[str], repeats: int) -> tuple[float, float, str]:
-    """Median wall seconds and peak RSS (MiB) of a command, each repeat a fresh process."""
-    walls, peaks, out = [], [], ""
-    for _ in range(repeats):
-        started = time.perf_counter()
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "COLUMNS": "200"}) as child:
-            out = child.stdout.read()  # type: ignore[union-attr]
-            _, status, usage = os.wait4(child.pid, 0)
-            child.returncode = os.waitstatus_to_exitcode(status)
-        walls.append(time.perf_counter() - started)
-        peaks.append(usage.ru_maxrss / 1024)
-        if child.returncode:
-            raise SystemExit(f"{' '.join(command)} failed with exit code {child.returncode}")
-    return statistics.median(walls), max(peaks), out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
@@ -67,8 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
         subprocess.run([RSRETRIEVE, "demo", "--out", tmp], check=True, capture_output=True)
-        ours = measure([RSRETRIEVE, "search", "--index", str(index), "--text", TEXT, "-k", "10"], args.repeats)
-        bare = measure([PYTHON, "-c", BARE, str(index), TEXT], args.repeats)
+        ours = measure([RSRETRIEVE, "search", "--index", str(index), "--text", TEXT, "-k", "10"], args.repeats, WIDE)
+        bare = measure([PYTHON, "-c", BARE, str(index), TEXT], args.repeats, WIDE)
         run = Path(tmp) / "q.json"
         subprocess.run([RSRETRIEVE, "search", "--index", str(index), "--queries", str(_query_file(Path(tmp))),
                         "-k", "10", "--out", str(run)], check=True, capture_output=True)
