@@ -266,7 +266,7 @@ def describe(
     captions_dir: Annotated[Path, typer.Option("--captions", help="Caption index (rsretrieve index --what captions).")],
     data: Annotated[Path, typer.Option("--data", help="A CrisisLandMark folder, or Git-10M shards with --dataset git10m.")],
     key: Annotated[str, typer.Option("--key", help="Sample key (CrisisLandMark) or img_name (Git-10M).")],
-    dataset: Annotated[str, typer.Option("--dataset", help="crisislandmark or git10m.")] = "crisislandmark",
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset format of --data (rsretrieve list datasets).")] = "crisislandmark",
     k: Annotated[int, typer.Option("-k", help="Captions to show.")] = 5,
     min_quality: MinQualityOpt = None,
     min_resolution: MinResOpt = None,

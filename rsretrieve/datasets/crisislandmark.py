@@ -10,6 +10,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from functools import cached_property
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,8 +156,14 @@ class CrisisLandMark(PatchDataset):
             counts.append(self.clean(images[i], info.key, sensor))
         return Batch(sensor, [s.key for s in batch], images, sum(counts), tuple(counts))
 
+    @cached_property
+    def _known_keys(self) -> set[str]:
+        return self.list_keys(self.root)
+
     def read_raw(self, key: str) -> np.ndarray:
-        """The stored image of ``key`` as it is (NaN/inf kept), for display."""
+        """The stored image of ``key`` (any split) as it is (NaN/inf kept), for display."""
+        if key not in self._known_keys:
+            raise DataError(f"{self.root}: key '{key}' is not a sample of this dataset (not in {METADATA_FILE})")
         sensor = sensor_of_key(key)
         with _Shards(self.root, self.main_path) as shards, _hdf5_errors(self.root, key):
             group, where = shards.group(key)

@@ -71,3 +71,14 @@ def test_misspelt_formats_get_did_you_mean(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown fixture format 'bigearthnet'. Did you mean 'bigearthnet-txt'"):
         write_fixture("bigearthnet", tmp_path / "x", 8)
     assert dataset_class("bigearthnet") is dataset_class("bigearthnet-txt")  # name in older manifests
+
+
+def test_a_one_off_read_of_a_key_the_dataset_does_not_list_is_named(roots: dict[str, Path]) -> None:
+    from rsretrieve.errors import DataError
+
+    with pytest.raises(DataError, match="key 'benv2s2_999999' is not a sample of this dataset \\(not in metadata.parquet\\)"):
+        open_dataset("crisislandmark", roots["crisislandmark"]).read_batch(["benv2s2_999999"])
+    with pytest.raises(DataError, match="no image named 'nope.png'"):
+        open_dataset("git10m", roots["git10m"]).read_batch(["nope.png"])
+    with pytest.raises(DataError, match="patch 'S2A_none' not in the LMDB"):
+        open_dataset("bigearthnet-txt", roots["bigearthnet-txt"]).read_batch(["S2A_none"])
