@@ -377,13 +377,10 @@ def describe_key(
     Returns the image's sensor and the hits."""
     from rsretrieve.datasets import open_dataset
     from rsretrieve.embeddings import build_pipeline
-    from rsretrieve.search import check_weights
+    from rsretrieve.search import check_weights, manifest_spec
 
     index = CaptionIndex(folder)
     batch = open_dataset(dataset, Path(data)).read_batch([key])
-    spec = EncoderSpec.from_manifest(index.manifest["encoder"])
-    if requested is not None and requested != spec:
-        raise ConfigError(f"caption index {folder} was built with {spec.label()}; you asked for {requested.label()}")
-    pipeline = build_pipeline(spec, sensors=(batch.sensor,), device=device)
+    pipeline = build_pipeline(manifest_spec(index.manifest, Path(folder), requested), sensors=(batch.sensor,), device=device)
     check_weights(index.manifest, pipeline.encoder, Path(folder))
     return batch.sensor, describe_images(index, pipeline, batch, k, where)[0]

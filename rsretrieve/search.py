@@ -28,15 +28,21 @@ def encoder_for_manifest(
 ) -> Encoder:
     """Load the encoder an index was built with; a different ``requested`` spec or changed
     weights is an error, so queries and the index always share one embedding space."""
+    encoder = load_encoder(manifest_spec(manifest, where, requested), device)
+    check_weights(manifest, encoder, where)
+    return encoder
+
+
+def manifest_spec(manifest: Mapping[str, Any], where: Path, requested: EncoderSpec | None = None) -> EncoderSpec:
+    """The encoder spec an index (image or caption) was built with; a different ``requested``
+    spec is an error."""
     spec = EncoderSpec.from_manifest(manifest["encoder"])
     if requested is not None and requested != spec:
         raise ConfigError(
             f"index {where} was built with {spec.label()}; "
             f"you asked for {requested.label()}. Rebuild the index or drop the encoder options"
         )
-    encoder = load_encoder(spec, device)
-    check_weights(manifest, encoder, where)
-    return encoder
+    return spec
 
 
 def check_weights(manifest: Mapping[str, Any], encoder: Encoder, where: Path) -> None:

@@ -338,6 +338,8 @@ def test_caption_index_search_and_describe(sample_root, tmp_path) -> None:  # no
     assert_user_error(invoke("search", "--index", idx, "--text", "x", "--bbox", "1,2,3"), "--bbox '1,2,3' must be four numbers")
     assert_user_error(invoke("index", "--what", "captions", "--out", tmp_path / "z"), "--what captions indexes Git-10M")
     assert_user_error(invoke("describe", "--captions", sample_root, "--data", sample_root, "--key", key), "manifest.json not found")
+    assert_user_error(invoke("describe", "--captions", idx, "--data", sample_root, "--key", key, "--model", "random"),
+                      r"index .*cap was built with rsretrieve:default; you asked for random:random")
 
 
 def test_bigearthnet_txt_end_to_end_with_grouped_metrics(tmp_path) -> None:  # noqa: ANN001
