@@ -324,6 +324,10 @@ def run_caption_job(
 
     if job.dataset != "git10m" or not job.data:
         raise ConfigError("--what captions indexes Git-10M: give --dataset git10m --data SHARDS")
+    image_only = {"--readers": job.readers, "--precision": None if job.precision == "fp32" else job.precision}
+    given = [name for name, value in image_only.items() if value is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} apply to image indexes; a caption index reads parquet rows and encodes text")
     dataset = open_dataset("git10m", Path(job.data), split=job.split)
     settings = CaptionIndexSettings(
         kind=job.index if job.index != "flat" or job.pq or job.sq8 else "flat", nlist=job.nlist,
@@ -333,7 +337,7 @@ def run_caption_job(
     encoder = load_encoder(resolve_model(job.model, job.pretrained, job.seed), device)
     if on_start:
         on_start(dataset.rows)
-    return build_caption_index(dataset, encoder, out, settings, job.batch_size or 1024, force, on_batch)
+    return build_caption_index(dataset, encoder, out, settings, 1024 if job.batch_size is None else job.batch_size, force, on_batch)
 
 
 @dataclasses.dataclass(frozen=True)

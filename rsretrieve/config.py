@@ -12,6 +12,7 @@ from rsretrieve.errors import ConfigError
 from rsretrieve.registry import did_you_mean
 
 C = TypeVar("C")
+PRECISIONS = ("fp32", "bf16", "fp16")  # of image encoding: fp32, or autocast to bf16 / fp16
 
 
 def from_mapping(cls: type[C], data: Mapping[str, Any], source: str) -> C:
@@ -82,11 +83,21 @@ class IndexJob:
     nprobe: int = 16
     hnsw_m: int = 32
     ef_search: int = 128
-    batch_size: int | None = None  # None: 32 images, 1024 captions
+    batch_size: int | None = None  # None: 32 images (256 on CUDA), 1024 captions
+    readers: int | None = None  # reader processes; None: the available cores, at most 8
+    precision: str = "fp32"  # fp32, or bf16 / fp16 under autocast
     what: str = "images"  # or "captions" (Git-10M)
     pq: int | None = None
     sq8: bool = False
     train_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        """Counts checked before any work (0 is an error, not 'the default')."""
+        for name, value in (("batch-size", self.batch_size), ("readers", self.readers)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"--{name} must be a whole number of at least 1, got {value}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
 
     @classmethod
     def load(cls, path: Path | None, overrides: Mapping[str, Any]) -> "IndexJob":

@@ -10,48 +10,89 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import queue
 import re
 import shutil
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from rsretrieve.datasets.base import Batch, PatchDataset
+from rsretrieve.datasets.readers import read_batches
 from rsretrieve.datasets.sensors import BANDS, Sensor
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
-from rsretrieve.errors import ConfigError, DataError, warn
+from rsretrieve.config import PRECISIONS
+from rsretrieve.errors import ConfigError, DataError, ModelError, warn
 from rsretrieve.io import atomic_path, write_json
 
-T = TypeVar("T")
 DEFAULT_ADAPTERS: dict[str, str] = {"s2": "rgb", "s1": "sar", "rgb": "rgb"}
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
 
 
 @dataclass
 class ImagePipeline:
     """A band adapter per sensor in front of a shared encoder, or an encoder whose
-    per-sensor towers hold their own adapters (``adapters`` is then empty)."""
+    per-sensor towers hold their own adapters (``adapters`` is then empty).
+
+    ``precision`` other than fp32 runs adapters and encoder under torch autocast. On CUDA,
+    pixels go through pinned memory with a non-blocking copy, and an out-of-memory error
+    halves the forward batch (with a warning) instead of ending the run: the planned batches,
+    and so what is saved and resumed, stay as they are."""
 
     encoder: Encoder
     adapters: Mapping[Sensor, Any]
     adapter_names: Mapping[Sensor, str]
+    precision: str = "fp32"
+    forward_batch: int | None = None  # set once an out-of-memory error has halved the batch
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.precision != "fp32" and getattr(self.encoder, "device", None) is None:
+            raise ConfigError(f"--precision {self.precision} needs a torch encoder; {self.encoder.spec.label()} has no precision to set")
 
     def embed(self, batch: Batch) -> np.ndarray:
+        device = getattr(self.encoder, "device", None)
+        if device is None:  # an encoder without torch (the random baseline): no torch at all
+            return self.encoder.encode_images(batch.images, batch.sensor)
         import torch
 
         pixels = torch.from_numpy(batch.images)
-        adapter = self.adapters.get(batch.sensor)
-        if adapter is not None:
-            with torch.no_grad():
+        if device.type == "cuda":
+            pixels = pixels.pin_memory().to(device, non_blocking=True)
+        parts = []
+        start = 0
+        while start < len(pixels):
+            size = self.forward_batch or len(pixels)
+            try:
+                parts.append(self._forward(pixels[start : start + size], batch.sensor, device))
+            except torch.cuda.OutOfMemoryError:
+                if size == 1:
+                    raise ModelError(f"CUDA out of memory on one {batch.sensor} image; use a smaller model or --device cpu") from None
+                self.forward_batch = max(1, size // 2)
+                torch.cuda.empty_cache()
+                warn(f"CUDA out of memory at {size} images a forward pass; continuing with {self.forward_batch}")
+                continue
+            start += size
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _forward(self, pixels: Any, sensor: Sensor, device: Any) -> np.ndarray:
+        import torch
+
+        adapter = self.adapters.get(sensor)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            if adapter is not None:
                 pixels = adapter(pixels)
-        return self.encoder.encode_images(pixels, batch.sensor)
+            return self.encoder.encode_images(pixels, sensor)
 
     def describe(self) -> dict[str, Any]:
-        return {"encoder": self.encoder.describe(), "adapters": dict(self.adapter_names)}
+        return {"encoder": self.encoder.describe(), "adapters": dict(self.adapter_names), "precision": self.precision}
 
 
 def build_pipeline(
@@ -59,10 +100,12 @@ def build_pipeline(
     adapter_names: Mapping[Sensor, str | None] | None = None,
     sensors: Sequence[Sensor] = ("s2", "s1"),
     device: str | None = None,
+    precision: str = "fp32",
 ) -> ImagePipeline:
     """Adapter names are checked before the encoder loads; None means the default one."""
     from rsretrieve.adapters import ADAPTERS, build_adapter
 
+    check_precision(precision)
     chosen = {s: (adapter_names or {}).get(s) for s in sensors}
     for name in chosen.values():
         if name is not None:
@@ -74,10 +117,15 @@ def build_pipeline(
             raise ConfigError(
                 f"encoder {spec.model} holds its own band adapters per sensor; drop {', '.join(given)}"
             )
-        return ImagePipeline(encoder, {}, {s: "bundled" for s in sensors})
+        return ImagePipeline(encoder, {}, {s: "bundled" for s in sensors}, precision)
     names = {s: n or DEFAULT_ADAPTERS[s] for s, n in chosen.items()}
-    adapters = {s: build_adapter(name, BANDS[s]) for s, name in names.items()}
-    return ImagePipeline(encoder, adapters, names)
+    adapters = {s: _on_device(build_adapter(name, BANDS[s]), getattr(encoder, "device", None)) for s, name in names.items()}
+    return ImagePipeline(encoder, adapters, names, precision)
+
+
+def _on_device(adapter: Any, device: Any) -> Any:
+    """A torch adapter moves to the encoder's device, so that pixels cross to a GPU once."""
+    return adapter.to(device) if device is not None and hasattr(adapter, "to") else adapter
 
 
 @dataclass(frozen=True)
@@ -111,53 +159,21 @@ def embed_dataset(
     batch_size: int,
     plan: str,
     on_batch: Callable[[int], None] | None = None,
+    readers: int = 1,
 ) -> Embedded:
-    """Embed every selected sample, reusing batches already saved under ``work_dir``."""
+    """Embed every selected sample, reusing batches already saved under ``work_dir``; the
+    batches still to do are read by ``readers`` processes (``datasets.readers``)."""
     batches = dataset.plan_batches(batch_size)
     _prepare_work_dir(work_dir, plan)
     todo = [i for i in range(len(batches)) if not _saved_batch_ok(_batch_path(work_dir, i), batches[i])]
     if on_batch:
         on_batch(sum(len(b) for b in batches) - sum(len(batches[i]) for i in todo))
-    for index, batch in zip(todo, prefetch(dataset.iter_batches([batches[i] for i in todo]))):
+    for index, batch in zip(todo, read_batches(dataset, [batches[i] for i in todo], readers)):
         vectors = pipeline.embed(batch)
         _save_batch(_batch_path(work_dir, index), batch, vectors)
         if on_batch:
             on_batch(len(batch.keys))
     return _collect(work_dir, batches)
-
-
-def prefetch(iterator: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Run ``iterator`` in a reader thread, ``depth`` items ahead, so that reading the next
-    batch overlaps encoding this one (HDF5 reads and torch both release the GIL)."""
-    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-            items.put(exc)
-
-    reader = threading.Thread(target=produce, name="rsretrieve-reader", daemon=True)
-    reader.start()
-    try:
-        while (item := items.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        reader.join(timeout=5)
 
 
 WORK_FILE = re.compile(r"^(plan\.json|batch-\d{6}\.npz|\.batch-\d{6}\.npz\..*\.tmp|\.plan\.json\..*\.tmp)$")

@@ -270,6 +270,7 @@ def evaluate_index(
         "depth": depth,
         "encoder": manifest["encoder"],
         "adapters": manifest["adapters"],
+        "precision": manifest.get("precision", "fp32"),
         "dataset": manifest["dataset"],
         "counts": manifest["counts"],
     }

@@ -151,13 +151,15 @@ def build_index(
     force: bool = False,
     on_batch: Callable[[int], None] | None = None,
     verify: bool = False,
+    readers: int = 1,
 ) -> dict[str, Any]:
     """Embed ``dataset`` and write an index folder at ``out``; returns its manifest (with
     ``reused: True`` when the existing folder was kept).
 
     An existing folder built from the same plan (dataset fingerprint, filters, encoder
     weights, adapters, batch size, index settings) is reused as it is; with ``verify`` the
-    shards' bytes must also hash as they did. Any other existing folder needs ``force``, and
+    shards' bytes must also hash as they did. ``readers`` processes read the data; the
+    result is the same bytes for any number. Any other existing folder needs ``force``, and
     ``force`` replaces only an index rsretrieve wrote. Nothing is written at ``out`` until all
     is done.
     """
@@ -175,7 +177,7 @@ def build_index(
     if force:
         check_replaceable(out, INDEX)
     started = time.perf_counter()
-    embedded = embed_dataset(dataset, pipeline, _work_dir(out), batch_size, plan, on_batch)
+    embedded = embed_dataset(dataset, pipeline, _work_dir(out), batch_size, plan, on_batch, readers)
     embed_seconds = time.perf_counter() - started
     started = time.perf_counter()
     index = build_faiss(embedded.embeddings, settings)
@@ -212,6 +214,8 @@ def _differences(
             out.append(f"encoder {existing.get('encoder', {}).get('model')} -> {described['encoder'].get('model')}"
                        if existing.get("encoder", {}).get("model") != described["encoder"].get("model")
                        else "encoder weights or options")
+        if existing.get("precision", "fp32") != described["precision"]:
+            out.append(f"precision {existing.get('precision', 'fp32')} -> {described['precision']}")
         if existing.get("adapters") != described["adapters"]:
             out.append(f"adapters {existing.get('adapters')} -> {described['adapters']}")
         if existing.get("batch_size") != batch_size:
@@ -360,6 +364,11 @@ def load_index(folder: Path) -> LoadedIndex:
     )
 
 
+def merged_plan_id(plans: list[str]) -> str:
+    """The plan id of an index merged from shards of these plan ids (in shard order)."""
+    return hashlib.sha256("".join(plans).encode()).hexdigest()
+
+
 SHARED_FIELDS = ("encoder", "adapters", "index", "batch_size", "embed_dim")
 SHARED_DATASET_FIELDS = ("name", "fingerprint", "split", "sensors", "limit", "strict")
 
@@ -405,7 +414,7 @@ def merge_indexes(folders: list[Path], out: Path, force: bool = False) -> dict[s
     manifest = {
         **first,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "plan_id": hashlib.sha256("".join(s.manifest["plan_id"] for s in shards).encode()).hexdigest(),
+        "plan_id": merged_plan_id([s.manifest["plan_id"] for s in shards]),
         "dataset": {**first["dataset"], "shard": None},
         "counts": counts,
         "nonfinite_pixels": sum(s.manifest["nonfinite_pixels"] for s in shards),

@@ -8,14 +8,17 @@ merges them. Shard folders are ordinary, resumable index folders.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rsretrieve.config import IndexJob
-from rsretrieve.errors import ConfigError
+from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.io import INDEX, check_replaceable, check_writable, made_by_rsretrieve
 
 ENGINES = ("local", "dask")
+ALLOWED_FAILURES = 3  # deaths of a shard's worker before dask gives the shard up
 
 
 def open_job_dataset(job: IndexJob, on_stage: Callable[[str], None] | None = None) -> Any:
@@ -45,6 +48,7 @@ def run_index_job(
 ) -> dict[str, Any]:
     """Open the dataset, build the pipeline and write (or reuse) the index folder ``out``;
     ``on_stage`` hears of the slow steps that come before the first batch."""
+    from rsretrieve.datasets.readers import check_readers
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.zoo import resolve_model
     from rsretrieve.index import IndexSettings, build_index
@@ -56,12 +60,20 @@ def run_index_job(
     settings = IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
     spec = resolve_model(job.model, job.pretrained, job.seed)
     stage(f"loading encoder {spec.label()}")
-    pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, dataset.sensors, device)
+    readers = check_readers(job.readers)
+    pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, dataset.sensors, device, job.precision)
     if job.verify:
         stage("hashing every shard's bytes (--verify)")
     if on_start:
         on_start(len(dataset.samples))
-    return build_index(dataset, pipeline, out, job.batch_size or 32, settings, force, on_batch=on_batch, verify=job.verify)
+    return build_index(dataset, pipeline, out, default_batch_size(pipeline) if job.batch_size is None else job.batch_size, settings, force,
+                       on_batch=on_batch, verify=job.verify, readers=readers)
+
+
+def default_batch_size(pipeline: Any) -> int:
+    """32 images on a CPU; 256 on CUDA, where small batches leave the GPU waiting."""
+    device = getattr(pipeline.encoder, "device", None)
+    return 256 if device is not None and device.type == "cuda" else 32
 
 
 def default_index(
@@ -76,30 +88,150 @@ def shard_dir(out: Path, index: int, count: int) -> Path:
     return Path(f"{out}.shards") / f"shard-{index}-of-{count}"
 
 
-def _shard_task(job: dict[str, Any], out: str, index: int, count: int, force: bool) -> str:
-    """Top-level (picklable) task for engines: index one shard, return its folder."""
+def _shard_task(job: dict[str, Any], out: str, index: int, count: int, force: bool,
+                device: str | None = None, devices: list[str] | None = None) -> str:
+    """Top-level (picklable) task for engines: index one shard, return its folder. A rerun of
+    the task (a worker died, dask rescheduled it) resumes from the shard's saved batches.
+    With ``devices``, a LocalCluster worker named i uses ``devices[i]``."""
+    if devices:
+        from distributed import get_worker
+
+        device = devices[int(get_worker().name) % len(devices)]
     target = shard_dir(Path(out), index, count)
-    run_index_job(IndexJob(**job), target, force=force, shard=(index, count))
+    run_index_job(IndexJob(**job), target, force=force, device=device, shard=(index, count))
     return str(target)
 
 
+def engine_options(shards: int | None, engine: str, scheduler: str | None, workers: int | None,
+                   devices: str | None) -> list[str] | None:
+    """The --devices list; options of --shards given without it are an error, not ignored."""
+    if shards is None:
+        given = [name for name, value in (("--engine", engine != "local"), ("--scheduler", scheduler),
+                                          ("--workers", workers), ("--devices", devices)) if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)} apply to --shards N (a job split into shards); add --shards")
+    if devices is None:
+        return None
+    parsed = [d.strip() for d in devices.split(",") if d.strip()]
+    if not parsed:
+        raise ConfigError(f"--devices must list devices, e.g. cuda:0,cuda:1; got '{devices}'")
+    return parsed
+
+
 def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", workers: int | None = None,
-                force: bool = False) -> dict[str, Any]:
-    """Index ``count`` shards (resumable, each its own folder) and merge them into ``out``."""
-    from rsretrieve.index import merge_indexes
+                force: bool = False, scheduler: str | None = None, devices: list[str] | None = None,
+                device: str | None = None) -> dict[str, Any]:
+    """Index ``count`` shards (resumable, each its own folder under ``OUT.shards``) and merge
+    them into ``out``. ``engine`` dask runs them as tasks of a dask.distributed cluster: the
+    one at ``scheduler``, or a LocalCluster of ``workers`` processes started here."""
+    from rsretrieve.index import merge_indexes, read_manifest
 
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
     if count < 1:
         raise ConfigError(f"--shards must be at least 1, got {count}")
-    args = [(dataclasses.asdict(job), str(out), i, count, force) for i in range(count)]
+    if engine == "local":
+        for name, value in (("--scheduler", scheduler), ("--devices", devices), ("--workers", workers)):
+            if value:
+                raise ConfigError(f"{name} needs --engine dask: the local engine runs the shards one after another here")
+    if devices and (scheduler or device or workers):
+        raise ConfigError("--devices starts one local worker per device; with --scheduler, --device or --workers, "
+                          "give neither (a remote worker uses the GPU its launcher gave it)")
+    if scheduler and workers:
+        raise ConfigError("--workers sizes the LocalCluster started here; the cluster at --scheduler has its own workers")
+    out = Path(out)
+    check_writable(out, folder=True)
+    if out.exists() and not force:
+        existing = read_manifest(out)
+        if existing.get("plan_id") == sharded_plan_id(job, count, device) and existing.get("index") == _settings_of(job):
+            return {**existing, "reused": True}
+        raise DataError(f"{out} was built differently (dataset, encoder or settings changed); pass --force to replace it")
+    if force:
+        check_replaceable(out, INDEX)
+    if engine == "dask" and job.readers is None:
+        job = dataclasses.replace(job, readers=1)  # each dask worker is a reader already
+    args = [(dataclasses.asdict(job), str(out), i, count, force, device, devices) for i in range(count)]
     if engine == "dask":
-        try:
-            import dask
-        except ImportError as exc:
-            raise ConfigError("--engine dask needs `pip install 'rsretrieve[dask]'`") from exc
-        tasks = [dask.delayed(_shard_task)(*a) for a in args]
-        folders = dask.compute(*tasks, scheduler="processes", num_workers=workers or min(count, 2))
+        folders = _run_on_dask(args, scheduler, workers, len(devices) if devices else None, bool(device and scheduler
+                                                                                                  and device.startswith("cuda")))
     else:
         folders = [_shard_task(*a) for a in args]
-    return merge_indexes([Path(f) for f in folders], out, force=force)
+    manifest = merge_indexes([Path(f) for f in folders], out, force=force)
+    _remove_shards(out, [Path(f) for f in folders])
+    return manifest
+
+
+def _settings_of(job: IndexJob) -> dict[str, Any]:
+    from rsretrieve.index import IndexSettings
+
+    return dataclasses.asdict(IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m,
+                                            ef_search=job.ef_search))
+
+
+def sharded_plan_id(job: IndexJob, count: int, device: str | None = None) -> str:
+    """The plan id that merging ``count`` shards of ``job`` gives (as ``merge_indexes`` writes
+    it): what tells a merged index that is current without embedding anything. Loads the
+    encoder once, to hash its weights."""
+    from rsretrieve.datasets.readers import check_readers
+    from rsretrieve.embeddings import build_pipeline, plan_id
+    from rsretrieve.index import merged_plan_id
+    from rsretrieve.zoo import resolve_model
+
+    check_readers(job.readers)
+    datasets = []
+    for index in range(count):
+        dataset = open_job_dataset(job)
+        dataset.take_shard(index, count)
+        datasets.append(dataset)
+    spec = resolve_model(job.model, job.pretrained, job.seed)
+    pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, datasets[0].sensors, device, job.precision)
+    size = default_batch_size(pipeline) if job.batch_size is None else job.batch_size
+    return merged_plan_id([plan_id(d, pipeline, size) for d in datasets])
+
+
+def _remove_shards(out: Path, folders: list[Path]) -> None:
+    """Once merged, the shard folders (a second copy of every vector) go; so does OUT.shards
+    when nothing else is in it. Only index folders rsretrieve made are removed."""
+    for folder in folders:
+        if made_by_rsretrieve(folder, INDEX):
+            shutil.rmtree(folder)
+    parent = Path(f"{out}.shards")
+    if parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+def _run_on_dask(args: list[tuple[Any, ...]], scheduler: str | None, workers: int | None,
+                 per_device: int | None, one_gpu_each: bool) -> list[str]:
+    """Shard tasks on a dask.distributed cluster; results in shard order. A task whose worker
+    dies is rescheduled by dask; it then resumes from the batches that shard saved."""
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+        from distributed.scheduler import KilledWorker
+    except ImportError as exc:
+        raise ConfigError("--engine dask needs `pip install 'rsretrieve[dask]'` (dask and distributed)") from exc
+    cluster = None
+    # Worker processes that may fork reader processes of their own (--readers above 1).
+    with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ConfigError(f"--scheduler {scheduler}: cannot reach a dask scheduler there ({exc})") from None
+        else:
+            size = per_device or workers or min(len(args), 2)
+            cluster = LocalCluster(n_workers=size, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   protocol="tcp", dashboard_address=None)
+            client = Client(cluster)
+        try:
+            # One GPU per task: remote workers started with `--resources GPU=1` take one shard at a time.
+            resources = {"GPU": 1} if one_gpu_each else None
+            futures = [client.submit(_shard_task, *a, key=f"rsretrieve-shard-{a[2]}-of-{len(args)}", pure=False,
+                                     resources=resources) for a in args]
+            return list(client.gather(futures))
+        except KilledWorker as exc:
+            raise DataError(f"a shard's worker died {ALLOWED_FAILURES} times ({exc}); rerun to resume from the saved batches") from None
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()

@@ -6,7 +6,7 @@ import pytest
 from rsretrieve.config import IndexJob
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.index import load_index, merge_indexes
-from rsretrieve.jobs import run_index_job, run_sharded
+from rsretrieve.jobs import engine_options, run_index_job, run_sharded
 
 
 def _vectors(folder):  # noqa: ANN001, ANN202
@@ -53,14 +53,43 @@ def test_merge_refuses_incomplete_duplicate_or_foreign_shards(job, index_dir, tm
         run_index_job(job, tmp_path / "x", shard=(2, 2))
 
 
-def test_dask_engine_runs_shards_in_worker_processes(job, index_dir, tmp_path) -> None:  # noqa: ANN001
-    pytest.importorskip("dask")
-    manifest = run_sharded(job, tmp_path / "dask", 2, engine="dask", workers=2)
-    assert len(manifest["merged_from"]) == 2
-    merged, _ = _vectors(tmp_path / "dask")
-    whole, _ = _vectors(index_dir)
-    assert merged.keys() == whole.keys()
-    for key in whole:
-        np.testing.assert_allclose(merged[key], whole[key], atol=1e-6)
+RANDOM_JOB = {"model": "random", "batch_size": 4}
+
+
+def test_merged_shards_are_the_unsharded_index_byte_for_byte(sample_root, tmp_path) -> None:  # noqa: ANN001
+    job = IndexJob(data=str(sample_root), **RANDOM_JOB)
+    whole = run_index_job(job, tmp_path / "whole")
+    merged = run_sharded(job, tmp_path / "merged", 3)
+    assert (tmp_path / "merged" / "embeddings.npy").read_bytes() == (tmp_path / "whole" / "embeddings.npy").read_bytes()
+    assert load_index(tmp_path / "merged").keys == load_index(tmp_path / "whole").keys
+    assert merged["counts"] == whole["counts"]
+    assert not (tmp_path / "merged.shards").exists()  # merged: the shard copies are gone
+
+
+def test_a_current_merged_index_is_reused_and_a_different_one_refused_before_work(sample_root, tmp_path) -> None:  # noqa: ANN001
+    job = IndexJob(data=str(sample_root), **RANDOM_JOB)
+    run_sharded(job, tmp_path / "idx", 2)
+    again = run_sharded(job, tmp_path / "idx", 2)
+    assert again.get("reused") is True
+    with pytest.raises(DataError, match="built differently.*--force"):
+        run_sharded(IndexJob(data=str(sample_root), model="random", batch_size=8), tmp_path / "idx", 2)
+    assert not (tmp_path / "idx.shards").exists()  # refused before any shard was indexed
+    assert run_sharded(job, tmp_path / "idx", 2, force=True).get("reused") is None
+
+
+def test_engine_options_without_shards_or_a_cluster_are_errors() -> None:
+    with pytest.raises(ConfigError, match="--engine, --scheduler apply to --shards N"):
+        engine_options(None, "dask", "tcp://127.0.0.1:1", None, None)
+    with pytest.raises(ConfigError, match="--devices must list devices"):
+        engine_options(2, "dask", None, None, " , ")
+    assert engine_options(2, "dask", None, None, "cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
+
+
+def test_local_engine_refuses_cluster_options(sample_root, tmp_path) -> None:  # noqa: ANN001
+    job = IndexJob(data=str(sample_root), **RANDOM_JOB)
+    with pytest.raises(ConfigError, match="--scheduler needs --engine dask"):
+        run_sharded(job, tmp_path / "x", 2, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="--workers sizes the LocalCluster"):
+        run_sharded(job, tmp_path / "x", 2, engine="dask", scheduler="tcp://127.0.0.1:1", workers=2)
     with pytest.raises(ConfigError, match="--engine must be one of local, dask"):
         run_sharded(job, tmp_path / "ray", 2, engine="ray")

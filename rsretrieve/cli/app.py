@@ -111,7 +111,7 @@ def sample(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
     n_samples: Annotated[Optional[int], typer.Option("--n-samples", help="Number of samples (S1 and S2 together) [480].")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    compression: Annotated[str, typer.Option("--compression", help="none, gzip or lz4 (hdf5plugin).")] = "none",
+    compression: Annotated[str, typer.Option("--compression", help="Shard compression: none, gzip, or lz4, zstd, blosc (filters of hdf5plugin).")] = "none",
     fmt: Annotated[str, typer.Option("--format", help="crisislandmark, git10m or bigearthnet-txt.")] = "crisislandmark",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
 ) -> None:
@@ -142,27 +142,31 @@ def index(
     kind: Annotated[Optional[str], typer.Option("--index", help="flat (exact), ivf or hnsw [flat].")] = None,
     nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells [~4 sqrt(N)].")] = None,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells searched per query [16].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch [32; captions 1024].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch [32, 256 on CUDA; captions 1024].")] = None,
+    readers: Annotated[Optional[int], typer.Option("--readers", help="Reader processes; 1 reads in this process [the available cores, at most 8].")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="Image encoding precision: fp32, or bf16 / fp16 under autocast [fp32].")] = None,
     what: Annotated[Optional[str], typer.Option("--what", help="images, or captions (Git-10M) [images].")] = None,
     pq: Annotated[Optional[int], typer.Option("--pq", help="Captions: product-quantise IVF vectors into M codes.")] = None,
     sq8: Annotated[Optional[bool], typer.Option("--sq8", help="Captions: 8-bit scalar-quantised vectors.")] = None,
     train_size: Annotated[Optional[int], typer.Option("--train-size", help="Captions: vectors that train IVF/PQ [100000].")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Index only shard I/N (0-based) of the samples; merge later.")] = None,
     shards: Annotated[Optional[int], typer.Option("--shards", help="Index N shards, then merge them into --out.")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="How --shards run: local, or dask (worker processes).")] = "local",
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Dask worker processes [min(N, 2)].")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="How --shards run: local (one after another), or dask (a dask.distributed cluster).")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler address (tcp://HOST:8786); none: a LocalCluster here.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes of the LocalCluster [min(N, 2)].")] = None,
+    devices: Annotated[Optional[str], typer.Option("--devices", help="One LocalCluster worker per device, e.g. cuda:0,cuda:1.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an index built differently.")] = False,
     device: DeviceOpt = None,
 ) -> None:
     """Embed a dataset split with encoder + band adapters (or Git-10M captions) into an index folder."""
     from rsretrieve.config import IndexJob
-    from rsretrieve.jobs import run_index_job, run_sharded
+    from rsretrieve.jobs import engine_options, run_index_job, run_sharded
 
     job = IndexJob.load(config, {
         "data": None if data is None else str(data), "dataset": dataset, "split": split, "sensor": sensor,
         "limit": limit, "strict": strict, "verify": verify, "model": model, "pretrained": pretrained, "seed": seed,
         "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "index": kind, "nlist": nlist,
-        "nprobe": nprobe, "batch_size": batch_size, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
+        "nprobe": nprobe, "batch_size": batch_size, "readers": readers, "precision": precision, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
     })
     if job.what == "captions":
         from rsretrieve.captions import run_caption_job
@@ -171,13 +175,13 @@ def index(
             caption_manifest = run_caption_job(job, out_dir, force, device, on_start=bar.start, on_batch=bar)
         render.caption_index_summary(out, out_dir, caption_manifest)
         return
+    device_list = engine_options(shards, engine, scheduler, workers, devices)
     if shards is not None:
-        manifest = run_sharded(job, out_dir, shards, engine, workers, force)
+        manifest = run_sharded(job, out_dir, shards, engine, workers, force, scheduler, device_list, device)
     else:
-        position = _parse_shard(shard) if shard else None
         with render.progress(err, "embedding") as bar:
-            manifest = run_index_job(job, out_dir, force, device, position, on_start=bar.start, on_batch=bar,
-                                     on_stage=_stage)
+            manifest = run_index_job(job, out_dir, force, device, _parse_shard(shard) if shard else None,
+                                     on_start=bar.start, on_batch=bar, on_stage=_stage)
     render.index_summary(out, out_dir, manifest, err)
 
 

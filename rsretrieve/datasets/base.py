@@ -124,6 +124,8 @@ class Dataset(ABC):
 
     def clean(self, image: np.ndarray, key: str, sensor: str) -> int:
         """Replace NaN/inf pixels in place (or reject them with ``strict``); return the count."""
+        if np.isfinite(image.sum(dtype=np.float64)):  # any NaN or inf makes the sum non-finite
+            return 0
         bad = ~np.isfinite(image)
         count = int(bad.sum())
         if count and self.strict:
@@ -147,12 +149,33 @@ class PatchDataset(Dataset):
     def iter_batches(self, batches: Sequence[Sequence[SampleInfo]]) -> Iterator[Batch]:
         """Read the planned ``batches`` (each of one sensor), cleaned, in order."""
 
+    def iter_batches_into(
+        self, batches: Sequence[Sequence[SampleInfo]], allocate: Callable[[tuple[int, ...]], np.ndarray]
+    ) -> Iterator[Batch]:
+        """``iter_batches``, each batch's images in an array that ``allocate(shape)`` gives
+        (a parallel reader's shared slot). This default copies into it; a format that can
+        read straight into the array overrides it."""
+        for batch in self.iter_batches(batches):
+            images = allocate(batch.images.shape)
+            images[...] = batch.images
+            yield Batch(batch.sensor, batch.keys, images, batch.nonfinite, batch.nonfinite_per_sample)
+
+    def image_shape(self, sensor: Sensor) -> tuple[int, ...]:
+        """The (bands, height, width) of this corpus' images of ``sensor``: what parallel
+        readers size their shared slots by. Formats of a fixed patch size override this; the
+        default reads the first sample of that sensor."""
+        key = next(s.key for s in self.samples if s.sensor == sensor)
+        return tuple(self.read_batch([key]).images.shape[1:])
+
     def take_shard(self, index: int, count: int) -> None:
-        """Keep contiguous part ``index`` of ``count`` (0-based) of the selected samples."""
+        """Keep contiguous part ``index`` of ``count`` (0-based) of the selected samples, in
+        planned order (all S2, then S1): shards 0..N-1 then hold the rows of the unsharded
+        index in its order, so their merge is the same index."""
         if count < 1 or not 0 <= index < count:
             raise ConfigError(f"--shard must be I/N with 0 <= I < N, got {index}/{count}")
         n = len(self.samples)
-        self.samples = self.samples[index * n // count : (index + 1) * n // count]
+        ordered = [s for sensor in SENSORS for s in self.samples if s.sensor == sensor]
+        self.samples = ordered[index * n // count : (index + 1) * n // count]
         if not self.samples:
             raise DataError(f"shard {index}/{count} is empty: only {n} samples")
         self.shard = (index, count)

@@ -222,7 +222,7 @@ def _check_sample(shards: _Shards, key: str, stats: dict[str, _SourceStats], pro
         return
     source = _source_of(key) or sensor
     try:
-        group, _ = shards.group(key)
+        group = shards.group(key)
         dataset = shards.member(group, "image", key)
     except DataError as exc:
         code = "outside-folder" if "outside the dataset folder" in str(exc) else "unresolvable"

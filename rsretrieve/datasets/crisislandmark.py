@@ -137,22 +137,31 @@ class CrisisLandMark(PatchDataset):
                         on_bytes(len(block))
         return digest.hexdigest()
 
+    def image_shape(self, sensor: Sensor) -> tuple[int, ...]:
+        return (len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE)
+
     def iter_batches(
         self, batches: Sequence[Sequence[SampleInfo]]
     ) -> Iterator[Batch]:
         """Read the given planned batches; shard files stay open until the iterator ends."""
+        return self.iter_batches_into(batches, lambda shape: np.empty(shape, np.float32))
+
+    def iter_batches_into(
+        self, batches: Sequence[Sequence[SampleInfo]], allocate: Callable[[tuple[int, ...]], np.ndarray]
+    ) -> Iterator[Batch]:
+        """Each image read by HDF5 straight into the array ``allocate`` gives."""
         with _Shards(self.root, self.main_path) as shards:
             for batch in batches:
-                yield self._read_batch(shards, batch)
+                sensor = batch[0].sensor
+                yield self._read_batch(shards, batch, allocate((len(batch), len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE)))
 
-    def _read_batch(self, shards: "_Shards", batch: Sequence[SampleInfo]) -> Batch:
+    def _read_batch(self, shards: "_Shards", batch: Sequence[SampleInfo], images: np.ndarray) -> Batch:
         sensor = batch[0].sensor
-        images = np.empty((len(batch), len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE), np.float32)
         counts = []
         for i, info in enumerate(batch):
             with _hdf5_errors(self.root, info.key):
-                group, where = shards.group(info.key)
-                images[i] = _read_image(shards.member(group, "image", info.key), where, info.key, sensor)
+                group = shards.group(info.key)
+                _read_image(shards.member(group, "image", info.key), info.key, sensor, out=images[i])
             counts.append(self.clean(images[i], info.key, sensor))
         return Batch(sensor, [s.key for s in batch], images, sum(counts), tuple(counts))
 
@@ -166,8 +175,8 @@ class CrisisLandMark(PatchDataset):
             raise DataError(f"{self.root}: key '{key}' is not a sample of this dataset (not in {METADATA_FILE})")
         sensor = sensor_of_key(key)
         with _Shards(self.root, self.main_path) as shards, _hdf5_errors(self.root, key):
-            group, where = shards.group(key)
-            return _read_image(shards.member(group, "image", key), where, key, sensor)
+            group = shards.group(key)
+            return _read_image(shards.member(group, "image", key), key, sensor)
 
     def read_sample(self, key: str) -> Sample:
         """Read one sample with coords and attributes (for inspection, not for indexing)."""
@@ -175,8 +184,8 @@ class CrisisLandMark(PatchDataset):
         if info is None:
             raise DataError(f"key '{key}' is not in the selected samples of {self.root}")
         with _Shards(self.root, self.main_path) as shards, _hdf5_errors(self.root, key):
-            group, where = shards.group(key)
-            image = _read_image(shards.member(group, "image", key), where, key, info.sensor)
+            group = shards.group(key)
+            image = _read_image(shards.member(group, "image", key), key, info.sensor)
             self.clean(image, key, info.sensor)
             coords = np.asarray(shards.member(group, "coords", key), np.float32) if "coords" in group else None
             crs = _scalar(group.attrs.get("crs"))
@@ -248,6 +257,8 @@ class _Shards:
         self.main_path = main_path
         self._stack = ExitStack()
         self._files: dict[Path, object] = {}
+        self._roots: dict[Path, object] = {}
+        self._targets: dict[tuple[str, str], Path] = {}  # (linking file, link text) -> confined file
 
     def __enter__(self) -> "_Shards":
         self._main = self._open(self.main_path)
@@ -268,90 +279,115 @@ class _Shards:
             self._files[path] = handle
         return handle
 
-    def group(self, key: str):  # noqa: ANN201 - (h5py.Group, str)
+    def _root(self, path: Path):  # noqa: ANN202 - h5py.Group
+        root = self._roots.get(path)
+        if root is None:
+            root = self._roots[path] = self._open(path)["/"]
+        return root
+
+    def group(self, key: str):  # noqa: ANN201 - h5py.Group
         """The group of sample ``key``, every link on the way checked (``walk``)."""
         import h5py
 
-        if self._main.get(key, getlink=True) is None:
-            raise DataError(f"{self.main_path}: key '{key}' (listed in {METADATA_FILE}) not found")
-        group = self.walk(self._main["/"], key, key)
-        where = f"{group.file.filename}:{group.name}"
+        group = self.walk(self._root(self.main_path), key, key, file=self.main_path,
+                          missing=f"{self.main_path}: key '{key}' (listed in {METADATA_FILE}) not found")
         if not isinstance(group, h5py.Group):
-            raise DataError(f"broken link: key '{key}' points to {where}, which is not a group")
-        return group, where
+            raise DataError(f"broken link: key '{key}' points to {where(group)}, which is not a group")
+        return group
 
     def member(self, group, name: str, key: str):  # noqa: ANN001, ANN201 - h5py objects
         """A dataset of a sample group (``image``, ``coords``), its own links checked too."""
-        if group.get(name, getlink=True) is None:
-            raise DataError(f"{group.file.filename}:{group.name}: key '{key}' has no '{name}' dataset")
-        return self.walk(group, name, key)
+        return self.walk(group, name, key, missing=f"{where(group)}: key '{key}' has no '{name}' dataset")
 
-    def walk(self, start, path: str, key: str, hops: int = 0):  # noqa: ANN001, ANN201 - h5py objects
-        """Follow ``path`` from group ``start`` one component at a time. Soft links are
-        followed within their file, external links only to files inside the dataset folder:
-        every hop of every chain is checked, so no link in the main file or in a shard can
-        make rsretrieve read an HDF5 file elsewhere on the machine."""
+    def walk(self, start, path: str, key: str, hops: int = 0, file: Path | None = None,  # noqa: ANN001, ANN201
+             missing: str | None = None):
+        """Follow ``path`` from group ``start`` (of HDF5 file ``file``) one component at a time.
+        Soft links are followed within their file, external links only to files inside the
+        dataset folder: every hop of every chain is checked, so no link in the main file or
+        in a shard can make rsretrieve read an HDF5 file elsewhere on the machine. ``missing``
+        is the error for a first component that does not exist."""
+        return self._walk(start, path, key, hops, file or Path(start.file.filename), missing)[0]
+
+    def _walk(self, start, path: str, key: str, hops: int, file: Path, missing: str | None):  # noqa: ANN001, ANN202
+        """``walk``, also returning the file the path ends in (a soft link may lead through an
+        external link into another file; later relative links resolve from there)."""
         import h5py
 
         if hops > MAX_LINK_HOPS:
             raise DataError(f"{self.main_path}: key '{key}' goes through more than {MAX_LINK_HOPS} links (a cycle?)")
-        node = start.file["/"] if path.startswith("/") else start
+        node = self._root(file) if path.startswith("/") else start
         for name in (part for part in path.split("/") if part and part != "."):
             link = node.get(name, getlink=True) if isinstance(node, h5py.Group) else None
             if link is None:
-                raise DataError(f"broken link: key '{key}' points to {start.file.filename}:{path}, which does not exist")
+                raise DataError(missing or f"broken link: key '{key}' points to {file}:{path}, which does not exist")
+            missing = None
             if isinstance(link, h5py.SoftLink):
-                node = self.walk(node, link.path, key, hops + 1)
+                node, file = self._walk(node, link.path, key, hops + 1, file, None)
             elif isinstance(link, h5py.ExternalLink):
-                shard = self._confined(key, Path(node.file.filename), link.filename)
-                if not shard.is_file():
+                shard = self._confined(key, file, link.filename)
+                if shard not in self._files and not shard.is_file():
                     raise DataError(f"shard file {shard} (linked from key '{key}') not found")
-                node = self.walk(self._open(shard)["/"], link.path, key, hops + 1)
+                node, file = self._walk(self._root(shard), link.path, key, hops + 1, shard, None)
             else:
                 node = node[name]  # a hard link: no file or path of its own to check
-        return node
+        return node, file
 
     def _confined(self, key: str, linking_file: Path, filename: str) -> Path:
         """An external link's file, resolved as HDF5 does (beside the file holding the link),
         must lie inside the dataset folder. The check is on the link text, so shards that are
-        symbolic links to another disk still work."""
-        target = Path(os.path.normpath(linking_file.parent / filename))
-        root = Path(os.path.normpath(self.root))
-        if not target.is_relative_to(root):
-            raise DataError(
-                f"{linking_file}: key '{key}' links outside the dataset folder to '{filename}'"
-            )
+        symbolic links to another disk still work. Checked once per link text and file."""
+        target = self._targets.get((str(linking_file), filename))
+        if target is None:
+            target = Path(os.path.normpath(linking_file.parent / filename))
+            if not target.is_relative_to(Path(os.path.normpath(self.root))):
+                raise DataError(
+                    f"{linking_file}: key '{key}' links outside the dataset folder to '{filename}'"
+                )
+            self._targets[(str(linking_file), filename)] = target
         return target
 
 
-def _read_image(dataset, where: str, key: str, sensor: Sensor) -> np.ndarray:  # noqa: ANN001
-    """A sample's image as float32. Integer images are refused: the release stores float32
-    (S2 reflectance x 10000, S1 backscatter in dB), and an integer copy has lost or changed
-    that scale in ways a reader cannot know."""
+def where(node) -> str:  # noqa: ANN001 - an h5py object
+    """File and path of an HDF5 object, for messages (computed only when one is needed)."""
+    return f"{node.file.filename}:{node.name}"
+
+
+def _read_image(dataset, key: str, sensor: Sensor, out: np.ndarray | None = None) -> np.ndarray:  # noqa: ANN001
+    """A sample's image as float32, read straight into ``out`` when given. Integer images are
+    refused: the release stores float32 (S2 reflectance x 10000, S1 backscatter in dB), and an
+    integer copy has lost or changed that scale in ways a reader cannot know."""
     import h5py
 
     if not isinstance(dataset, h5py.Dataset):
-        raise DataError(f"{where}: key '{key}': 'image' is not a dataset")
-    if dataset.dtype.kind in "iub":
+        raise DataError(f"{where(dataset.parent)}: key '{key}': 'image' is not a dataset")
+    dtype = dataset.dtype
+    if dtype.kind in "iub":
         raise DataError(
-            f"{where}: key '{key}': image dtype {dataset.dtype} (integers); CrisisLandMark images are float32 "
+            f"{where(dataset.parent)}: key '{key}': image dtype {dtype} (integers); CrisisLandMark images are float32 "
             "(S2 reflectance x 10000, S1 dB). Convert the shard to float32 with those units"
         )
     expected = (len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE)
     if dataset.shape != expected:
         raise DataError(
-            f"{where}: key '{key}': image shape {tuple(dataset.shape)} does not match "
+            f"{where(dataset.parent)}: key '{key}': image shape {tuple(dataset.shape)} does not match "
             f"sensor {sensor} {expected}"
         )
     try:
-        return np.asarray(dataset[()], dtype=np.float32)
+        if out is not None and dtype == np.float32:
+            dataset.read_direct(out)
+            return out
+        image = np.asarray(dataset[()], dtype=np.float32)
     except (TypeError, ValueError):
-        raise DataError(f"{where}: key '{key}': image dtype {dataset.dtype} is not numeric") from None
+        raise DataError(f"{where(dataset.parent)}: key '{key}': image dtype {dtype} is not numeric") from None
     except OSError as exc:
         raise DataError(
-            f"{where}: key '{key}': cannot read image ({exc}); "
+            f"{where(dataset.parent)}: key '{key}': cannot read image ({exc}); "
             "compressed shards need `pip install hdf5plugin`"
         ) from exc
+    if out is not None:
+        out[...] = image
+        return out
+    return image
 
 
 def _scalar(value: object) -> float | None:

@@ -55,7 +55,9 @@ class Encoder(Protocol):
         """Spec plus what the manifest records to recognise the same weights later."""
 
     def encode_images(self, pixels: Any, sensor: str) -> np.ndarray:
-        """(N, C, H, W) float tensor -> (N, D) L2-normalised float32."""
+        """(N, C, H, W) float32 tensor or array -> (N, D) L2-normalised float32. A torch
+        encoder has a ``device`` attribute; one without it is given numpy arrays and is
+        never run under autocast."""
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, D) L2-normalised float32."""

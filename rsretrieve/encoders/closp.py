@@ -177,11 +177,11 @@ class ClospEncoder:
         x = prepare(torch.as_tensor(pixels).to(self.device), sensor, self.arch)
         tower = self.model.s1_encoder if sensor == "s1" else self.model.s2_encoder
         projection = self.model.s1_projection if sensor == "s1" else self.model.s2_projection
-        return F.normalize(projection(tower(x)), dim=-1).cpu().numpy().astype(np.float32)
+        return F.normalize(projection(tower(x)).float(), dim=-1).cpu().numpy()
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=MAX_TOKENS,
                                 return_tensors="pt").to(self.device)
         hidden = self.model.text_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
-        return F.normalize(hidden[:, 0], dim=-1).cpu().numpy().astype(np.float32)
+        return F.normalize(hidden[:, 0].float(), dim=-1).cpu().numpy()

@@ -162,7 +162,7 @@ class OpenClipEncoder:
 
     def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
         """Resize [0, 1] images to the model's input size and apply its normalisation."""
-        pixels = pixels.to(self.device, torch.float32)
+        pixels = torch.as_tensor(pixels).to(self.device, torch.float32)
         if tuple(pixels.shape[-2:]) != self.image_size:
             pixels = F.interpolate(
                 pixels, size=self.image_size, mode=self.interpolation,

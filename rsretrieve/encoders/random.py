@@ -17,8 +17,10 @@ from rsretrieve.encoders import EncoderSpec
 DIM = 64
 
 
-def _vector(content: bytes, seed: int) -> np.ndarray:
-    digest = hashlib.sha256(seed.to_bytes(8, "little") + content).digest()
+def _vector(content: bytes | memoryview, seed: int) -> np.ndarray:
+    hasher = hashlib.sha256(seed.to_bytes(8, "little"))
+    hasher.update(content)  # straight from the pixel buffer: no copy of the image
+    digest = hasher.digest()
     vector = np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal(DIM)
     return (vector / np.linalg.norm(vector)).astype(np.float32)
 
@@ -36,7 +38,7 @@ class RandomEncoder:
 
     def encode_images(self, pixels: Any, sensor: str) -> np.ndarray:
         array = np.ascontiguousarray(pixels.numpy() if hasattr(pixels, "numpy") else pixels)
-        return np.stack([_vector(image.tobytes(), self.spec.seed) for image in array])
+        return np.stack([_vector(memoryview(image).cast("B"), self.spec.seed) for image in array])
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack([_vector(text.encode(), self.spec.seed) for text in texts])

@@ -133,7 +133,7 @@ class Tower(nn.Module):
         self.projection = nn.Linear(self.backbone.out_dim, embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.projection(self.backbone(self.adapter(x))), dim=-1)
+        return F.normalize(self.projection(self.backbone(self.adapter(x))).float(), dim=-1)
 
 
 class DualEncoder(nn.Module):
@@ -234,7 +234,7 @@ class TrainedEncoder:
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor, sensor: str) -> np.ndarray:
-        return self.model(pixels.to(self.device, torch.float32), sensor).cpu().numpy().astype(np.float32)
+        return self.model(torch.as_tensor(pixels).to(self.device, torch.float32), sensor).float().cpu().numpy()
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.text.encode(texts)

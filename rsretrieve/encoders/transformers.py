@@ -71,7 +71,7 @@ class TransformersEncoder:
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor, sensor: str | None = None) -> np.ndarray:
-        pixels = pixels.to(self.device, torch.float32)
+        pixels = torch.as_tensor(pixels).to(self.device, torch.float32)
         if tuple(pixels.shape[-2:]) != self.image_size:
             pixels = F.interpolate(pixels, size=self.image_size, mode="bicubic", align_corners=False, antialias=True)
         features = _features(self.model.get_image_features(pixel_values=(pixels - self.mean) / self.std))

@@ -365,7 +365,9 @@ def test_sharded_indexing_from_the_cli(sample_root, tmp_path) -> None:  # noqa: 
     assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["counts"]["total"] > 0
     result = _index(sample_root, tmp_path / "dask", "--model", "rsretrieve-tiny", "--shards", 2, "--engine", "dask")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "dask.shards" / "shard-1-of-2" / "manifest.json").is_file()
+    assert (tmp_path / "dask" / "manifest.json").is_file() and not (tmp_path / "dask.shards").exists()
+    again = _index(sample_root, tmp_path / "dask", "--model", "rsretrieve-tiny", "--shards", 2, "--engine", "dask")
+    assert again.exit_code == 0 and "reused" in again.output, again.output
     assert_user_error(_index(sample_root, tmp_path / "x", "--shard", "1-2"), "--shard must look like I/N")
 
 
