@@ -24,16 +24,18 @@ from processes import measure
 PYTHON = sys.executable
 RSRETRIEVE = str(Path(PYTHON).with_name("rsretrieve"))
 RELEASE = 647_000
+COUNT = "import sys; from rsretrieve.datasets.crisislandmark import CrisisLandMark; print(len(CrisisLandMark(sys.argv[1]).samples))"
 
 
-def stages(root: Path, work: Path, readers: int | None) -> dict[str, tuple[float, float]]:
+def stages(root: Path, work: Path, readers: int | None, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median wall seconds and peak RSS MiB of each stage, ``repeats`` fresh processes each."""
     index = work / "idx"
     extra = ["--readers", str(readers)] if readers else []
     return {
         "index (random encoder)": measure([RSRETRIEVE, "index", "--data", str(root), "--model", "random", "--out",
-                                           str(index), "--force", *extra], 1)[:2],
+                                           str(index), "--force", *extra], repeats)[:2],
         "eval -k 1000": measure([RSRETRIEVE, "eval", "--index", str(index), "-k", "1000", "-m",
-                                 "ndcg@1000,map@100,recall@1000"], 1)[:2],
+                                 "ndcg@1000,map@100,recall@1000"], repeats)[:2],
     }
 
 
@@ -50,11 +52,13 @@ def main() -> None:
     parser.add_argument("--compression", default="gzip", help="none, gzip, lz4, zstd or blosc")
     parser.add_argument("--readers", type=int, default=None, help="--readers of index [its default]")
     parser.add_argument("--cache", type=Path, default=None, help="keep the generated sets here and reuse them")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if len(sizes) != 2 or sizes[0] >= sizes[1]:
         raise SystemExit("--sizes takes two increasing sizes")
     measured: dict[int, dict[str, tuple[float, float]]] = {}
+    corpus: dict[int, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or Path(tmp)
         for size in sizes:
@@ -64,9 +68,11 @@ def main() -> None:
                                 args.compression, "--force"], check=True, capture_output=True)
             work = Path(tmp) / f"work-{size}"
             work.mkdir()
-            measured[size] = stages(root, work, args.readers)
-    corpus = {size: round(size * 0.8) for size in sizes}  # the test split, as generated
-    print(f"{args.compression} shards, readers {args.readers or 'default'}; corpus = test split (80 %)\n")
+            measured[size] = stages(root, work, args.readers, args.repeats)
+            corpus[size] = int(subprocess.run([PYTHON, "-c", COUNT, str(root)], check=True, capture_output=True,
+                                              text=True).stdout)
+    print(f"{args.compression} shards, readers {args.readers or 'default'}, median of {args.repeats} runs; "
+          "corpus = the test split\n")
     header = " | ".join(f"{corpus[s]:,} patches: s, MiB" for s in sizes)
     print(f"| stage | {header} | fixed s + per 1k patches s | at {RELEASE:,}: s | fixed MiB + per 1k MiB | at {RELEASE:,}: MiB |")
     print("|---|" + "---|" * (len(sizes) + 4))

@@ -30,12 +30,11 @@ from rsretrieve.datasets.sensors import sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import atomic_path, read_json, read_text, sha256_file, write_json
 from rsretrieve.metrics import BACKENDS, parse_metric, per_query
-from rsretrieve.runs import Run, as_run, read_run, write_run
+from rsretrieve.runs import DEFAULT_DEPTH, Run, as_run, read_run, write_run
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "map@100", "ndcg@10", "ndcg@100", "ndcg@1000", "recall@10", "recall@100", "precision@10", "mrr",
 )
-DEFAULT_DEPTH = 1000
 DEFAULT_BACKEND = "trec_eval"
 SLICES_FORMAT = "rsretrieve-run-slices"
 

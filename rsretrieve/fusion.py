@@ -31,8 +31,10 @@ def fuse_runs(
     from ranx import Run as RanxRun
     from ranx import fuse
 
+    from rsretrieve.kernels import ensure_ranx
     from rsretrieve.metrics import DocCodes
 
+    ensure_ranx()
     if len(runs) < 2:
         raise ConfigError("fusion needs at least two runs")
     name = ALIASES.get(method, method)

@@ -152,13 +152,15 @@ def build_index(
     on_batch: Callable[[int], None] | None = None,
     verify: bool = False,
     readers: int = 1,
+    replace_stale: bool = False,
 ) -> dict[str, Any]:
     """Embed ``dataset`` and write an index folder at ``out``; returns its manifest (with
     ``reused: True`` when the existing folder was kept).
 
     An existing folder built from the same plan (dataset fingerprint, filters, encoder
     weights, adapters, batch size, index settings) is reused as it is; with ``verify`` the
-    shards' bytes must also hash as they did. ``readers`` processes read the data; the
+    shards' bytes must also hash as they did; ``replace_stale`` rebuilds one that is not
+    current instead of refusing it. ``readers`` processes read the data; the
     result is the same bytes for any number. Any other existing folder needs ``force``, and
     ``force`` replaces only an index rsretrieve wrote. Nothing is written at ``out`` until all
     is done.
@@ -173,7 +175,9 @@ def build_index(
         differences = _differences(existing, plan, settings, dataset, pipeline, batch_size, verify, content)
         if not differences:
             return {**existing, "reused": True}
-        raise DataError(f"{out} was built differently ({'; '.join(differences)}); pass --force to replace it")
+        if not replace_stale:
+            raise DataError(f"{out} was built differently ({'; '.join(differences)}); pass --force to replace it")
+        force = True  # an index of rsretrieve's own (the demo's), stale: rebuilt
     if force:
         check_replaceable(out, INDEX)
     started = time.perf_counter()

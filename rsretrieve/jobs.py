@@ -45,18 +45,22 @@ def run_index_job(
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    replace_stale: bool = False,
 ) -> dict[str, Any]:
     """Open the dataset, build the pipeline and write (or reuse) the index folder ``out``;
-    ``on_stage`` hears of the slow steps that come before the first batch."""
+    ``on_stage`` hears of the slow steps that come before the first batch. ``replace_stale``
+    rebuilds an index that is not current (one of rsretrieve's own) instead of refusing it."""
     from rsretrieve.datasets.readers import check_readers
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.zoo import resolve_model
     from rsretrieve.index import IndexSettings, build_index
 
     stage = on_stage or (lambda message: None)
+    check_writable(Path(out), folder=True)  # before the dataset is read or the encoder loads
     dataset = open_job_dataset(job, stage)
     if shard is not None:
         dataset.take_shard(*shard)
+    dataset.preflight()
     settings = IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
     spec = resolve_model(job.model, job.pretrained, job.seed)
     stage(f"loading encoder {spec.label()}")
@@ -67,7 +71,7 @@ def run_index_job(
     if on_start:
         on_start(len(dataset.samples))
     return build_index(dataset, pipeline, out, default_batch_size(pipeline) if job.batch_size is None else job.batch_size, settings, force,
-                       on_batch=on_batch, verify=job.verify, readers=readers)
+                       on_batch=on_batch, verify=job.verify, readers=readers, replace_stale=replace_stale)
 
 
 def default_batch_size(pipeline: Any) -> int:
@@ -80,8 +84,10 @@ def default_index(
     folder: Path, limit: int | None = None, force: bool = False, on_stage: Callable[[str], None] | None = None,
     on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """The embedded sample indexed with the shipped default model at ``folder`` (reused when current)."""
-    return run_index_job(IndexJob(limit=limit), folder, force, on_start=on_start, on_batch=on_batch, on_stage=on_stage)
+    """The embedded sample indexed with the shipped default model at ``folder``: reused when
+    current, rebuilt when not (new shipped weights), since that index is rsretrieve's own."""
+    return run_index_job(IndexJob(limit=limit), folder, force, on_start=on_start, on_batch=on_batch, on_stage=on_stage,
+                         replace_stale=True)
 
 
 def shard_dir(out: Path, index: int, count: int) -> Path:

@@ -198,8 +198,10 @@ def significance_marks(
     """For each model, the models it beats on ``metric`` with p < max_p (ranx compare)."""
     from ranx import compare
 
+    from rsretrieve.kernels import ensure_ranx
     from rsretrieve.metrics import DocCodes, ranx_qrels, ranx_run
 
+    ensure_ranx()
     restricted, _ = restrict(dict(qrels), corpus)
     names = list(runs)
     qids = scored_queries(restricted)

@@ -183,6 +183,9 @@ def ranx_scores(qrels: Qrels, run: Run, metrics: Sequence[Metric], qids: Sequenc
     """ranx, given each document's rank as its score so that ties follow trec_eval's rule."""
     from ranx import evaluate
 
+    from rsretrieve.kernels import ensure_ranx
+
+    ensure_ranx()
     missing = [q for q in qids if not any(r > 0 for r in qrels.get(q, {}).values())]
     if missing:
         raise ConfigError(f"the ranx backend scores only queries with a relevant document; '{missing[0]}' has none")

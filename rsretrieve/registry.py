@@ -80,26 +80,3 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self.names()
-
-
-REGISTRIES = ("adapters", "encoders", "datasets", "fixtures", "models")
-
-
-def registered_names(what: str) -> list[str]:
-    """What ``rsretrieve list WHAT`` prints: the names in one of rsretrieve's registries
-    (``models``: the open_clip architectures)."""
-    if what == "adapters":
-        from rsretrieve.adapters import ADAPTERS as registry
-    elif what == "encoders":
-        from rsretrieve.encoders import ENCODERS as registry
-    elif what == "datasets":
-        from rsretrieve.datasets import DATASETS as registry
-    elif what == "fixtures":
-        from rsretrieve.datasets.fixtures import FIXTURES as registry
-    elif what == "models":
-        from rsretrieve.encoders.open_clip import list_models
-
-        return list(list_models())
-    else:
-        raise unknown_name_error("list", what, REGISTRIES)
-    return registry.names()

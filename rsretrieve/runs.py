@@ -20,6 +20,8 @@ import numpy as np
 from rsretrieve.errors import DataError
 from rsretrieve.io import atomic_path, read_text, write_text
 
+DEFAULT_DEPTH = 1000  # documents a saved run holds per query: what every @1000 cutoff needs
+
 RunDict = dict[str, dict[str, float]]
 
 

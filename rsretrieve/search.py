@@ -112,7 +112,7 @@ def query_topics(
     ``k``, else 10 hits to show or, for a run file (checked writable first), the depth
     ``eval`` scores at, so that a saved run is never shallower than eval's cutoffs."""
     from rsretrieve.datasets.queries import load_queries
-    from rsretrieve.evaluate import DEFAULT_DEPTH
+    from rsretrieve.runs import DEFAULT_DEPTH
     from rsretrieve.io import check_writable
 
     if (queries is None) == (text is None):
@@ -159,3 +159,20 @@ def _faiss_search(index: LoadedIndex, vectors: np.ndarray, k: int, sensor: str |
         if wider == settings:
             return scores, rows
         settings = wider
+
+
+def refuse_unusable_options(index_dir: Path, caption_index: bool, sensor: str | None,
+                            caption_filters: Mapping[str, object]) -> None:
+    """An option that this kind of index cannot honour is an error, never silently ignored:
+    ``--sensor`` on a caption index, a caption filter (quality, resolution, ``--bbox``) on an
+    image index, whose rows hold no such fields."""
+    if caption_index:
+        given = ["--sensor"] if sensor is not None else []
+        kind, other = "image", "caption"
+    else:
+        given = [name for name, value in caption_filters.items() if value is not None]
+        kind, other = "caption", "image"
+    if given:
+        verb = "apply" if len(given) > 1 else "applies"
+        article = "an" if other == "image" else "a"
+        raise ConfigError(f"{', '.join(given)} {verb} to {kind} indexes; {index_dir} is {article} {other} index")

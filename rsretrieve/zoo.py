@@ -196,7 +196,7 @@ def resolve_model(model: str | None = None, pretrained: str | None = None, seed:
         return EncoderSpec("open_clip", model, pretrained, seed)
     raise ConfigError(
         f"unknown model '{model}'.{did_you_mean(model, [*zoo, *architectures])} Give a zoo card "
-        "(rsretrieve models), an open_clip architecture (rsretrieve list models), hf-hub:org/name or a model folder"
+        "(rsretrieve models), an open_clip architecture (rsretrieve list architectures), hf-hub:org/name or a model folder"
     )
 
 

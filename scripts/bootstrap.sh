@@ -9,12 +9,9 @@ fi
 stamp=.venv/.rsretrieve-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
     # torch/torchvision are pinned in pyproject.toml to the pair on this machine's disk.
     .venv/bin/python -m pip install --quiet -e '.[test]'
-    # ranx's numba kernels compile on first use (about a minute on 2 cores) and are cached in
-    # .venv: do it now, so that no later fuse, leaderboard or test run waits on it silently.
-    echo "compiling ranx's numba kernels once (cached in .venv)"
-    .venv/bin/python -c "from rsretrieve.fusion import compile_ranx; print(f'compiled in {compile_ranx():.0f} s')"
+    # ranx's numba kernels are not compiled here: the first fuse, leaderboard or
+    # eval --backend ranx compiles them once, saying so (rsretrieve/kernels.py).
     echo "$want" > "$stamp"
 fi

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from rsretrieve import __version__
 from rsretrieve.cli import render
@@ -66,10 +66,19 @@ class _Group(TyperGroup):
             warnings.showwarning = shown
 
 
+def _flag_type(self: TyperOption, ctx: object) -> str | None:
+    """A flag takes no value: its help row shows no `<bool>` as if it did (typer shows one)."""
+    return None if self.is_flag else _value_type(self, ctx)
+
+
+_value_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
 app = typer.Typer(
     cls=_Group,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[rgb]" is a default shown, not a markup tag
     help="Benchmark text-to-remote-sensing-image retrieval beyond RGB (S1 SAR, S2 multispectral).",
 )
 
@@ -249,10 +258,12 @@ def search(
     """Run text queries against an image index (run file or top hits) or a caption index."""
     from rsretrieve.captions import CaptionFilter, is_caption_index, search_caption_folder, write_caption_hits
     from rsretrieve.runs import write_run
-    from rsretrieve.search import query_topics, search_folder
+    from rsretrieve.search import query_topics, refuse_unusable_options, search_folder
 
     topics, depth = query_topics(queries, text, k, run_out)
     requested = _requested(model, pretrained, seed)
+    refuse_unusable_options(index_dir, is_caption_index(index_dir), sensor, {
+        "--min-quality": min_quality, "--min-resolution": min_resolution, "--max-resolution": max_resolution, "--bbox": bbox})
     if is_caption_index(index_dir):
         where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox)
         found = search_caption_folder(index_dir, list(topics.values()), depth, where, requested, device)
@@ -484,10 +495,10 @@ def report(
 
 @app.command("list")
 def list_names(
-    what: Annotated[str, typer.Argument(help="adapters, encoders, models, datasets or fixtures")],
+    what: Annotated[str, typer.Argument(help="adapters, encoders, architectures (open_clip), datasets or fixtures")],
 ) -> None:
-    """List registered adapters, encoder backends, open_clip models, dataset formats or fixture formats."""
-    from rsretrieve.registry import registered_names
+    """List registered adapters, encoder backends, open_clip architectures, dataset formats or fixture formats."""
+    from rsretrieve.catalog import registered_names
 
     out.print("\n".join(registered_names(what)))
 

@@ -25,7 +25,7 @@ from rsretrieve.registry import did_you_mean
 NONFINITE_FILL: dict[str, float] = {"s2": 0.0, "s1": 1e-6, "rgb": 0.0}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SampleInfo:
     key: str
     sensor: Sensor
@@ -148,6 +148,10 @@ class PatchDataset(Dataset):
     @abstractmethod
     def iter_batches(self, batches: Sequence[Sequence[SampleInfo]]) -> Iterator[Batch]:
         """Read the planned ``batches`` (each of one sensor), cleaned, in order."""
+
+    def preflight(self) -> None:
+        """Cheap checks of the whole selection before any encoder loads or anything is
+        written (a format overrides it where it can, e.g. listed keys absent from its files)."""
 
     def iter_batches_into(
         self, batches: Sequence[Sequence[SampleInfo]], allocate: Callable[[tuple[int, ...]], np.ndarray]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from rsretrieve.datasets.crisislandmark import MAIN_FILE, METADATA_FILE, PATCH_SIZE, QRELS_DIR, QUERIES_FILE, _Shards
-from rsretrieve.datasets.labels import CLASSES, normalise_labels
+from rsretrieve.datasets.labels import CLASSES, normalise_labels, parse_labels
 from rsretrieve.datasets.sensors import BANDS, SOURCES, sensor_of_key
 from rsretrieve.errors import DataError
 
@@ -140,9 +140,10 @@ def check_dataset(root: Path, on_start: Callable[[int], None] | None = None,
     readable = [k for k in keys if k in in_main]
     if on_start:
         on_start(len(readable))
+    labels_of = {key: raw for key, _, raw in rows}
     with _Shards(root, root / MAIN_FILE) as shards:
         for key in readable:
-            _check_sample(shards, key, stats, problems)
+            _check_sample(shards, key, labels_of[key], stats, problems)
             if on_sample:
                 on_sample(1)
     _flag_sources(stats, problems)
@@ -190,10 +191,12 @@ def _metadata(path: Path, problems: _Problems) -> list[tuple[str, str, list[str]
         if split not in ("train", "test", "corpus"):
             problems.add("error", "bad-split", f"split is not train or test ({split!r})", key)
             continue
-        labels = [labels] if isinstance(labels, str) else labels
-        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        parsed, joined = parse_labels(labels)
+        if parsed is None:
             problems.add("error", "bad-labels", "labels are not a list of strings", key)
-            labels = []
+        elif joined:
+            problems.add("warning", "joined-labels", f"labels stored as one string, read as {len(parsed)} labels", key)
+        labels = parsed or []
         rows.append((key, "test" if split == "corpus" else split, labels))
     return rows
 
@@ -214,7 +217,8 @@ def _source_of(key: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _check_sample(shards: _Shards, key: str, stats: dict[str, _SourceStats], problems: _Problems) -> None:
+def _check_sample(shards: _Shards, key: str, listed: list[str], stats: dict[str, _SourceStats],
+                  problems: _Problems) -> None:
     try:
         sensor = sensor_of_key(key)
     except DataError:
@@ -238,6 +242,12 @@ def _check_sample(shards: _Shards, key: str, stats: dict[str, _SourceStats], pro
     if dataset.dtype.kind != "f":
         problems.add("error", "dtype", "image is not float (CrisisLandMark stores float32)", key)
         return
+    if dataset.dtype != np.float32:
+        loss = "loses precision (3 significant digits)" if dataset.dtype.itemsize < 4 else "is read as float32"
+        problems.add("warning", "dtype", f"image stored as {dataset.dtype}, not float32: it {loss}", key)
+    if group.get("coords", getlink=True) is None:
+        problems.add("warning", "no-coords", "no 'coords' dataset: the patch's location is unknown", key)
+    _check_label_attribute(group, listed, key, problems)
     try:
         image = np.asarray(dataset[()], dtype=np.float32)
     except (OSError, RuntimeError, ValueError) as exc:
@@ -248,6 +258,18 @@ def _check_sample(shards: _Shards, key: str, stats: dict[str, _SourceStats], pro
     entry.add(image)
     if entry.blank_patches > blank_before:
         problems.add("warning", "blank-patch", "no finite pixel at all", key)
+
+
+def _check_label_attribute(group: Any, listed: list[str], key: str, problems: _Problems) -> None:
+    """The sample's ``labels`` attribute, where present, names what metadata.parquet does."""
+    stored = group.attrs.get("labels")
+    if stored is None:
+        return
+    values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in np.atleast_1d(stored).tolist()]
+    parsed, _ = parse_labels(values[0] if len(values) == 1 else values)
+    if set(normalise_labels(parsed or [])) != set(normalise_labels(listed)):
+        problems.add("warning", "labels-mismatch", f"the 'labels' attribute ({', '.join(values)}) disagrees with "
+                     f"{METADATA_FILE} ({', '.join(listed)})", key)
 
 
 def _flag_sources(stats: dict[str, _SourceStats], problems: _Problems) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import cached_property
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rsretrieve.datasets.base import Batch, PatchDataset, SampleInfo
-from rsretrieve.datasets.labels import normalise_labels
+from rsretrieve.datasets.labels import normalise_labels, parse_labels
 from rsretrieve.datasets.sensors import BANDS, SENSORS, Sensor, sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
 
@@ -33,6 +34,7 @@ QRELS_DIR = "qrels"
 PATCH_SIZE = 120
 MAX_LINK_HOPS = 16
 SPLITS = ("test", "train")  # the test part (80 %) is the retrieval corpus
+METADATA_BATCH = 65_536  # metadata.parquet rows turned into Python objects at a time
 
 
 @dataclass(frozen=True)
@@ -92,16 +94,16 @@ class CrisisLandMark(PatchDataset):
                 f"(split={self.split}, sensors={','.join(self.sensors)})"
             )
 
-    def _select(self, rows: list[tuple[str, str, list[str]]]) -> list[SampleInfo]:
+    def _select(self, rows: Iterator[tuple[str, str, list[str]]]) -> list[SampleInfo]:
+        """The samples of the split, sensors and limit; every row is still read, so that a
+        bad row past the limit is an error too."""
         selected: list[SampleInfo] = []
         for key, split, labels in rows:
-            if split != self.split:
+            if split != self.split or (self.limit is not None and len(selected) >= self.limit):
                 continue
             sensor = sensor_of_key(key)
             if sensor in self.sensors:
-                selected.append(SampleInfo(key, sensor, tuple(normalise_labels(labels))))
-                if self.limit is not None and len(selected) >= self.limit:
-                    break
+                selected.append(SampleInfo(key, sensor, tuple(sys.intern(x) for x in normalise_labels(labels))))
         return selected
 
     def fingerprint(self) -> str:
@@ -139,6 +141,23 @@ class CrisisLandMark(PatchDataset):
 
     def image_shape(self, sensor: Sensor) -> tuple[int, ...]:
         return (len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE)
+
+    def preflight(self) -> None:
+        """Every selected key is a key of the main file (one listing of its names, seconds
+        on the full release), so a key that metadata.parquet lists but the HDF5 lacks stops
+        the run before the encoder loads, not after hours of embedding."""
+        import h5py
+
+        try:
+            with h5py.File(self.main_path, "r") as main:
+                present = set(main.keys())
+        except (OSError, RuntimeError) as exc:
+            raise DataError(f"{self.main_path}: cannot open as HDF5: {exc}") from None
+        absent = [s.key for s in self.samples if s.key not in present]
+        if absent:
+            shown = ", ".join(f"'{k}'" for k in absent[:3])
+            raise DataError(f"{self.main_path}: {len(absent)} key(s) listed in {METADATA_FILE} are not in it ({shown}"
+                            f"{', ...' if len(absent) > 3 else ''}); `rsretrieve check {self.root}` lists every problem")
 
     def iter_batches(
         self, batches: Sequence[Sequence[SampleInfo]]
@@ -212,41 +231,48 @@ def _hdf5_errors(root: Path, key: str) -> Iterator[None]:
         raise DataError(f"{root}: key '{key}': damaged HDF5 data ({str(exc).splitlines()[0][:120]})") from None
 
 
-def read_metadata(path: Path) -> list[tuple[str, str, list[str]]]:
-    """Rows (key, split, labels) of metadata.parquet, validated."""
+def read_metadata(path: Path) -> Iterator[tuple[str, str, list[str]]]:
+    """Rows (key, split, labels) of metadata.parquet, validated, read a record batch at a
+    time: the release's 647,000 rows never sit in memory as Python objects all at once."""
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
         raise DataError(f"{path}: cannot read parquet: {exc}") from exc
-    missing = [c for c in ("key", "split", "labels") if c not in table.column_names]
+    names = parquet.schema_arrow.names
+    missing = [c for c in ("key", "split", "labels") if c not in names]
     if missing:
-        raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(table.column_names)})"
-        )
-    keys = table.column("key").to_pylist()
-    splits = table.column("split").to_pylist()
-    labels = table.column("labels").to_pylist()
-    rows: list[tuple[str, str, list[str]]] = []
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(names)})")
     seen: dict[str, int] = {}
-    for row, (key, split, label_list) in enumerate(zip(keys, splits, labels)):
-        if not isinstance(key, str) or not key:
-            raise DataError(f"{path}: row {row}: field 'key' must be a non-empty string")
-        if key in seen:
-            raise DataError(f"{path}: key '{key}' appears twice (rows {seen[key]} and {row})")
-        seen[key] = row
-        split = CrisisLandMark.split_aliases.get(split, split) if isinstance(split, str) else split
-        if split not in SPLITS:
-            raise DataError(
-                f"{path}: key '{key}': field 'split' is {split!r}; expected train or test"
-            )
-        if isinstance(label_list, str):
-            label_list = [label_list]
-        if label_list is None or not all(isinstance(x, str) for x in label_list):
-            raise DataError(f"{path}: key '{key}': field 'labels' must be a list of strings")
-        rows.append((key, split, list(label_list)))
-    return rows
+    row = 0
+    try:
+        batches = parquet.iter_batches(batch_size=METADATA_BATCH, columns=["key", "split", "labels"])
+        for batch in batches:
+            keys, splits, labels = (batch.column(i).to_pylist() for i in range(3))
+            for key, split, label_list in zip(keys, splits, labels):
+                yield _metadata_row(path, row, key, split, label_list, seen)
+                row += 1
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged row group surfaces while reading
+        raise DataError(f"{path}: cannot read parquet: {exc}") from exc
+
+
+def _metadata_row(path: Path, row: int, key: object, split: object, label_list: object,
+                  seen: dict[str, int]) -> tuple[str, str, list[str]]:
+    if not isinstance(key, str) or not key:
+        raise DataError(f"{path}: row {row}: field 'key' must be a non-empty string")
+    if key in seen:
+        raise DataError(f"{path}: key '{key}' appears twice (rows {seen[key]} and {row})")
+    seen[key] = row
+    split = CrisisLandMark.split_aliases.get(split, split) if isinstance(split, str) else split
+    if split not in SPLITS:
+        raise DataError(f"{path}: key '{key}': field 'split' is {split!r}; expected train or test")
+    labels, _ = parse_labels(label_list)
+    if labels is None:
+        raise DataError(f"{path}: key '{key}': field 'labels' must be a list of strings")
+    return key, split, labels
 
 
 class _Shards:

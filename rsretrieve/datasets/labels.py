@@ -6,6 +6,8 @@ DarthReca/closp, dataset/mapping.py); crisis event tags map to crisis keywords.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 
 DW_CLASSES: tuple[str, ...] = (
@@ -85,3 +87,36 @@ def normalise_labels(labels: Iterable[str]) -> list[str]:
     for label in labels:
         seen.setdefault(normalise_label(label), None)
     return list(seen)
+
+
+def parse_labels(value: object) -> tuple[list[str] | None, bool]:
+    """A ``labels`` field as a list of strings, and whether it was one joined string.
+
+    The release stores a list. A copy may store one string instead: a JSON list, labels
+    joined by ``;`` or ``|``, or joined by ``", "`` (CORINE names hold commas themselves, such
+    as "beaches, dunes, sands": the longest known name is taken first). ``(None, False)``
+    when the value is neither a list of strings nor a string."""
+    if isinstance(value, (list, tuple)):
+        return (list(value), False) if all(isinstance(x, str) for x in value) else (None, False)
+    if not isinstance(value, str):
+        return None, False
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
+            return parsed, True
+    if ";" in text or "|" in text:
+        return [part.strip() for part in re.split(r"[;|]", text) if part.strip()], True
+    pieces = [part.strip() for part in text.split(",")]
+    out: list[str] = []
+    i = 0
+    while i < len(pieces):
+        j = next(j for j in range(len(pieces), i, -1) if j == i + 1 or normalise_label(", ".join(pieces[i:j])) in CLASSES)
+        out.append(", ".join(pieces[i:j]))
+        i = j
+    if len(out) > 1 and all(normalise_label(label) in CLASSES for label in out):
+        return out, True
+    return [value], False

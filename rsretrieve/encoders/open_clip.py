@@ -50,7 +50,7 @@ def _create(spec: EncoderSpec) -> torch.nn.Module:
         except Exception as exc:  # noqa: BLE001 - hub and parsing errors alike
             raise ModelError(
                 f"cannot load {model}: {str(exc).splitlines()[0]}. Offline, download the repo "
-                f"on a machine with internet (huggingface-cli download {model[7:]}) and pass "
+                f"on a machine with internet (hf download {model[7:]}) and pass "
                 "--model ARCH --pretrained /path/to/open_clip_pytorch_model.bin"
             ) from exc
     if model not in oc.list_models():

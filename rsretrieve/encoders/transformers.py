@@ -46,7 +46,7 @@ class TransformersEncoder:
         except (OSError, ValueError) as exc:
             raise ModelError(
                 f"cannot load transformers model '{source}': {str(exc).splitlines()[0][:160]}. Offline, download "
-                f"it on a machine with internet (huggingface-cli download {source} --local-dir DIR) and pass --model DIR"
+                f"it on a machine with internet (hf download {source} --local-dir DIR) and pass --model DIR"
             ) from exc
         if not hasattr(self.model, "get_image_features") or not hasattr(self.model, "get_text_features"):
             raise ModelError(f"'{source}' ({type(self.model).__name__}) is not an image-text dual encoder")

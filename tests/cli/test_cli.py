@@ -116,12 +116,22 @@ def test_demo_runs_on_the_embedded_sample(tmp_path) -> None:  # noqa: ANN001
     assert result.exit_code == 0, result.output
     assert "retrieval metrics" in result.stdout and "ndcg@1000" in result.stdout
     assert (tmp_path / "demo" / "index.results.json").is_file()
+    # New shipped weights (scripts/train_default.py) make the demo's own index stale: rebuilt, not refused.
+    manifest = tmp_path / "demo" / "index" / "manifest.json"
+    record = json.loads(manifest.read_text())
+    record["encoder"]["weights_sha256"] = record["plan_id"] = "0" * 64  # as an index of the old weights has
+    manifest.write_text(json.dumps(record))
+    again = invoke("demo", "--out", tmp_path / "demo", "--limit", 24)
+    assert again.exit_code == 0 and "index " in again.stderr and " built" in again.stderr, again.output
+    assert json.loads(manifest.read_text())["encoder"]["weights_sha256"] != "0" * 64
 
 
 def test_list_registries() -> None:
     assert set(invoke("list", "adapters").stdout.split()) >= {"rgb", "false-color", "sar", "linear"}
     assert "crisislandmark" in invoke("list", "datasets").stdout
-    assert "rsretrieve-tiny" in invoke("list", "models").stdout
+    assert "rsretrieve-tiny" in invoke("list", "architectures").stdout
+    renamed = invoke("list", "models")
+    assert "rsretrieve-tiny" in renamed.stdout and "now `rsretrieve list architectures`" in renamed.stderr
     assert_user_error(invoke("list", "adapter"), "Did you mean 'adapters'")
 
 
@@ -390,6 +400,8 @@ def test_readme_caption_example_works_as_written(tmp_path, monkeypatch) -> None:
     assert invoke("sample", "data/git10m", "--format", "git10m", "--n-samples", 300).exit_code == 0
     common = ("index", "--dataset", "git10m", "--what", "captions", "--data", "data/git10m", "--index", "hnsw", "--sq8")
     assert invoke(*common, "--out", "runs/captions").exit_code == 0
+    assert_user_error(invoke("search", "--index", "runs/captions", "--text", "x", "--sensor", "s1"),
+                      "--sensor applies to image indexes; runs/captions is a caption index")
     result = invoke("search", "--index", "runs/captions", "--text", "flooded farmland near a river", "-k", 5,
                     "--min-quality", "0.5", "--max-resolution", "2", "--bbox", "5,43,15,50")
     assert result.exit_code == 0 and "approximate index" in result.stderr
@@ -400,3 +412,10 @@ def test_readme_caption_example_works_as_written(tmp_path, monkeypatch) -> None:
     assert invoke(*common, "--out", "runs/captions-clip", "--model", "rsretrieve-tiny-random").exit_code == 0
     result = invoke(*rgb[:1], "--captions", "runs/captions-clip", *rgb[1:])
     assert result.exit_code == 0, result.output
+
+
+def test_search_refuses_options_an_image_index_cannot_honour(index_dir) -> None:  # noqa: ANN001
+    result = invoke("search", "--index", index_dir, "--text", "water", "--bbox", "5,43,15,50")
+    assert_user_error(result, "--bbox applies to caption indexes; .* is an image index")
+    result = invoke("search", "--index", index_dir, "--text", "water", "--min-quality", 0.5, "--max-resolution", 2)
+    assert_user_error(result, "--min-quality, --max-resolution apply to caption indexes")

@@ -60,6 +60,10 @@ def test_errors_exit_1_and_are_listed_with_examples(sample_copy, tmp_path) -> No
         ("nan", "nonfinite", "warning"),
         ("blank", "blank-patch", "warning"),
         ("label", "unknown-label", "warning"),
+        ("float16", "dtype", "warning"),
+        ("no_coords", "no-coords", "warning"),
+        ("label_attribute", "labels-mismatch", "warning"),
+        ("joined_labels", "joined-labels", "warning"),
     ],
 )
 def test_every_flag(sample_copy, damage: str, code: str, level: str) -> None:  # noqa: ANN001
@@ -111,7 +115,23 @@ def _main_only(root) -> None:  # noqa: ANN001
         main["cabuar_extra"] = h5py.ExternalLink(link.filename, link.path)
 
 
+def _group_of(root, key: str, change) -> None:  # noqa: ANN001
+    with h5py.File(root / "crisislandmark.h5", "r") as main:
+        shard = main.get(key, getlink=True).filename
+    with h5py.File(root / shard, "a") as f:
+        change(f[key])
+
+
+def _joined(table: pa.Table) -> pa.Table:
+    joined = pa.array(["; ".join(labels) for labels in table.column("labels").to_pylist()])
+    return table.set_column(2, "labels", joined)
+
+
 DAMAGE = {
+    "float16": lambda root: replace_image(root, first_key(root, "cabuar"), check_image(root, first_key(root, "cabuar")).astype(np.float16)),
+    "no_coords": lambda root: _group_of(root, first_key(root, "mmflood"), lambda g: g.__delitem__("coords")),
+    "label_attribute": lambda root: _group_of(root, first_key(root, "mmflood"), lambda g: g.attrs.__setitem__("labels", ["volcano"])),
+    "joined_labels": lambda root: _metadata(root, _joined),
     "missing_shard": lambda root: (root / "quakeset.h5").unlink(),
     "wrong_shape": lambda root: replace_image(root, first_key(root, "mmflood"), np.zeros((2, 64, 64), np.float32)),
     "integers": lambda root: replace_image(root, first_key(root, "mmflood"), np.zeros((2, 120, 120), np.int16)),
@@ -128,3 +148,30 @@ DAMAGE = {
     "blank": lambda root: replace_image(root, first_key(root, "mmflood"), np.full((2, 120, 120), np.nan, np.float32)),
     "label": lambda root: _metadata(root, lambda t: t.set_column(2, "labels", pa.array([["volcano"]] * t.num_rows, t.schema.field("labels").type))),
 }
+
+
+def test_joined_label_strings_read_as_lists_everywhere(sample_copy) -> None:  # noqa: ANN001
+    from rsretrieve.datasets.crisislandmark import CrisisLandMark
+    from rsretrieve.datasets.labels import parse_labels
+
+    before = {s.key: s.labels for s in CrisisLandMark(sample_copy).samples}
+    _metadata(sample_copy, _joined)
+    assert {s.key: s.labels for s in CrisisLandMark(sample_copy).samples} == before
+    assert parse_labels("wildfire;water;shrub and scrub") == (["wildfire", "water", "shrub and scrub"], True)
+    assert parse_labels("Beaches, dunes, sands, Water bodies") == (["Beaches, dunes, sands", "Water bodies"], True)
+    assert parse_labels("Beaches, dunes, sands") == (["Beaches, dunes, sands"], False)
+    assert parse_labels('["water", "built"]') == (["water", "built"], True)
+    assert parse_labels("a town, somewhere") == (["a town, somewhere"], False)
+    assert parse_labels(3) == (None, False)
+
+
+def test_index_refuses_listed_keys_missing_from_the_hdf5_before_the_encoder_loads(sample_copy, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from rsretrieve.config import IndexJob
+    from rsretrieve.errors import DataError
+    from rsretrieve.jobs import run_index_job
+
+    DAMAGE["metadata_only"](sample_copy)
+    monkeypatch.setattr("rsretrieve.embeddings.load_encoder", lambda *a: pytest.fail("the encoder was loaded"))
+    with pytest.raises(DataError, match="1 key\\(s\\) listed in metadata.parquet are not in it \\('benv2s2_999999'\\)"):
+        run_index_job(IndexJob(data=str(sample_copy), model="random"), tmp_path / "idx")
+    assert not (tmp_path / "idx.partial").exists() and not (tmp_path / "idx").exists()

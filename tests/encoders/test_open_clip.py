@@ -67,7 +67,7 @@ def test_offline_tag_says_what_to_download() -> None:
 
 
 def test_offline_hub_id_says_what_to_do() -> None:
-    with pytest.raises(ModelError, match="huggingface-cli download org/model"):
+    with pytest.raises(ModelError, match="hf download org/model"):
         load_encoder(EncoderSpec(backend="open_clip", model="hf-hub:org/model"))
 
 

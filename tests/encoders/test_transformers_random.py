@@ -49,7 +49,7 @@ def test_siglip_folder_encodes_images_and_texts(siglip) -> None:  # noqa: ANN001
 def test_transformers_errors(tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(ModelError, match="not a transformers model folder"):
         load_encoder(EncoderSpec("transformers", str(tmp_path)))
-    with pytest.raises(ModelError, match="huggingface-cli download org/none"):
+    with pytest.raises(ModelError, match="hf download org/none"):
         load_encoder(EncoderSpec("transformers", "org/none"))
 
 
