@@ -351,12 +351,16 @@ class CaptionSearch:
 
 def search_caption_folder(
     folder: Path, texts: Sequence[str], k: int, where: CaptionFilter = CaptionFilter(),
-    requested: EncoderSpec | None = None, device: str | None = None,
+    requested: EncoderSpec | None = None, device: str | None = None, nprobe: int | None = None,
+    ef_search: int | None = None,
 ) -> CaptionSearch:
-    """Text -> captions on the caption index at ``folder``, with the encoder it was built with."""
+    """Text -> captions on the caption index at ``folder``, with the encoder it was built with
+    (and ``nprobe`` / ``ef_search`` in place of the built ones, when given)."""
+    from rsretrieve.index import override_search
     from rsretrieve.search import encoder_for_manifest
 
     index = CaptionIndex(folder)
+    index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
     encoder = encoder_for_manifest(index.manifest, Path(folder), requested, device)
     return CaptionSearch(search_captions(index, encoder, texts, k, where), index.manifest["index"]["factory"], index.approximate)
 

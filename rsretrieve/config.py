@@ -104,3 +104,23 @@ class IndexJob:
         """Config file values (if any), then every override that is not None."""
         base = from_mapping(cls, read_mapping(path), str(path)) if path else cls()
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def renamed_option(old: str, new: str, old_value: Any, new_value: Any) -> Any:
+    """The value of an option renamed from ``old`` to ``new`` (scripts that use the old name
+    keep working, with a note); both at once is an error."""
+    from rsretrieve.errors import warn
+
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise ConfigError(f"{old} is the old name of {new}; give only {new}")
+    warn(f"{old} is now {new}; the old name will go")
+    return old_value
+
+
+def required_option(name: str, value: Any) -> Any:
+    """A value the command cannot do without (an option that replaced a required argument)."""
+    if value is None:
+        raise ConfigError(f"missing option {name}")
+    return value

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,22 @@ def search_params(settings: Mapping[str, Any], selector: Any, k: int) -> Any:
     return faiss.SearchParameters(sel=selector) if selector is not None else None
 
 
+def override_search(settings: Mapping[str, Any], where: Path, nprobe: int | None = None,
+                    ef_search: int | None = None) -> dict[str, Any]:
+    """An index's search settings with ``search --nprobe`` (IVF) or ``--ef-search`` (HNSW)
+    in place of the built ones; an override that the index's kind has no use for is an error."""
+    out = dict(settings)
+    for option, key, kind, value in (("--nprobe", "nprobe", "ivf", nprobe), ("--ef-search", "ef_search", "hnsw", ef_search)):
+        if value is None:
+            continue
+        if settings.get("kind") != kind:
+            raise ConfigError(f"{option} applies to {kind} indexes; {where} is a {settings.get('kind')} index")
+        if value < 1:
+            raise ConfigError(f"{option} must be at least 1, got {value}")
+        out[key] = value
+    return out
+
+
 def widen(settings: Mapping[str, Any], cap: int) -> dict[str, Any]:
     """The same search settings visiting four times more of an IVF or HNSW index (at most
     ``cap`` cells or candidates): a filtered search that found fewer than k tries again."""
@@ -189,7 +205,7 @@ def build_index(
     if content is not None:
         manifest["dataset"]["content_sha256"] = content
     manifest["timings"] = {"embed_s": round(embed_seconds, 3), "build_s": round(time.perf_counter() - started, 3)}
-    labels = {s.key: list(s.labels) for s in dataset.samples}
+    labels = {s.key: s.labels for s in dataset.samples}  # the samples' own tuples, not copies
     _write_folder(out, embedded.keys, embedded.sensors, [labels[k] for k in embedded.keys],
                   embedded.embeddings, index, manifest, force)
     shutil.rmtree(_work_dir(out), ignore_errors=True)
@@ -293,7 +309,7 @@ def nonfinite_report(by_key: Mapping[str, int]) -> dict[str, Any]:
 
 
 def _write_folder(
-    out: Path, keys: list[str], sensors: list[str], labels: list[list[str]], embeddings: np.ndarray,
+    out: Path, keys: list[str], sensors: list[str], labels: Sequence[Sequence[str]], embeddings: np.ndarray,
     index: Any, manifest: dict[str, Any], force: bool,
 ) -> None:
     """Write the four files of an index folder; the folder appears only when complete."""

@@ -41,6 +41,9 @@ def interpolated_pr(qrels: Qrels, run: Run | Mapping[str, Mapping[str, float]]) 
     return np.mean(curves, axis=0) if curves else np.zeros(len(RECALL_LEVELS))
 
 
+DPI = 120
+
+
 def _plt():  # noqa: ANN202
     import matplotlib
 
@@ -50,26 +53,39 @@ def _plt():  # noqa: ANN202
     return plt
 
 
-def _bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str) -> None:
+def _bar_figure(groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str) -> Any:
+    """Grouped bars with the legend outside the plot area, so that no bar hides behind it
+    (a score of 1.0 reaches the top, where an inside legend would sit)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) + 2), 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) + 2), 3.6), dpi=DPI)
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
     for i, (name, values) in enumerate(series.items()):
         ax.bar(x + i * width - 0.4 + width / 2, [v if v is not None else 0.0 for v in values], width, label=name)
-    ax.set_xticks(x, groups, rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center", fontsize=8)
+    ax.set_xticks(x, groups, rotation=30 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center", fontsize=9)
     ax.set_ylim(0, 1)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _legend_outside(ax)
+    return fig
+
+
+def _legend_outside(ax: Any) -> None:
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.savefig(path, bbox_inches="tight")  # the crop keeps the legend beside the axes
+    _plt().close(fig)
+
+
+def _bars(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str) -> None:
+    _save(_bar_figure(groups, series, title, ylabel), path)
 
 
 def _pr_plot(path: Path, curves: Mapping[str, np.ndarray]) -> None:
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=DPI)
     for name, curve in curves.items():
         ax.plot(RECALL_LEVELS, curve, marker="o", label=name)
     ax.set_xlabel("recall")
@@ -77,10 +93,8 @@ def _pr_plot(path: Path, curves: Mapping[str, np.ndarray]) -> None:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_title("precision-recall (all)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _legend_outside(ax)
+    _save(fig, path)
 
 
 def _record(results: Path, model: str) -> dict[str, Any]:

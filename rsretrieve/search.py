@@ -125,16 +125,18 @@ def query_topics(
 
 def search_folder(
     folder: Path, queries: Mapping[str, str], k: int, sensor: str | None = None,
-    requested: EncoderSpec | None = None, device: str | None = None,
+    requested: EncoderSpec | None = None, device: str | None = None, nprobe: int | None = None,
+    ef_search: int | None = None,
 ) -> tuple[Run, LoadedIndex]:
     """What ``rsretrieve search`` runs on an image index: open it, load the encoder it was
     built with (``requested`` must match it) and search ``queries`` (only ``sensor``'s
-    documents when given: s1, s2 or all)."""
+    documents when given: s1, s2 or all), with ``nprobe`` / ``ef_search`` when given."""
     from rsretrieve.datasets.sensors import parse_sensor_filter
-    from rsretrieve.index import load_index
+    from rsretrieve.index import load_index, override_search
 
     only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
     index = load_index(folder)
+    index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
     return search(index, encoder_for_index(index, requested, device), queries, k, only), index
 
 

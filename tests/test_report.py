@@ -56,3 +56,15 @@ def test_report_loads_in_headless_chromium(report_dir, tmp_path) -> None:  # noq
     ).stdout
     assert 'data-images-total="6"' in dom and 'data-images-loaded="6"' in dom  # every image decoded
     assert '<table id="leaderboard">' in dom and dom.count("<tr>") >= 3
+
+
+def test_no_legend_hides_a_bar() -> None:
+    """Scores of 1.0 fill the top of the plot, where matplotlib's 'best' legend would sit."""
+    from rsretrieve.report import _bar_figure
+
+    fig = _bar_figure(["ndcg@10", "map@100", "mrr"], {"model-a": [1.0, 1.0, 1.0], "model-b": [0.9, 1.0, 0.95]}, "t", "score")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    bars = [patch.get_window_extent() for patch in ax.patches]
+    assert bars and not any(legend.overlaps(bar) for bar in bars)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperGroup
 
 from rsretrieve import __version__
 from rsretrieve.cli import render
@@ -65,14 +65,6 @@ class _Group(TyperGroup):
         finally:
             warnings.showwarning = shown
 
-
-def _flag_type(self: TyperOption, ctx: object) -> str | None:
-    """A flag takes no value: its help row shows no `<bool>` as if it did (typer shows one)."""
-    return None if self.is_flag else _value_type(self, ctx)
-
-
-_value_type = TyperOption.display_type_rich
-TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     cls=_Group,
@@ -151,6 +143,8 @@ def index(
     kind: Annotated[Optional[str], typer.Option("--index", help="flat (exact), ivf or hnsw [flat].")] = None,
     nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells [~4 sqrt(N)].")] = None,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells searched per query [16].")] = None,
+    hnsw_m: Annotated[Optional[int], typer.Option("--hnsw-m", help="HNSW links per node [32].")] = None,
+    ef_search: Annotated[Optional[int], typer.Option("--ef-search", help="HNSW candidates per query [128].")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Samples per batch [32, 256 on CUDA; captions 1024].")] = None,
     readers: Annotated[Optional[int], typer.Option("--readers", help="Reader processes; 1 reads in this process [the available cores, at most 8].")] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="Image encoding precision: fp32, or bf16 / fp16 under autocast [fp32].")] = None,
@@ -175,7 +169,7 @@ def index(
         "data": None if data is None else str(data), "dataset": dataset, "split": split, "sensor": sensor,
         "limit": limit, "strict": strict, "verify": verify, "model": model, "pretrained": pretrained, "seed": seed,
         "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "index": kind, "nlist": nlist,
-        "nprobe": nprobe, "batch_size": batch_size, "readers": readers, "precision": precision, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
+        "nprobe": nprobe, "hnsw_m": hnsw_m, "ef_search": ef_search, "batch_size": batch_size, "readers": readers, "precision": precision, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
     })
     if job.what == "captions":
         from rsretrieve.captions import run_caption_job
@@ -206,14 +200,17 @@ def _parse_shard(value: str) -> tuple[int, int]:
 
 @app.command()
 def check(
-    data: Annotated[Path, typer.Argument(help="A CrisisLandMark-format folder.")],
+    old_data: Annotated[Optional[Path], typer.Argument(hidden=True, help="Old place of --data.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="A CrisisLandMark-format folder.")] = None,
     report_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report JSON [DATA-NAME.check.json here].")] = None,
 ) -> None:
     """Read a whole dataset (no embedding) and report every problem; exit 1 on an error-level one."""
+    from rsretrieve.config import required_option, renamed_option
     from rsretrieve.datasets.check import check_to_file
 
+    folder = required_option("--data", renamed_option("check DATA (positional)", "--data", old_data, data))
     with render.progress(err, "checking") as bar:
-        report, target = check_to_file(data, report_out, on_start=bar.start, on_sample=bar)
+        report, target = check_to_file(folder, report_out, on_start=bar.start, on_sample=bar)
     render.check_report(out, report)
     out.print(f"report written to {target}", markup=False)
     if not report["ok"]:
@@ -254,6 +251,8 @@ def search(
     min_resolution: MinResOpt = None,
     max_resolution: MaxResOpt = None,
     bbox: BboxOpt = None,
+    nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells visited per query [the index's].")] = None,
+    ef_search: Annotated[Optional[int], typer.Option("--ef-search", help="HNSW candidates per query [the index's].")] = None,
 ) -> None:
     """Run text queries against an image index (run file or top hits) or a caption index."""
     from rsretrieve.captions import CaptionFilter, is_caption_index, search_caption_folder, write_caption_hits
@@ -266,11 +265,11 @@ def search(
         "--min-quality": min_quality, "--min-resolution": min_resolution, "--max-resolution": max_resolution, "--bbox": bbox})
     if is_caption_index(index_dir):
         where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox)
-        found = search_caption_folder(index_dir, list(topics.values()), depth, where, requested, device)
+        found = search_caption_folder(index_dir, list(topics.values()), depth, where, requested, device, nprobe, ef_search)
         written = write_caption_hits(run_out, list(topics), found.hits) if run_out is not None else None
         render.caption_search(out, err, topics, found, run_out, written)
         return
-    run, index = search_folder(index_dir, topics, depth, sensor, requested, device)
+    run, index = search_folder(index_dir, topics, depth, sensor, requested, device, nprobe, ef_search)
     if run_out is not None:
         write_run(run, run_out)
     render.search_results(out, run, topics, index, run_out)
@@ -306,7 +305,8 @@ def evaluate(
     queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl (default: the dataset's).")] = None,
     run_file: Annotated[Optional[Path], typer.Option("--run", help="Score a saved run instead of searching.")] = None,
     metrics: MetricsOpt = None,
-    k: Annotated[Optional[int], typer.Option("-k", help="Search depth (default: the largest cutoff, at least 1000).")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Documents searched per query [the largest cutoff, at least 1000].")] = None,
+    old_k: Annotated[Optional[int], typer.Option("-k", hidden=True, help="Old name of --depth (-k is the number shown in search and show).")] = None,
     results_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON (default: beside what was scored, INDEX.results.json or RUN.results.json).")] = None,
     run_out: Annotated[Optional[Path], typer.Option("--save-run", help="Also write the runs of every slice and the corpus (.json or TREC), for eval --run.")] = None,
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Query fields to slice metrics by, e.g. country,season,climate_zone.")] = None,
@@ -317,11 +317,13 @@ def evaluate(
     device: DeviceOpt = None,
 ) -> None:
     """Score retrieval as trec_eval does: overall and per sensor, as a table and a results JSON."""
+    from rsretrieve.config import renamed_option
     from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_to_files
     from rsretrieve.paths import cache_home
 
     fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else []
-    result = evaluate_to_files(index_dir, run_file, qrels, queries, metrics or list(DEFAULT_METRICS), k, results_out,
+    result = evaluate_to_files(index_dir, run_file, qrels, queries, metrics or list(DEFAULT_METRICS),
+                               renamed_option("eval -k", "--depth", old_k, depth), results_out,
                                run_out, fields, backend, _requested(model, pretrained, seed), device,
                                default_index=lambda: _default_index(cache_home() / "indexes" / "default-sample"))
     if result.saved_runs:
@@ -348,17 +350,20 @@ def _stage(message: str) -> None:
 
 @app.command("bigearthnet-task")
 def bigearthnet_task(
-    data: Annotated[Path, typer.Option("--data", help="BigEarthNet.txt.parquet")],
     images: Annotated[Path, typer.Option("--images", help="rico-hdl LMDB, or a folder of GeoTIFF patch folders.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Task folder to write.")],
     image_format: Annotated[str, typer.Option("--image-format", help="lmdb or geotiff.")] = "lmdb",
     split: Annotated[list[str], typer.Option("--split", help="bench (default), test, ... (repeatable).")] = ["bench"],  # noqa: B006
     force: Annotated[bool, typer.Option("--force", help="Replace an existing task folder.")] = False,
+    parquet: Annotated[Optional[Path], typer.Option("--parquet", help="BigEarthNet.txt.parquet (a file; --data names folders elsewhere).")] = None,
+    old_data: Annotated[Optional[Path], typer.Option("--data", hidden=True, help="Old name of --parquet.")] = None,
 ) -> None:
     """Turn BigEarthNet.txt into a text-to-image retrieval task (queries, qrels, corpus)."""
+    from rsretrieve.config import renamed_option, required_option
     from rsretrieve.datasets.bigearthnet_txt import build_task
 
-    counts = build_task(data, images, image_format, out_dir, split, force)
+    table = required_option("--parquet", renamed_option("bigearthnet-task --data", "--parquet", old_data, parquet))
+    counts = build_task(table, images, image_format, out_dir, split, force)
     out.print(f"task {out_dir}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()), markup=False)
     out.print(f"next: rsretrieve index --dataset bigearthnet-txt --data {out_dir} --out IDX; "
               "rsretrieve eval --index IDX --group-by country,season,climate_zone", markup=False)
@@ -394,16 +399,18 @@ def train(
     width: Annotated[int, typer.Option("--width", help="spectral-cnn channels.")] = 64,
     backbone_model: Annotated[Optional[str], typer.Option("--backbone-model", help="open_clip backbone architecture.")] = None,
     backbone_pretrained: Annotated[Optional[str], typer.Option("--backbone-pretrained", help="open_clip backbone weights.")] = None,
-    text: Annotated[str, typer.Option("--text", help="minilm, or open_clip:ARCH[:PRETRAINED] for an open_clip text tower.")] = "minilm",
+    text_encoder: Annotated[Optional[str], typer.Option("--text-encoder", help="minilm, or open_clip:ARCH[:PRETRAINED] for an open_clip text tower [minilm].")] = None,
+    old_text: Annotated[Optional[str], typer.Option("--text", hidden=True, help="Old name of --text-encoder (--text is a query elsewhere).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.")] = False,
 ) -> None:
     """Contrastively train per-sensor image towers against a frozen text encoder (train split)."""
+    from rsretrieve.config import renamed_option
     from rsretrieve.encoders.text import TextSpec
     from rsretrieve.encoders.trained import TowerConfig
     from rsretrieve.training import TrainConfig, train as run_training
 
-    kind, _, rest = text.partition(":")
+    kind, _, rest = (renamed_option("train --text", "--text-encoder", old_text, text_encoder) or "minilm").partition(":")
     arch, _, tag = rest.partition(":")
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction,

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperOption
 
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.runs import Run
@@ -259,3 +260,12 @@ def leaderboard(console: Console, warn: Console, result: Any, check: Path | None
         warn.print(f"leaderboard check against {check} failed ({len(result.drift)} differences)", markup=False)
     else:
         console.print(f"leaderboard matches {check} (tolerance {result.board['tolerance']})", markup=False)
+
+
+def _flag_type(self: TyperOption, ctx: object) -> str | None:
+    """A flag takes no value: its help row shows no `<bool>` as if it did (typer shows one)."""
+    return None if self.is_flag else _value_type(self, ctx)
+
+
+_value_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""`rsretrieve check DATA`: a doctor for a CrisisLandMark-format folder.
+"""`rsretrieve check --data DATA`: a doctor for a CrisisLandMark-format folder.
 
 It reads every sample once, streaming (one image in memory at a time, each shard opened
 once), without embedding anything, and reports every problem it finds instead of stopping at

@@ -157,7 +157,7 @@ class CrisisLandMark(PatchDataset):
         if absent:
             shown = ", ".join(f"'{k}'" for k in absent[:3])
             raise DataError(f"{self.main_path}: {len(absent)} key(s) listed in {METADATA_FILE} are not in it ({shown}"
-                            f"{', ...' if len(absent) > 3 else ''}); `rsretrieve check {self.root}` lists every problem")
+                            f"{', ...' if len(absent) > 3 else ''}); `rsretrieve check --data {self.root}` lists every problem")
 
     def iter_batches(
         self, batches: Sequence[Sequence[SampleInfo]]

@@ -101,6 +101,7 @@ def _create_from_tag(oc: Any, model: str, pretrained: str) -> torch.nn.Module:
     if pretrained not in tags:
         raise unknown_name_error(f"pretrained tag for {model}", pretrained, tags)
     source = oc.get_pretrained_cfg(model, pretrained)
+    check_activation(oc, model, pretrained)
     hub = (source.get("hf_hub") or "").strip("/")
     where = f"the Hugging Face repository {hub}" if hub else source.get("url") or "its source"
     advice = (f"Download {where} (open_clip_pytorch_model.bin) on a machine with internet, then pass the file: "
@@ -112,6 +113,18 @@ def _create_from_tag(oc: Any, model: str, pretrained: str) -> torch.nn.Module:
     except Exception as exc:  # noqa: BLE001 - download failures come as RuntimeError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"weights '{pretrained}' for {model} could not be loaded ({first}). {advice}") from exc
+
+
+def check_activation(oc: Any, model: str, pretrained: str) -> None:
+    """Weights trained with QuickGELU (OpenAI's CLIP and its fine-tunes) in an architecture
+    built with nn.GELU give wrong embeddings without an error; refuse the pair, before any
+    download, and name the architecture that fits."""
+    trained_quick = (oc.get_pretrained_cfg(model, pretrained) or {}).get("quick_gelu")
+    if trained_quick and not (oc.get_model_config(model) or {}).get("quick_gelu"):
+        fits = f"{model}-quickgelu"
+        hint = f"use --model {fits}" if fits in oc.list_models() else "use a -quickgelu architecture"
+        raise ConfigError(f"weights '{pretrained}' were trained with QuickGELU, which {model} does not use "
+                          f"(its embeddings would be wrong); {hint}, or the zoo card (rsretrieve models)")
 
 
 def _cached(hub: str) -> bool:

@@ -355,7 +355,7 @@ def test_caption_index_search_and_describe(sample_root, tmp_path) -> None:  # no
 def test_bigearthnet_txt_end_to_end_with_grouped_metrics(tmp_path) -> None:  # noqa: ANN001
     fixture, task, idx = tmp_path / "ben", tmp_path / "task", tmp_path / "idx"
     assert invoke("sample", fixture, "--format", "bigearthnet-txt", "--n-samples", 20).exit_code == 0
-    result = invoke("bigearthnet-task", "--data", fixture / "BigEarthNet.txt.parquet", "--images", fixture / "lmdb", "--out", task)
+    result = invoke("bigearthnet-task", "--parquet", fixture / "BigEarthNet.txt.parquet", "--images", fixture / "lmdb", "--out", task)
     assert result.exit_code == 0 and "caption queries" in result.stdout
     assert invoke("index", "--dataset", "bigearthnet-txt", "--data", task, "--out", idx).exit_code == 0
     result = invoke("eval", "--index", idx, "--group-by", "country,season,climate_zone", "-m", "ndcg@10")
@@ -363,7 +363,7 @@ def test_bigearthnet_txt_end_to_end_with_grouped_metrics(tmp_path) -> None:  # n
     assert "by country (all)" in result.stdout and "by climate_zone (all)" in result.stdout
     report = json.loads((idx.with_name(idx.name + ".results.json")).read_text())
     assert set(report["groups"]) == {"country", "season", "climate_zone"}
-    assert_user_error(invoke("bigearthnet-task", "--data", fixture / "BigEarthNet.txt.parquet", "--images", tmp_path / "none",
+    assert_user_error(invoke("bigearthnet-task", "--parquet", fixture / "BigEarthNet.txt.parquet", "--images", tmp_path / "none",
                              "--out", tmp_path / "t2"), "image store .*none not found")
 
 
@@ -419,3 +419,37 @@ def test_search_refuses_options_an_image_index_cannot_honour(index_dir) -> None:
     assert_user_error(result, "--bbox applies to caption indexes; .* is an image index")
     result = invoke("search", "--index", index_dir, "--text", "water", "--min-quality", 0.5, "--max-resolution", 2)
     assert_user_error(result, "--min-quality, --max-resolution apply to caption indexes")
+
+
+def test_renamed_options_keep_working_with_a_note(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
+    old = invoke("eval", "--index", index_dir, "-k", 50, "-m", "ndcg@10", "--out", tmp_path / "a.json")
+    new = invoke("eval", "--index", index_dir, "--depth", 50, "-m", "ndcg@10", "--out", tmp_path / "b.json")
+    assert old.exit_code == new.exit_code == 0 and "eval -k is now --depth" in old.stderr
+    assert json.loads((tmp_path / "a.json").read_text())["results"] == json.loads((tmp_path / "b.json").read_text())["results"]
+    assert_user_error(invoke("eval", "--index", index_dir, "-k", 5, "--depth", 5), "eval -k is the old name of --depth")
+    positional = invoke("check", sample_root, "--out", tmp_path / "c.json")
+    assert positional.exit_code == 0 and "check DATA (positional) is now --data" in positional.stderr
+    assert_user_error(invoke("check", "--out", tmp_path / "d.json"), "missing option --data")
+
+
+def test_help_shows_no_value_for_flags_and_every_default() -> None:
+    import re
+
+    for command in ("index", "search", "eval", "train", "check", "leaderboard", "show", "describe", "fuse", "demo"):
+        text = invoke(command, "--help").stdout
+        assert "<bool>" not in text, command
+        assert not re.search(r"\s\.\s*$", text, re.M), command  # a default eaten as markup left " ."
+    assert "[the shipped default]" in " ".join(invoke("index", "--help").stdout.split())
+
+
+def test_hnsw_and_ivf_settings_from_the_cli_and_at_search_time(sample_root, index_dir, tmp_path) -> None:  # noqa: ANN001
+    hnsw = tmp_path / "hnsw"
+    assert _index(sample_root, hnsw, "--model", "random", "--index", "hnsw", "--hnsw-m", 8, "--ef-search", 40).exit_code == 0
+    settings = json.loads((hnsw / "manifest.json").read_text())["index"]
+    assert (settings["hnsw_m"], settings["ef_search"]) == (8, 40)
+    assert invoke("search", "--index", hnsw, "--text", "water", "--ef-search", 200).exit_code == 0
+    assert_user_error(invoke("search", "--index", hnsw, "--text", "water", "--nprobe", 4),
+                      "--nprobe applies to ivf indexes; .* is a hnsw index")
+    assert_user_error(invoke("search", "--index", index_dir, "--text", "water", "--ef-search", 64),
+                      "--ef-search applies to hnsw indexes; .* is a flat index")
+    assert_user_error(invoke("search", "--index", hnsw, "--text", "water", "--ef-search", 0), "--ef-search must be at least 1")

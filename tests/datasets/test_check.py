@@ -18,7 +18,7 @@ def codes(report: dict) -> dict[str, str]:
 
 
 def test_the_clean_sample_has_no_problem_and_exits_0(sample_root, tmp_path) -> None:  # noqa: ANN001
-    result = invoke("check", sample_root, "--out", tmp_path / "r.json")
+    result = invoke("check", "--data", sample_root, "--out", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["ok"] and report["problems"] == [] and report["counts"]["read"] == report["counts"]["keys"] == 40
@@ -35,7 +35,7 @@ def test_errors_exit_1_and_are_listed_with_examples(sample_copy, tmp_path) -> No
     with h5py.File(sample_copy / "crisislandmark.h5", "a") as main:
         del main[key]
         main[key] = h5py.ExternalLink("../evil.h5", key)
-    result = invoke("check", sample_copy, "--out", tmp_path / "r.json")
+    result = invoke("check", "--data", sample_copy, "--out", tmp_path / "r.json")
     assert result.exit_code == 1
     report = json.loads((tmp_path / "r.json").read_text())
     problem = next(p for p in report["problems"] if p["code"] == "outside-folder")

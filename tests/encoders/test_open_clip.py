@@ -62,8 +62,9 @@ def test_missing_checkpoint_file(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_offline_tag_says_what_to_download() -> None:
-    with pytest.raises(ModelError, match="Download the Hugging Face repository timm/vit_base_patch32_clip_224.openai.*--pretrained"):
-        load_encoder(EncoderSpec(backend="open_clip", model="ViT-B-32", pretrained="openai"))
+    with pytest.raises(ModelError, match="Download the Hugging Face repository timm/vit_base_patch32_clip_224.openai.*"
+                                         "--model ViT-B-32-quickgelu --pretrained"):
+        load_encoder(EncoderSpec(backend="open_clip", model="ViT-B-32-quickgelu", pretrained="openai"))
 
 
 def test_offline_hub_id_says_what_to_do() -> None:
@@ -74,3 +75,19 @@ def test_offline_hub_id_says_what_to_do() -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(ConfigError, match="unknown encoder backend 'open-clip'. Did you mean 'open_clip'"):
         load_encoder(EncoderSpec(backend="open-clip", model="rsretrieve-tiny"))
+
+
+def test_quickgelu_weights_in_a_gelu_architecture_are_refused_before_any_download() -> None:
+    from rsretrieve.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'openai' were trained with QuickGELU, which ViT-B-32 does not use.*--model ViT-B-32-quickgelu"):
+        load_encoder(EncoderSpec("open_clip", "ViT-B-32", "openai"))
+
+
+def test_the_shipped_openai_job_uses_the_quickgelu_architecture() -> None:
+    from pathlib import Path
+
+    from rsretrieve.config import IndexJob
+
+    job = IndexJob.load(Path(__file__).resolve().parents[2] / "configs" / "index" / "vit-b-32-openai-hnsw.yaml", {})
+    assert (job.model, job.pretrained) == ("ViT-B-32-quickgelu", "openai")
