@@ -1,5 +1,5 @@
 """Full-scale stages, whole processes: `index` (the `random` encoder: the data path) and then
-`eval -k 1000` over a synthetic CrisisLandMark-layout set, at two sizes, extrapolated to the
+`eval --depth 1000` over a synthetic CrisisLandMark-layout set, at two sizes, extrapolated to the
 release's 647,000 patches.
 
     .venv/bin/python benchmarks/full_scale.py [--sizes 5000,20000] [--compression gzip] [--cache DIR]
@@ -34,7 +34,7 @@ def stages(root: Path, work: Path, readers: int | None, repeats: int) -> dict[st
     return {
         "index (random encoder)": measure([RSRETRIEVE, "index", "--data", str(root), "--model", "random", "--out",
                                            str(index), "--force", *extra], repeats)[:2],
-        "eval -k 1000": measure([RSRETRIEVE, "eval", "--index", str(index), "-k", "1000", "-m",
+        "eval --depth 1000": measure([RSRETRIEVE, "eval", "--index", str(index), "--depth", "1000", "-m",
                                  "ndcg@1000,map@100,recall@1000"], repeats)[:2],
     }
 
@@ -80,8 +80,9 @@ def main() -> None:
         cells = " | ".join(f"{measured[s][stage][0]:.1f}, {measured[s][stage][1]:.0f}" for s in sizes)
         t0, t1 = fit(*((corpus[s], measured[s][stage][0]) for s in sizes))
         m0, m1 = fit(*((corpus[s], measured[s][stage][1]) for s in sizes))
-        print(f"| {stage} | {cells} | {t0:.1f} + {1000 * t1:.2f} | {t0 + t1 * RELEASE:.0f} "
-              f"| {m0:.0f} + {1000 * m1:.2f} | {m0 + m1 * RELEASE:.0f} |")
+        time_at = f"{t0 + t1 * RELEASE:.0f}" if t1 > 0 else "no measurable growth"
+        memory_at = f"{m0 + m1 * RELEASE:.0f}" if m1 > 0 else "no measurable growth"
+        print(f"| {stage} | {cells} | {t0:.1f} + {1000 * t1:.2f} | {time_at} | {m0:.0f} + {1000 * m1:.2f} | {memory_at} |")
 
 
 if __name__ == "__main__":
