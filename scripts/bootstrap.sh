@@ -13,10 +13,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # --no-compile: byte-compiling torch's thousands of modules took about half of the
     # install; it is done below, in the background, so that the first result does not wait.
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install --quiet --no-compile -e '.[test]'
-    # ranx's numba kernels are not compiled here either: the first fuse, leaderboard or
-    # eval --backend ranx compiles them once, saying so (rsretrieve/kernels.py).
+    # ranx's numba kernels are compiled in the background too; a fuse, leaderboard or
+    # eval --backend ranx that comes first waits for them, saying so (rsretrieve/kernels.py).
     echo "$want" > "$stamp"
     site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    echo "byte-compiling the installed packages in the background, at low priority (log: .venv/compile.log)"
-    nohup nice -n 19 .venv/bin/python -m compileall -q -j 1 "$site" > .venv/compile.log 2>&1 &
+    echo "byte-compiling the installed packages and ranx's kernels in the background, at low priority (log: .venv/compile.log)"
+    nohup nice -n 19 bash -c ".venv/bin/python -m compileall -q -j 1 '$site'; .venv/bin/python -m rsretrieve.kernels" \
+        > .venv/compile.log 2>&1 &
 fi

@@ -40,9 +40,35 @@ def test_a_failed_compile_is_one_error(fresh, monkeypatch) -> None:  # noqa: ANN
     assert not fresh.exists()
 
 
-def test_the_install_does_not_compile() -> None:
+def test_the_install_compiles_only_in_the_background() -> None:
     bootstrap = (Path(__file__).resolve().parents[1] / "scripts" / "bootstrap.sh").read_text()
     assert "compile_ranx" not in bootstrap
+    background = [line for line in bootstrap.splitlines() if "rsretrieve.kernels" in line]
+    assert background and all(line.lstrip().startswith("nohup nice") for line in background)
+
+
+def test_a_run_waits_for_the_background_compile_instead_of_compiling(fresh, tmp_path, monkeypatch, capfd) -> None:  # noqa: ANN001
+    import fcntl
+    import threading
+    import time
+
+    marker = tmp_path / "ran"
+    monkeypatch.setattr(kernels, "COMPILE", f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')")
+    fresh.parent.mkdir(parents=True)
+    holder = open(fresh.with_name(fresh.name + ".lock"), "a")  # noqa: SIM115 - held across the thread
+    fcntl.flock(holder, fcntl.LOCK_EX)
+
+    def finish() -> None:  # the background compiler: done after a moment
+        time.sleep(0.5)
+        fresh.write_text("compiled in 1 s\n")
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        holder.close()
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    kernels.ensure_ranx()
+    thread.join()
+    assert "waiting for ranx's numba kernels" in capfd.readouterr().err and not marker.exists()
 
 
 def test_the_stamp_lives_beside_ranx_cache() -> None:
