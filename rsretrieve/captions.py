@@ -158,7 +158,8 @@ def _train_and_flush(index: Any, pending: list[np.ndarray]) -> None:
 @dataclasses.dataclass(frozen=True)
 class CaptionFilter:
     """Keep captions with quality >= ``min_quality``, resolution in [min, max] metres, inside
-    ``bbox`` = (lon_min, lat_min, lon_max, lat_max)."""
+    ``bbox`` = (lon_min, lat_min, lon_max, lat_max); lon_min > lon_max is a box across the
+    antimeridian (170,-10,-170,10 holds longitudes 170..180 and -180..-170)."""
 
     min_quality: float | None = None
     min_resolution: float | None = None
@@ -168,8 +169,12 @@ class CaptionFilter:
     def __post_init__(self) -> None:
         if self.bbox is not None:
             lon0, lat0, lon1, lat1 = self.bbox
-            if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
-                raise ConfigError(f"--bbox {self.bbox} is not lon_min,lat_min,lon_max,lat_max in degrees")
+            if not (-180 <= lon0 <= 180 and -180 <= lon1 <= 180 and lon0 != lon1 and -90 <= lat0 < lat1 <= 90):
+                raise ConfigError(f"--bbox {self.bbox} is not lon_min,lat_min,lon_max,lat_max in degrees "
+                                  "(lat_min below lat_max; lon_min above lon_max crosses the antimeridian)")
+        low, high = self.min_resolution, self.max_resolution
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"--min-resolution {low} is above --max-resolution {high}: no caption can pass")
 
     @classmethod
     def parse(cls, min_quality: float | None = None, min_resolution: float | None = None,
@@ -198,7 +203,8 @@ class CaptionFilter:
             keep &= meta["resolution"] <= self.max_resolution
         if self.bbox is not None:
             lon0, lat0, lon1, lat1 = self.bbox
-            keep &= (meta["lon"] >= lon0) & (meta["lon"] <= lon1) & (meta["lat"] >= lat0) & (meta["lat"] <= lat1)
+            inside = (meta["lon"] >= lon0) & (meta["lon"] <= lon1) if lon0 < lon1 else (meta["lon"] >= lon0) | (meta["lon"] <= lon1)
+            keep &= inside & (meta["lat"] >= lat0) & (meta["lat"] <= lat1)
         return keep
 
 

@@ -20,12 +20,13 @@ def from_mapping(cls: type[C], data: Mapping[str, Any], source: str) -> C:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for key in data:
-        if key not in fields:
-            raise ConfigError(
-                f"{source}: unknown key '{key}'.{did_you_mean(str(key), fields)} "
-                f"Allowed: {', '.join(fields)}."
-            )
+    unknown = [str(key) for key in data if key not in fields]
+    if len(unknown) == 1:
+        raise ConfigError(f"{source}: unknown key '{unknown[0]}'.{did_you_mean(unknown[0], fields)} "
+                          f"Allowed: {', '.join(fields)}.")
+    if unknown:  # every one of them, not only the first
+        named = ", ".join(f"'{key}'" + (f" ({hint.strip().replace('Did', 'did', 1)})" if (hint := did_you_mean(key, fields)) else "") for key in unknown)
+        raise ConfigError(f"{source}: unknown keys {named}. Allowed: {', '.join(fields)}.")
     missing = [
         name
         for name, f in fields.items()

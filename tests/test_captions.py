@@ -86,7 +86,9 @@ def test_settings_and_folder_errors(flat, index_dir, tmp_path) -> None:  # noqa:
     with pytest.raises(ConfigError, match="need --index ivf or hnsw"):
         CaptionIndexSettings(kind="flat", sq8=True)
     with pytest.raises(ConfigError, match="--bbox"):
-        CaptionFilter(bbox=(10.0, 0.0, 5.0, 1.0))
+        CaptionFilter(bbox=(5.0, 1.0, 10.0, 0.0))  # lat_min above lat_max
+    with pytest.raises(ConfigError, match="--min-resolution 10.0 is above --max-resolution 1.0: no caption can pass"):
+        CaptionFilter(min_resolution=10.0, max_resolution=1.0)
     with pytest.raises(DataError, match="is an image index; this needs a caption index"):
         CaptionIndex(index_dir)
     with pytest.raises(DataError, match="already exists"):
@@ -112,3 +114,10 @@ def test_selective_filters_miss_nothing_on_approximate_indexes(data, default, fl
                 assert got == want and len(got) == passing, (where, k)
             else:
                 assert len(got) == k
+
+
+def test_a_box_across_the_antimeridian_wraps_around() -> None:
+    meta = {"quality": np.ones(5), "resolution": np.ones(5),
+            "lon": np.array([175.0, -175.0, 0.0, 169.0, -171.0]), "lat": np.array([0.0, 5.0, 0.0, 0.0, 11.0])}
+    assert CaptionFilter(bbox=(170.0, -10.0, -170.0, 10.0)).mask(meta).tolist() == [True, True, False, False, False]
+    assert CaptionFilter.parse(bbox="170,-10,-170,10").bbox == (170.0, -10.0, -170.0, 10.0)

@@ -135,6 +135,9 @@ def test_suite_files_are_validated(tmp_path) -> None:  # noqa: ANN001
     path.write_text("name: s\nmodels: [random]\nmodel: x\n")
     with pytest.raises(ConfigError, match="unknown key 'model'. Did you mean 'models'"):
         load_suite(path)
+    path.write_text("name: s\nmodels: [random]\nmodel: x\nmetrix: [mrr]\n")
+    with pytest.raises(ConfigError, match="unknown keys 'model' \\(did you mean 'models'\\?\\), 'metrix' \\(did you mean 'metrics'\\?\\)"):
+        load_suite(path)
     path.write_text("name: s\nmodels: [random]\nsignificance: {test: wilcoxon}\n")
     with pytest.raises(ConfigError, match="significance test must be one of"):
         load_suite(path)

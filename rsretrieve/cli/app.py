@@ -272,7 +272,7 @@ def search(
     run, index = search_folder(index_dir, topics, depth, sensor, requested, device, nprobe, ef_search)
     if run_out is not None:
         write_run(run, run_out)
-    render.search_results(out, run, topics, index, run_out)
+    render.search_results(out, run, topics, index, run_out, depth)
 
 
 @app.command()

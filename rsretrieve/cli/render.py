@@ -238,12 +238,14 @@ def caption_search(console: Console, warn: Console, topics: Mapping[str, str], f
         captions(console, f"{qid}: {query}", hits)
 
 
-def search_results(console: Console, run: Run, topics: Mapping[str, str], index: Any, run_out: Path | None) -> None:
-    """The top hits of each query, or where the run was written (``index``: the LoadedIndex)."""
+def search_results(console: Console, run: Run, topics: Mapping[str, str], index: Any, run_out: Path | None,
+                   shown: int) -> None:
+    """The top ``shown`` hits of each query (``-k``), or where the run was written
+    (``index``: the LoadedIndex)."""
     if run_out is not None:
         console.print(f"wrote run for {len(run)} queries to {run_out}")
     else:
-        hits(console, run, topics, dict(zip(index.keys, index.labels)), limit=10)
+        hits(console, run, topics, dict(zip(index.keys, index.labels)), limit=shown)
 
 
 def leaderboard(console: Console, warn: Console, result: Any, check: Path | None, write_expected: Path | None) -> None:

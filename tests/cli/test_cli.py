@@ -453,3 +453,12 @@ def test_hnsw_and_ivf_settings_from_the_cli_and_at_search_time(sample_root, inde
     assert_user_error(invoke("search", "--index", index_dir, "--text", "water", "--ef-search", 64),
                       "--ef-search applies to hnsw indexes; .* is a flat index")
     assert_user_error(invoke("search", "--index", hnsw, "--text", "water", "--ef-search", 0), "--ef-search must be at least 1")
+
+
+def test_search_shows_as_many_hits_as_k_asks(index_dir) -> None:  # noqa: ANN001
+    import re
+
+    for k in (3, 20):
+        result = invoke("search", "--index", index_dir, "--text", "water", "-k", k)
+        assert result.exit_code == 0, result.output
+        assert len(re.findall(r"^│ \d+ ", result.stdout, re.M)) == k
