@@ -15,6 +15,11 @@ C = TypeVar("C")
 PRECISIONS = ("fp32", "bf16", "fp16")  # of image encoding: fp32, or autocast to bf16 / fp16
 
 
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+
+
 def from_mapping(cls: type[C], data: Mapping[str, Any], source: str) -> C:
     """Build dataclass ``cls`` from ``data``; unknown or missing keys name ``source``."""
     if not isinstance(data, Mapping):
@@ -97,8 +102,7 @@ class IndexJob:
         for name, value in (("batch-size", self.batch_size), ("readers", self.readers)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"--{name} must be a whole number of at least 1, got {value}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
+        check_precision(self.precision)
 
     @classmethod
     def load(cls, path: Path | None, overrides: Mapping[str, Any]) -> "IndexJob":

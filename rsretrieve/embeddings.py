@@ -23,16 +23,11 @@ from rsretrieve.datasets.base import Batch, PatchDataset
 from rsretrieve.datasets.readers import read_batches
 from rsretrieve.datasets.sensors import BANDS, Sensor
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
-from rsretrieve.config import PRECISIONS
+from rsretrieve.config import check_precision
 from rsretrieve.errors import ConfigError, DataError, ModelError, warn
 from rsretrieve.io import atomic_path, write_json
 
 DEFAULT_ADAPTERS: dict[str, str] = {"s2": "rgb", "s1": "sar", "rgb": "rgb"}
-
-
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
 
 
 @dataclass

@@ -7,6 +7,7 @@ merges them. Shard folders are ordinary, resumable index folders.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import shutil
 from collections.abc import Callable
@@ -51,9 +52,7 @@ def run_index_job(
     ``on_stage`` hears of the slow steps that come before the first batch. ``replace_stale``
     rebuilds an index that is not current (one of rsretrieve's own) instead of refusing it."""
     from rsretrieve.datasets.readers import check_readers
-    from rsretrieve.embeddings import build_pipeline
-    from rsretrieve.zoo import resolve_model
-    from rsretrieve.index import IndexSettings, build_index
+    from rsretrieve.index import build_index
 
     stage = on_stage or (lambda message: None)
     check_writable(Path(out), folder=True)  # before the dataset is read or the encoder loads
@@ -61,23 +60,38 @@ def run_index_job(
     if shard is not None:
         dataset.take_shard(*shard)
     dataset.preflight()
-    settings = IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
-    spec = resolve_model(job.model, job.pretrained, job.seed)
-    stage(f"loading encoder {spec.label()}")
     readers = check_readers(job.readers)
-    pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, dataset.sensors, device, job.precision)
+    pipeline = job_pipeline(job, dataset.sensors, device, stage)
     if job.verify:
         stage("hashing every shard's bytes (--verify)")
     if on_start:
         on_start(len(dataset.samples))
-    return build_index(dataset, pipeline, out, default_batch_size(pipeline) if job.batch_size is None else job.batch_size, settings, force,
+    return build_index(dataset, pipeline, out, batch_size(job, pipeline), index_settings(job), force,
                        on_batch=on_batch, verify=job.verify, readers=readers, replace_stale=replace_stale)
 
 
-def default_batch_size(pipeline: Any) -> int:
-    """32 images on a CPU; 256 on CUDA, where small batches leave the GPU waiting."""
+def job_pipeline(job: IndexJob, sensors: Any, device: str | None, stage: Callable[[str], None] = lambda m: None) -> Any:
+    """The job's encoder (resolved from --model) behind its band adapters, in its precision."""
+    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.zoo import resolve_model
+
+    spec = resolve_model(job.model, job.pretrained, job.seed)
+    stage(f"loading encoder {spec.label()}")
+    return build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, sensors, device, job.precision)
+
+
+def batch_size(job: IndexJob, pipeline: Any) -> int:
+    """--batch-size, or 32 images on a CPU and 256 on CUDA, where small batches leave the GPU waiting."""
+    if job.batch_size is not None:
+        return job.batch_size
     device = getattr(pipeline.encoder, "device", None)
     return 256 if device is not None and device.type == "cuda" else 32
+
+
+def index_settings(job: IndexJob) -> Any:
+    from rsretrieve.index import IndexSettings
+
+    return IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m, ef_search=job.ef_search)
 
 
 def default_index(
@@ -149,7 +163,7 @@ def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", wor
     check_writable(out, folder=True)
     if out.exists() and not force:
         existing = read_manifest(out)
-        if existing.get("plan_id") == sharded_plan_id(job, count, device) and existing.get("index") == _settings_of(job):
+        if existing.get("plan_id") == sharded_plan_id(job, count, device) and existing.get("index") == dataclasses.asdict(index_settings(job)):
             return {**existing, "reused": True}
         raise DataError(f"{out} was built differently (dataset, encoder or settings changed); pass --force to replace it")
     if force:
@@ -167,32 +181,22 @@ def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", wor
     return manifest
 
 
-def _settings_of(job: IndexJob) -> dict[str, Any]:
-    from rsretrieve.index import IndexSettings
-
-    return dataclasses.asdict(IndexSettings(kind=job.index, nlist=job.nlist, nprobe=job.nprobe, hnsw_m=job.hnsw_m,
-                                            ef_search=job.ef_search))
-
-
 def sharded_plan_id(job: IndexJob, count: int, device: str | None = None) -> str:
     """The plan id that merging ``count`` shards of ``job`` gives (as ``merge_indexes`` writes
     it): what tells a merged index that is current without embedding anything. Loads the
-    encoder once, to hash its weights."""
+    encoder once, to hash its weights, and reads the dataset's metadata once for all shards."""
     from rsretrieve.datasets.readers import check_readers
-    from rsretrieve.embeddings import build_pipeline, plan_id
+    from rsretrieve.embeddings import plan_id
     from rsretrieve.index import merged_plan_id
-    from rsretrieve.zoo import resolve_model
 
     check_readers(job.readers)
-    datasets = []
-    for index in range(count):
-        dataset = open_job_dataset(job)
-        dataset.take_shard(index, count)
-        datasets.append(dataset)
-    spec = resolve_model(job.model, job.pretrained, job.seed)
-    pipeline = build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, datasets[0].sensors, device, job.precision)
-    size = default_batch_size(pipeline) if job.batch_size is None else job.batch_size
-    return merged_plan_id([plan_id(d, pipeline, size) for d in datasets])
+    whole = open_job_dataset(job)
+    whole.fingerprint()  # computed once, shared by the shards' copies
+    shards = [copy.copy(whole) for _ in range(count)]
+    for index, shard in enumerate(shards):
+        shard.take_shard(index, count)  # rebinds its own samples; the whole's stay as they are
+    pipeline = job_pipeline(job, whole.sensors, device)
+    return merged_plan_id([plan_id(shard, pipeline, batch_size(job, pipeline)) for shard in shards])
 
 
 def _remove_shards(out: Path, folders: list[Path]) -> None:
