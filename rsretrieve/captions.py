@@ -31,6 +31,7 @@ from rsretrieve.embeddings import ImagePipeline
 from rsretrieve.encoders import Encoder, EncoderSpec
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.index import FORMAT_VERSION, index_cells, package_versions, read_manifest, search_params, widen
+from rsretrieve.geo import GeoFilter
 from rsretrieve.io import INDEX, atomic_dir, write_json
 from rsretrieve.registry import unknown_name_error
 
@@ -158,37 +159,34 @@ def _train_and_flush(index: Any, pending: list[np.ndarray]) -> None:
 @dataclasses.dataclass(frozen=True)
 class CaptionFilter:
     """Keep captions with quality >= ``min_quality``, resolution in [min, max] metres, inside
-    ``bbox`` = (lon_min, lat_min, lon_max, lat_max); lon_min > lon_max is a box across the
-    antimeridian (170,-10,-170,10 holds longitudes 170..180 and -180..-170)."""
+    ``bbox`` = (lon_min, lat_min, lon_max, lat_max) (lon_min > lon_max is a box across the
+    antimeridian: 170,-10,-170,10 holds longitudes 170..180 and -180..-170) and within
+    ``radius_km`` of ``near`` = (lon, lat)."""
 
     min_quality: float | None = None
     min_resolution: float | None = None
     max_resolution: float | None = None
     bbox: tuple[float, float, float, float] | None = None
+    near: tuple[float, float] | None = None
+    radius_km: float | None = None
 
     def __post_init__(self) -> None:
-        if self.bbox is not None:
-            lon0, lat0, lon1, lat1 = self.bbox
-            if not (-180 <= lon0 <= 180 and -180 <= lon1 <= 180 and lon0 != lon1 and -90 <= lat0 < lat1 <= 90):
-                raise ConfigError(f"--bbox {self.bbox} is not lon_min,lat_min,lon_max,lat_max in degrees "
-                                  "(lat_min below lat_max; lon_min above lon_max crosses the antimeridian)")
+        self.place()  # validates the geographic part
         low, high = self.min_resolution, self.max_resolution
         if low is not None and high is not None and low > high:
             raise ConfigError(f"--min-resolution {low} is above --max-resolution {high}: no caption can pass")
 
     @classmethod
     def parse(cls, min_quality: float | None = None, min_resolution: float | None = None,
-              max_resolution: float | None = None, bbox: str | None = None) -> "CaptionFilter":
-        """The filter of the command-line options (``bbox`` as "lon_min,lat_min,lon_max,lat_max")."""
-        box = None
-        if bbox is not None:
-            try:
-                box = tuple(float(v) for v in bbox.split(","))
-            except ValueError:
-                raise ConfigError(f"--bbox '{bbox}' must be four numbers lon_min,lat_min,lon_max,lat_max") from None
-            if len(box) != 4:
-                raise ConfigError(f"--bbox '{bbox}' must be four numbers lon_min,lat_min,lon_max,lat_max")
-        return cls(min_quality, min_resolution, max_resolution, box)  # type: ignore[arg-type]
+              max_resolution: float | None = None, bbox: str | None = None, near: str | None = None,
+              radius_km: float | None = None) -> "CaptionFilter":
+        """The filter of the command-line options (``bbox`` as "lon_min,lat_min,lon_max,lat_max",
+        ``near`` as "lon,lat")."""
+        place = GeoFilter.parse(bbox, near, radius_km)
+        return cls(min_quality, min_resolution, max_resolution, place.bbox, place.near, place.radius_km)
+
+    def place(self) -> GeoFilter:
+        return GeoFilter(self.bbox, self.near, self.radius_km)
 
     def active(self) -> bool:
         return any(v is not None for v in dataclasses.astuple(self))
@@ -201,10 +199,9 @@ class CaptionFilter:
             keep &= meta["resolution"] >= self.min_resolution
         if self.max_resolution is not None:
             keep &= meta["resolution"] <= self.max_resolution
-        if self.bbox is not None:
-            lon0, lat0, lon1, lat1 = self.bbox
-            inside = (meta["lon"] >= lon0) & (meta["lon"] <= lon1) if lon0 < lon1 else (meta["lon"] >= lon0) | (meta["lon"] <= lon1)
-            keep &= inside & (meta["lat"] >= lat0) & (meta["lat"] <= lat1)
+        place = self.place()
+        if place.active():
+            keep &= place.mask(meta["lon"], meta["lat"])
         return keep
 
 

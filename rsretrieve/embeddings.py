@@ -130,6 +130,7 @@ class Embedded:
     embeddings: np.ndarray
     nonfinite_pixels: int
     nonfinite_by_key: dict[str, int]  # samples with NaN/inf pixels -> how many
+    locations: np.ndarray  # (N, 2) centre lon/lat degrees, NaN where unknown
 
 
 def plan_id(dataset: PatchDataset, pipeline: ImagePipeline, batch_size: int) -> str:
@@ -213,6 +214,7 @@ def _saved_batch_ok(path: Path, planned: Sequence[Any]) -> bool:
         with np.load(path, allow_pickle=False) as saved:
             ok = saved["keys"].tolist() == [s.key for s in planned] and saved["embeddings"].shape[0] == len(planned)
             saved["nonfinite_per_sample"]
+            ok = ok and saved["locations"].shape == (len(planned), 2)
     except Exception:  # noqa: BLE001 - zip, npy and key errors alike mean a damaged file
         ok = False
     if not ok:
@@ -224,8 +226,9 @@ def _saved_batch_ok(path: Path, planned: Sequence[Any]) -> bool:
 def _save_batch(path: Path, batch: Batch, vectors: np.ndarray) -> None:
     buffer = io.BytesIO()
     counts = batch.nonfinite_per_sample or (0,) * len(batch.keys)
+    locations = batch.locations if batch.locations is not None else np.full((len(batch.keys), 2), np.nan)
     np.savez(buffer, embeddings=vectors, keys=np.array(batch.keys), nonfinite=np.int64(batch.nonfinite),
-             nonfinite_per_sample=np.array(counts, np.int64))
+             nonfinite_per_sample=np.array(counts, np.int64), locations=np.asarray(locations, np.float64))
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
@@ -234,6 +237,7 @@ def _collect(work_dir: Path, batches: Sequence[Sequence[Any]]) -> Embedded:
     keys: list[str] = []
     sensors: list[Sensor] = []
     parts: list[np.ndarray] = []
+    places: list[np.ndarray] = []
     nonfinite = 0
     by_key: dict[str, int] = {}
     for index, planned in enumerate(batches):
@@ -243,8 +247,10 @@ def _collect(work_dir: Path, batches: Sequence[Sequence[Any]]) -> Embedded:
             if stored != [s.key for s in planned]:
                 raise DataError(f"{path}: saved keys differ from the plan; delete {work_dir} and rerun")
             parts.append(saved["embeddings"])
+            places.append(saved["locations"])
             nonfinite += int(saved["nonfinite"])
             by_key.update((k, int(n)) for k, n in zip(stored, saved["nonfinite_per_sample"].tolist()) if n)
         keys.extend(stored)
         sensors.extend(s.sensor for s in planned)
-    return Embedded(keys, sensors, np.concatenate(parts, dtype=np.float32), nonfinite, by_key)  # one copy, not two
+    return Embedded(keys, sensors, np.concatenate(parts, dtype=np.float32), nonfinite, by_key,  # one copy, not two
+                    np.concatenate(places) if places else np.empty((0, 2)))

@@ -28,6 +28,7 @@ import numpy as np
 from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries, load_query_fields
 from rsretrieve.datasets.sensors import sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.geo import GeoFilter
 from rsretrieve.io import atomic_path, read_json, read_text, sha256_file, write_json
 from rsretrieve.metrics import BACKENDS, parse_metric, per_query
 from rsretrieve.runs import DEFAULT_DEPTH, Run, as_run, read_run, write_run
@@ -228,14 +229,17 @@ def evaluate_index(
     group_by: Sequence[str] = (),
     backend: str = DEFAULT_BACKEND,
     encoder: Any = None,
+    where: GeoFilter | None = None,
 ) -> Evaluation:
     """Search every query over the index (all, then each sensor's sub-corpus) and score the runs.
 
     Queries and qrels default to the ones of the dataset the index was built from. An
-    ``encoder`` already loaded (the one that built the index) is checked and reused.
+    ``encoder`` already loaded (the one that built the index) is checked and reused. With a
+    geographic filter ``where`` the corpus is that region's documents: every slice searches
+    only them and its qrels keep only their judgements, so a crisis area is scored alone.
     """
     from rsretrieve.index import load_index
-    from rsretrieve.search import check_weights, encode_queries, encoder_for_index, search_vectors
+    from rsretrieve.search import check_weights, encode_queries, encoder_for_index, restricted_rows, search_vectors
 
     metrics = parse_metrics(metrics)
     check_backend(backend)
@@ -248,17 +252,22 @@ def evaluate_index(
     if known is not None:
         check_known_documents(qrels, known, qrels_path, root)
     depth = k or search_depth(metrics)
+    region = restricted_rows(index, where=where)
+    if region is not None and region.size == 0:
+        raise DataError(f"{', '.join(where.options())} {where.describe()}: no document of index {index.path} lies there "  # type: ignore[union-attr]
+                        f"({int(np.isfinite(index.locations).all(axis=1).sum())} of {len(index.keys)} have a known location)")
     if encoder is None:
         encoder = encoder_for_index(index, requested, device)
     else:
         check_weights(index.manifest, encoder, index.path)
     started = time.perf_counter()
     qids, vectors = encode_queries(encoder, queries)
-    runs = {"all": search_vectors(index, qids, vectors, depth)}
-    for sensor in sorted(set(index.sensors)):
-        runs[sensor] = search_vectors(index, qids, vectors, depth, sensor)
+    runs = {"all": search_vectors(index, qids, vectors, depth, where=where)}
+    members = range(len(index.keys)) if region is None else region.tolist()
+    for sensor in sorted({index.sensors[i] for i in members}):
+        runs[sensor] = search_vectors(index, qids, vectors, depth, sensor, where)
     search_seconds = time.perf_counter() - started
-    corpus = Corpus.from_keys(index.keys, index.sensors)
+    corpus = Corpus.from_keys([index.keys[i] for i in members], [index.sensors[i] for i in members])
     report = evaluate_slices(qrels, queries, runs, corpus, metrics, backend, corpus.sizes(runs))
     report["timings"]["search_s"] = round(search_seconds, 3)
     manifest = index.manifest
@@ -273,11 +282,24 @@ def evaluate_index(
         "dataset": manifest["dataset"],
         "counts": manifest["counts"],
     }
+    if region is not None:
+        report["source"]["region"] = {**where.describe(), "documents": int(region.size)}  # type: ignore[union-attr]
+        _split_region_diagnostics(report["diagnostics"], qrels, set(index.keys))
     report["versions"] = manifest["versions"]
     if group_by:
         fields = load_query_fields(queries_path, group_by)
         report["groups"] = group_scores(report["per_query"]["all"], fields, group_by)
     return Evaluation(report, runs, corpus)
+
+
+def _split_region_diagnostics(diagnostics: dict[str, Any], qrels: Qrels, indexed: set[str]) -> None:
+    """In a region's evaluation, judged documents of the index outside the region are counted
+    apart from those the index does not hold at all (only the latter are a warning)."""
+    judged = {d for docs in qrels.values() for d in docs}
+    absent = sorted(judged - indexed)
+    diagnostics["judged_docs_outside_region"] = diagnostics["judged_docs_not_in_corpus"] - len(absent)
+    diagnostics["judged_docs_not_in_corpus"] = len(absent)
+    diagnostics["judged_docs_not_in_corpus_examples"] = absent[:10]
 
 
 def _dataset_file(manifest: Mapping[str, Any], what: str) -> Path:
@@ -432,6 +454,23 @@ def evaluate_saved_run(
     return report
 
 
+SAVED_RUN_REASONS = {
+    "--save-run": "the run is saved already",
+    "--depth": "a saved run has its depth already",
+    "--model": "a saved run is scored without a model",
+    "--device": "a saved run is scored without a model",
+    "--bbox": "a saved run holds no locations: give --index to score a region",
+    "--near": "a saved run holds no locations: give --index to score a region",
+}
+
+
+def refuse_for_saved_run(given: Mapping[str, object]) -> None:
+    """Options that mean nothing when scoring a saved run are errors, never ignored."""
+    for option, value in given.items():
+        if value is not None:
+            raise ConfigError(f"{option} cannot be used with --run: {SAVED_RUN_REASONS[option]}")
+
+
 @dataclass(frozen=True)
 class EvalOutput:
     """What ``rsretrieve eval`` produced: the report, where it was written, the saved runs."""
@@ -455,6 +494,7 @@ def evaluate_to_files(
     requested: Any = None,
     device: str | None = None,
     default_index: Callable[[], Path] | None = None,
+    where: GeoFilter | None = None,
 ) -> EvalOutput:
     """What ``rsretrieve eval`` runs: score a saved ``run_file`` (with its slice runs when
     saved) or search ``index_dir`` (none given: the one ``default_index`` builds or reuses).
@@ -468,8 +508,8 @@ def evaluate_to_files(
     if run_file is not None:
         if index_dir is not None or qrels_path is None or queries_path is None:
             raise ConfigError("--run needs --qrels and --queries, and no --index")
-        if run_out is not None:
-            raise ConfigError("--save-run saves the runs of a search; with --run the run is saved already")
+        refuse_for_saved_run({"--save-run": run_out, "--depth": k, "--model": requested, "--device": device,
+                              **({o: True for o in where.options()} if where is not None else {})})
     elif index_dir is None and default_index is None:
         raise ConfigError("give --index DIR to search, or --run FILE to score a saved run")
     for path in (results_out, run_out):
@@ -482,8 +522,11 @@ def evaluate_to_files(
     saved: list[Path] = []
     if run_file is not None:
         report = evaluate_saved_run(Path(run_file), Path(queries_path), Path(qrels_path), chosen, backend)  # type: ignore[arg-type]
+        if group_by:
+            report["groups"] = group_scores(report["per_query"]["all"], load_query_fields(Path(queries_path), group_by), group_by)  # type: ignore[arg-type]
     else:
-        evaluation = evaluate_index(Path(index_dir), qrels_path, queries_path, chosen, k, requested, device, group_by, backend)  # type: ignore[arg-type]
+        evaluation = evaluate_index(Path(index_dir), qrels_path, queries_path, chosen, k, requested, device, group_by,  # type: ignore[arg-type]
+                                    backend, where=where)
         report = evaluation.report
         if run_out is not None:
             saved = save_slice_runs(evaluation.runs, evaluation.corpus, Path(run_out), report["source"])

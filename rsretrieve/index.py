@@ -4,7 +4,7 @@ Layout of an index folder::
 
     manifest.json     encoder, adapters, dataset fingerprint, counts, versions, timings
     embeddings.npy    (N, D) float32, L2-normalised, row i belongs to ids row i
-    ids.parquet       key, sensor, labels
+    ids.parquet       key, sensor, labels, lon, lat (the patch centre in degrees; null: unknown)
     index.faiss       FAISS index over the rows (faiss' own format, no pickle)
 """
 
@@ -63,6 +63,7 @@ class LoadedIndex:
     embeddings: np.ndarray
     faiss_index: Any = field(repr=False)
     _labels: list[list[str]] | None = field(default=None, repr=False)
+    _locations: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def labels(self) -> list[list[str]]:
@@ -72,6 +73,21 @@ class LoadedIndex:
 
             self._labels = pq.read_table(self.path / IDS, columns=["labels"]).column("labels").to_pylist()
         return self._labels
+
+    @property
+    def locations(self) -> np.ndarray:
+        """(N, 2) centre lon/lat of every row, NaN where unknown; an index written before
+        rsretrieve stored locations is an error that says to rebuild it."""
+        if self._locations is None:
+            import pyarrow.parquet as pq
+
+            if not {"lon", "lat"} <= set(pq.read_schema(self.path / IDS).names):
+                raise DataError(f"index {self.path} holds no patch locations (built before rsretrieve stored them); "
+                                "rebuild it with `rsretrieve index ... --force`")
+            table = pq.read_table(self.path / IDS, columns=["lon", "lat"])
+            self._locations = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in ("lon", "lat")],
+                                       axis=1).astype(np.float64)
+        return self._locations
 
     def sensor_rows(self, sensor: str) -> np.ndarray:
         return np.flatnonzero(np.asarray(self.sensors) == sensor).astype(np.int64)
@@ -207,7 +223,7 @@ def build_index(
     manifest["timings"] = {"embed_s": round(embed_seconds, 3), "build_s": round(time.perf_counter() - started, 3)}
     labels = {s.key: s.labels for s in dataset.samples}  # the samples' own tuples, not copies
     _write_folder(out, embedded.keys, embedded.sensors, [labels[k] for k in embedded.keys],
-                  embedded.embeddings, index, manifest, force)
+                  embedded.embeddings, index, manifest, force, embedded.locations)
     shutil.rmtree(_work_dir(out), ignore_errors=True)
     return manifest
 
@@ -280,6 +296,7 @@ def _manifest(
         "batch_size": batch_size,
         "embed_dim": int(embedded.embeddings.shape[1]),
         "counts": counts,
+        "locations": location_counts(embedded.locations),
         "nonfinite_pixels": embedded.nonfinite_pixels,
         **nonfinite_report(embedded.nonfinite_by_key),
         "versions": package_versions(),
@@ -287,6 +304,12 @@ def _manifest(
 
 
 NONFINITE_SHOWN = 10
+
+
+def location_counts(locations: np.ndarray) -> dict[str, int]:
+    """How many rows have a known centre lon/lat, and how many not (null in ids.parquet)."""
+    known = int(np.isfinite(locations).all(axis=1).sum()) if len(locations) else 0
+    return {"known": known, "unknown": int(len(locations)) - known}
 
 
 def nonfinite_report(by_key: Mapping[str, int]) -> dict[str, Any]:
@@ -310,16 +333,22 @@ def nonfinite_report(by_key: Mapping[str, int]) -> dict[str, Any]:
 
 def _write_folder(
     out: Path, keys: list[str], sensors: list[str], labels: Sequence[Sequence[str]], embeddings: np.ndarray,
-    index: Any, manifest: dict[str, Any], force: bool,
+    index: Any, manifest: dict[str, Any], force: bool, locations: np.ndarray | None = None,
 ) -> None:
-    """Write the four files of an index folder; the folder appears only when complete."""
+    """Write the four files of an index folder (ids.parquet with each row's centre lon/lat,
+    null where unknown); the folder appears only when complete."""
+    from rsretrieve.geo import location_columns
+
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     with atomic_dir(out, replace=force, what=INDEX) as tmp:
         np.save(tmp / EMBEDDINGS, embeddings, allow_pickle=False)
-        table = pa.table({"key": keys, "sensor": sensors, "labels": pa.array(labels, pa.list_(pa.string()))})
+        if locations is None:
+            locations = np.full((len(keys), 2), np.nan)
+        table = pa.table({"key": keys, "sensor": sensors, "labels": pa.array(labels, pa.list_(pa.string())),
+                          **location_columns(locations[:, 0], locations[:, 1])})
         pq.write_table(table, tmp / IDS)
         faiss.write_index(index, str(tmp / FAISS_INDEX))
         write_json(tmp / MANIFEST, manifest)
@@ -424,6 +453,7 @@ def merge_indexes(folders: list[Path], out: Path, force: bool = False) -> dict[s
     if len(set(keys)) != len(keys):
         raise DataError("shards overlap: some sample keys appear twice")
     embeddings = np.concatenate([s.embeddings for s in shards])
+    locations = np.concatenate([s.locations for s in shards])
     started = time.perf_counter()
     index = build_faiss(embeddings, IndexSettings(**first["index"]))
     counts: dict[str, int] = {"total": len(keys)}
@@ -437,6 +467,7 @@ def merge_indexes(folders: list[Path], out: Path, force: bool = False) -> dict[s
         "plan_id": merged_plan_id([s.manifest["plan_id"] for s in shards]),
         "dataset": {**first["dataset"], "shard": None},
         "counts": counts,
+        "locations": location_counts(locations),
         "nonfinite_pixels": sum(s.manifest["nonfinite_pixels"] for s in shards),
         "merged_from": [str(s.path.resolve()) for s in shards],
         "versions": package_versions(),
@@ -444,5 +475,5 @@ def merge_indexes(folders: list[Path], out: Path, force: bool = False) -> dict[s
                     "build_s": round(time.perf_counter() - started, 3)},
     }
     _write_folder(Path(out), keys, [x for s in shards for x in s.sensors], [x for s in shards for x in s.labels],
-                  embeddings, index, manifest, force)
+                  embeddings, index, manifest, force, locations)
     return manifest

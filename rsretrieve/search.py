@@ -17,6 +17,7 @@ import numpy as np
 
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.geo import GeoFilter
 from rsretrieve.index import LoadedIndex, index_cells, search_params, widen
 from rsretrieve.runs import Run
 
@@ -72,24 +73,31 @@ def encode_queries(encoder: Encoder, queries: Mapping[str, str]) -> tuple[list[s
 
 
 def search_vectors(
-    index: LoadedIndex, qids: list[str], vectors: np.ndarray, k: int, sensor: str | None = None
+    index: LoadedIndex, qids: list[str], vectors: np.ndarray, k: int, sensor: str | None = None,
+    where: GeoFilter | None = None,
 ) -> Run:
-    """Top-``k`` documents per query vector, over the whole index or one sensor's rows."""
+    """Top-``k`` documents per query vector, over the whole index or the rows of one sensor
+    and/or inside a geographic filter ``where``. A geographic filter is exact on every index
+    kind: the hits are the passing rows' brute-force top ``k`` (see ``_search``)."""
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
-    available = index.faiss_index.ntotal if sensor is None else int(index.sensor_rows(sensor).size)
+    rows = restricted_rows(index, sensor, where)
+    exact = where is not None and where.active()
+    available = index.faiss_index.ntotal if rows is None else int(rows.size)
+    if available == 0:
+        return Run(qids, index.keys, np.zeros(len(qids) + 1, np.int64), np.empty(0, np.int64), np.empty(0))
     want = min(k, available)
     depth = min(want + 1, available)  # one more: does a tie run past the k-th place?
-    scores, rows = _faiss_search(index, vectors, depth, sensor)
-    lists = [(scores[i, :want], rows[i, :want]) for i in range(len(qids))]
+    scores, found = _search(index, vectors, depth, rows, exact)
+    lists = [(scores[i, :want], found[i, :want]) for i in range(len(qids))]
     if depth > want:
         boundary = scores[:, want - 1]
-        for i in np.flatnonzero((rows[:, want] >= 0) & (scores[:, want] == boundary)).tolist():
-            deeper, row_scores, row_ids = depth, scores[i], rows[i]
+        for i in np.flatnonzero((found[:, want] >= 0) & (scores[:, want] == boundary)).tolist():
+            deeper, row_scores, row_ids = depth, scores[i], found[i]
             while deeper < available and row_scores[deeper - 1] == boundary[i]:
                 deeper = min(available, deeper * 2)
-                found = _faiss_search(index, vectors[i : i + 1], deeper, sensor)
-                row_scores, row_ids = found[0][0], found[1][0]
+                wider = _search(index, vectors[i : i + 1], deeper, rows, exact)
+                row_scores, row_ids = wider[0][0], wider[1][0]
             lists[i] = (row_scores, row_ids)
     valid = [ids >= 0 for _, ids in lists]
     offsets = np.concatenate([[0], np.cumsum([int(v.sum()) for v in valid])])
@@ -98,83 +106,124 @@ def search_vectors(
     return run.truncate(want)
 
 
+def restricted_rows(index: LoadedIndex, sensor: str | None = None, where: GeoFilter | None = None) -> np.ndarray | None:
+    """The rows a search may return (None: all): ``sensor``'s rows, those inside ``where``."""
+    rows = None
+    if sensor is not None:
+        rows = index.sensor_rows(sensor)
+        if rows.size == 0:
+            raise DataError(f"index {index.path} holds no {sensor} samples")
+    if where is not None and where.active():
+        inside = np.flatnonzero(where.mask(index.locations[:, 0], index.locations[:, 1])).astype(np.int64)
+        rows = inside if rows is None else np.intersect1d(rows, inside)
+    return rows
+
+
 def search(
-    index: LoadedIndex, encoder: Encoder, queries: Mapping[str, str], k: int, sensor: str | None = None
+    index: LoadedIndex, encoder: Encoder, queries: Mapping[str, str], k: int, sensor: str | None = None,
+    where: GeoFilter | None = None,
 ) -> Run:
     qids, vectors = encode_queries(encoder, queries)
-    return search_vectors(index, qids, vectors, k, sensor)
+    return search_vectors(index, qids, vectors, k, sensor, where)
 
 
 def query_topics(
-    queries: Path | None, text: str | None, k: int | None = None, run_out: Path | None = None
+    queries: Path | None, text: str | None, k: int | None = None, run_out: Path | None = None,
+    location: str | None = None,
 ) -> tuple[dict[str, str], int]:
-    """The queries of ``rsretrieve search`` (a queries file, or one ``text``) and the depth:
-    ``k``, else 10 hits to show or, for a run file (checked writable first), the depth
-    ``eval`` scores at, so that a saved run is never shallower than eval's cutoffs."""
+    """The queries of ``rsretrieve search`` (a queries file, one ``text`` or one ``location``
+    "lon,lat", as query id ``location``) and the depth: ``k``, else 10 hits to show or, for a
+    run file (checked writable first), the depth ``eval`` scores at, so that a saved run is
+    never shallower than eval's cutoffs."""
     from rsretrieve.datasets.queries import load_queries
+    from rsretrieve.geo import parse_lonlat
     from rsretrieve.runs import DEFAULT_DEPTH
     from rsretrieve.io import check_writable
 
-    if (queries is None) == (text is None):
-        raise ConfigError("give either --queries FILE or --text TEXT")
+    if sum(v is not None for v in (queries, text, location)) != 1:
+        raise ConfigError("give one of --queries FILE, --text TEXT or --location LON,LAT")
     if run_out is not None:
         check_writable(Path(run_out))
-    topics = load_queries(Path(queries)) if queries is not None else {"text": str(text)}
+    if location is not None:
+        topics = {"location": ",".join(f"{v:g}" for v in parse_lonlat(location, "--location"))}
+    else:
+        topics = load_queries(Path(queries)) if queries is not None else {"text": str(text)}
     return topics, k if k is not None else (DEFAULT_DEPTH if run_out is not None else 10)
 
 
 def search_folder(
     folder: Path, queries: Mapping[str, str], k: int, sensor: str | None = None,
     requested: EncoderSpec | None = None, device: str | None = None, nprobe: int | None = None,
-    ef_search: int | None = None,
+    ef_search: int | None = None, where: GeoFilter | None = None, location: tuple[float, float] | None = None,
 ) -> tuple[Run, LoadedIndex]:
     """What ``rsretrieve search`` runs on an image index: open it, load the encoder it was
     built with (``requested`` must match it) and search ``queries`` (only ``sensor``'s
-    documents when given: s1, s2 or all), with ``nprobe`` / ``ef_search`` when given."""
+    documents when given: s1, s2 or all; only those inside ``where``), with ``nprobe`` /
+    ``ef_search`` when given. With ``location`` (lon, lat) the one query is the encoder's
+    location embedding of that place instead of a text (GeoCLOSP: images that look like it)."""
     from rsretrieve.datasets.sensors import parse_sensor_filter
     from rsretrieve.index import load_index, override_search
 
     only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
     index = load_index(folder)
     index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
-    return search(index, encoder_for_index(index, requested, device), queries, k, only), index
+    encoder = encoder_for_index(index, requested, device)
+    if location is None:
+        return search(index, encoder, queries, k, only, where), index
+    return search_vectors(index, list(queries), encode_location(encoder, location), k, only, where), index
 
 
-def _faiss_search(index: LoadedIndex, vectors: np.ndarray, k: int, sensor: str | None):  # noqa: ANN202
+def encode_location(encoder: Encoder, location: tuple[float, float]) -> np.ndarray:
+    """The (1, D) location embedding of (lon, lat); an encoder without a location tower is an error."""
+    if not hasattr(encoder, "encode_locations"):
+        raise ConfigError(f"--location needs a model with a location encoder (GeoCLOSP); {encoder.spec.label()} has none")
+    return encoder.encode_locations(np.array([location], np.float64))
+
+
+EXACT_FILTER_ROWS = 50_000  # above this many passing rows, an approximate index searches with a selector
+
+
+def _search(index: LoadedIndex, vectors: np.ndarray, k: int, rows: np.ndarray | None, exact: bool):  # noqa: ANN202
+    """FAISS top ``k`` (sorted, best first) over ``rows`` (None: all).
+
+    A FAISS ID selector only restricts what IVF and HNSW visit (the probed cells, the graph
+    walk), so a selective filter would lose passing rows. An ``exact`` restriction of at most
+    ``EXACT_FILTER_ROWS`` rows is therefore scored row by row from the stored embeddings, on
+    every index kind; a larger one, or a sensor slice, uses the selector (exact on flat) and
+    widens nprobe / efSearch until ``k`` pass."""
     import faiss
 
-    settings = index.manifest["index"]
-    selector = None
-    if sensor is not None:
-        rows = index.sensor_rows(sensor)
-        if rows.size == 0:
-            raise DataError(f"index {index.path} holds no {sensor} samples")
-        selector = faiss.IDSelectorBatch(rows)
-        k = min(k, int(rows.size))
-    k = min(k, index.faiss_index.ntotal)
     vectors = np.ascontiguousarray(vectors, np.float32)
-    while True:  # an ID selector only restricts what IVF/HNSW visit: widen until k pass
-        scores, rows = index.faiss_index.search(vectors, k, params=search_params(settings, selector, k))
-        if selector is None or (rows >= 0).all():
-            return scores, rows
+    if rows is not None and exact and rows.size <= EXACT_FILTER_ROWS:
+        scores = vectors @ np.asarray(index.embeddings[rows], np.float32).T
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, top, axis=1), rows[top]
+    settings = index.manifest["index"]
+    selector = None if rows is None else faiss.IDSelectorBatch(rows)
+    k = min(k, index.faiss_index.ntotal if rows is None else int(rows.size))
+    while True:
+        scores, found = index.faiss_index.search(vectors, k, params=search_params(settings, selector, k))
+        if selector is None or (found >= 0).all():
+            return scores, found
         wider = widen(settings, index_cells(index.faiss_index))
         if wider == settings:
-            return scores, rows
+            return scores, found
         settings = wider
 
 
-def refuse_unusable_options(index_dir: Path, caption_index: bool, sensor: str | None,
-                            caption_filters: Mapping[str, object]) -> None:
+IMAGE_INDEX_ONLY = ("--sensor", "--location")
+CAPTION_INDEX_ONLY = ("--min-quality", "--min-resolution", "--max-resolution")
+
+
+def refuse_unusable_options(index_dir: Path, caption_index: bool, given: Mapping[str, object]) -> None:
     """An option that this kind of index cannot honour is an error, never silently ignored:
-    ``--sensor`` on a caption index, a caption filter (quality, resolution, ``--bbox``) on an
-    image index, whose rows hold no such fields."""
-    if caption_index:
-        given = ["--sensor"] if sensor is not None else []
-        kind, other = "image", "caption"
-    else:
-        given = [name for name, value in caption_filters.items() if value is not None]
-        kind, other = "caption", "image"
-    if given:
-        verb = "apply" if len(given) > 1 else "applies"
+    ``--sensor`` or ``--location`` on a caption index, a caption filter (quality, resolution)
+    on an image index, whose rows hold no such fields. ``given`` maps option names to values
+    (None: not given); ``--bbox`` and ``--near`` serve both kinds."""
+    refused = CAPTION_INDEX_ONLY if not caption_index else IMAGE_INDEX_ONLY
+    names = [name for name in refused if given.get(name) is not None]
+    if names:
+        kind, other = ("image", "caption") if caption_index else ("caption", "image")
+        verb = "apply" if len(names) > 1 else "applies"
         article = "an" if other == "image" else "a"
-        raise ConfigError(f"{', '.join(given)} {verb} to {kind} indexes; {index_dir} is {article} {other} index")
+        raise ConfigError(f"{', '.join(names)} {verb} to {kind} indexes; {index_dir} is {article} {other} index")

@@ -23,7 +23,8 @@ def test_index_folder_contents(index_dir, sample_root) -> None:  # noqa: ANN001
     assert manifest["dataset"]["split"] == "test"
     assert {"torch", "faiss-cpu", "open_clip_torch", "rsretrieve"} <= set(manifest["versions"])
     ids = pq.read_table(index_dir / "ids.parquet")
-    assert ids.column_names == ["key", "sensor", "labels"]
+    assert ids.column_names == ["key", "sensor", "labels", "lon", "lat"]
+    assert manifest["locations"] == {"known": len(ds.samples), "unknown": 0}
     loaded = load_index(index_dir)
     assert loaded.embeddings.shape == (len(ds.samples), manifest["embed_dim"])
     np.testing.assert_allclose(np.linalg.norm(loaded.embeddings, axis=1), 1, rtol=1e-5)

@@ -232,7 +232,9 @@ def merge(
 MinQualityOpt = Annotated[Optional[float], typer.Option("--min-quality", help="Captions: img_quality_score at least this.")]
 MinResOpt = Annotated[Optional[float], typer.Option("--min-resolution", help="Captions: metres per pixel at least this.")]
 MaxResOpt = Annotated[Optional[float], typer.Option("--max-resolution", help="Captions: metres per pixel at most this.")]
-BboxOpt = Annotated[Optional[str], typer.Option("--bbox", help="Captions: lon_min,lat_min,lon_max,lat_max.")]
+BboxOpt = Annotated[Optional[str], typer.Option("--bbox", help="Only hits inside lon_min,lat_min,lon_max,lat_max (lon_min > lon_max crosses the antimeridian).")]
+NearOpt = Annotated[Optional[str], typer.Option("--near", help="Only hits within --radius-km of lon,lat.")]
+RadiusOpt = Annotated[Optional[float], typer.Option("--radius-km", help="Radius for --near, in km (haversine).")]
 
 
 @app.command()
@@ -251,25 +253,31 @@ def search(
     min_resolution: MinResOpt = None,
     max_resolution: MaxResOpt = None,
     bbox: BboxOpt = None,
+    near: NearOpt = None,
+    radius_km: RadiusOpt = None,
+    location: Annotated[Optional[str], typer.Option("--location", help="Query by place lon,lat: images that look like it (GeoCLOSP).")] = None,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells visited per query [the index's].")] = None,
     ef_search: Annotated[Optional[int], typer.Option("--ef-search", help="HNSW candidates per query [the index's].")] = None,
 ) -> None:
-    """Run text queries against an image index (run file or top hits) or a caption index."""
+    """Run text queries (or a place, --location) against an image index or a caption index."""
     from rsretrieve.captions import CaptionFilter, is_caption_index, search_caption_folder, write_caption_hits
+    from rsretrieve.geo import GeoFilter, parse_lonlat
     from rsretrieve.runs import write_run
     from rsretrieve.search import query_topics, refuse_unusable_options, search_folder
 
-    topics, depth = query_topics(queries, text, k, run_out)
+    topics, depth = query_topics(queries, text, k, run_out, location)
     requested = _requested(model, pretrained, seed)
-    refuse_unusable_options(index_dir, is_caption_index(index_dir), sensor, {
-        "--min-quality": min_quality, "--min-resolution": min_resolution, "--max-resolution": max_resolution, "--bbox": bbox})
+    refuse_unusable_options(index_dir, is_caption_index(index_dir), {
+        "--sensor": sensor, "--location": location, "--min-quality": min_quality,
+        "--min-resolution": min_resolution, "--max-resolution": max_resolution})
     if is_caption_index(index_dir):
-        where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox)
+        where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox, near, radius_km)
         found = search_caption_folder(index_dir, list(topics.values()), depth, where, requested, device, nprobe, ef_search)
         written = write_caption_hits(run_out, list(topics), found.hits) if run_out is not None else None
         render.caption_search(out, err, topics, found, run_out, written)
         return
-    run, index = search_folder(index_dir, topics, depth, sensor, requested, device, nprobe, ef_search)
+    run, index = search_folder(index_dir, topics, depth, sensor, requested, device, nprobe, ef_search,
+                               GeoFilter.parse(bbox, near, radius_km), location and parse_lonlat(location, "--location"))
     if run_out is not None:
         write_run(run, run_out)
     render.search_results(out, run, topics, index, run_out, depth)
@@ -311,21 +319,26 @@ def evaluate(
     run_out: Annotated[Optional[Path], typer.Option("--save-run", help="Also write the runs of every slice and the corpus (.json or TREC), for eval --run.")] = None,
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Query fields to slice metrics by, e.g. country,season,climate_zone.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="trec_eval (pytrec_eval, default) or ranx: equal numbers.")] = "trec_eval",
+    bbox: Annotated[Optional[str], typer.Option("--bbox", help="Score only the region lon_min,lat_min,lon_max,lat_max (its documents and their qrels).")] = None,
+    near: Annotated[Optional[str], typer.Option("--near", help="Score only the documents within --radius-km of lon,lat.")] = None,
+    radius_km: RadiusOpt = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = None,
 ) -> None:
-    """Score retrieval as trec_eval does: overall and per sensor, as a table and a results JSON."""
+    """Score retrieval as trec_eval does: overall and per sensor (or one region), as a table and a results JSON."""
     from rsretrieve.config import renamed_option
     from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_to_files
+    from rsretrieve.geo import GeoFilter
     from rsretrieve.paths import cache_home
 
     fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else []
     result = evaluate_to_files(index_dir, run_file, qrels, queries, metrics or list(DEFAULT_METRICS),
                                renamed_option("eval -k", "--depth", old_k, depth), results_out,
                                run_out, fields, backend, _requested(model, pretrained, seed), device,
-                               default_index=lambda: _default_index(cache_home() / "indexes" / "default-sample"))
+                               default_index=lambda: _default_index(cache_home() / "indexes" / "default-sample"),
+                               where=GeoFilter.parse(bbox, near, radius_km))
     if result.saved_runs:
         err.print("saved runs: " + ", ".join(str(p) for p in result.saved_runs), markup=False)
     render.report(out, err, result.report)

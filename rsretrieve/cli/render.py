@@ -7,12 +7,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperOption
 
 from rsretrieve.encoders import EncoderSpec
+from rsretrieve.errors import DataError
 from rsretrieve.runs import Run
 
 SLICE_NAMES = {
@@ -105,13 +107,16 @@ def index_summary(console: Console, folder: Path, manifest: Mapping[str, Any], w
             warn.print(f"warning: key '{key}' has no finite pixel: it is indexed as a blank patch", markup=False, soft_wrap=True)
 
 
-def hits(console: Console, run: Run, queries: Mapping[str, str], labels: Mapping[str, list[str]], limit: int) -> None:
+def hits(console: Console, run: Run, queries: Mapping[str, str], labels: Mapping[str, list[str]], limit: int,
+         places: Mapping[str, tuple[float, float]] | None = None) -> None:
+    """One table per query; with ``places`` (key -> lon, lat) two location columns."""
     for qid in run.qids:
         table = Table(title=f"{qid}: {queries[qid]}")
-        for column in ("rank", "score", "key", "labels"):
+        for column in ("rank", "score", "key", "labels", *(("lon", "lat") if places is not None else ())):
             table.add_column(column)
         for rank, (doc, score) in enumerate(run.ranked(qid)[:limit], start=1):
-            table.add_row(str(rank), f"{score:.4f}", doc, ", ".join(labels.get(doc, [])))
+            where = [] if places is None else [f"{v:.4f}" if v == v else "-" for v in places.get(doc, (np.nan, np.nan))]
+            table.add_row(str(rank), f"{score:.4f}", doc, ", ".join(labels.get(doc, [])), *where)
         console.print(table)
 
 
@@ -141,6 +146,11 @@ def report(console: Console, warn: Console, result: Mapping[str, Any]) -> None:
         n = len(diag["queries_without_judgements"])
         warn.print(f"warning: {_count(n, 'query has', 'queries have')} no judgements and {'was' if n == 1 else 'were'} not scored: "
                    + ", ".join(diag["queries_without_judgements"][:5]))
+    region = result.get("source", {}).get("region")
+    if region:
+        warn.print(f"note: region {', '.join(f'{k} {v}' for k, v in region.items() if k != 'documents')}: "
+                   f"{region['documents']} documents; {diag.get('judged_docs_outside_region', 0)} judged documents lie outside it "
+                   "and were left out of the qrels")
     if diag["judged_docs_not_in_corpus"]:
         warn.print(f"warning: {diag['judged_docs_not_in_corpus']} judged documents are not in the corpus "
                    f"(e.g. {', '.join(diag['judged_docs_not_in_corpus_examples'][:3])}); they were left out of the qrels")
@@ -242,10 +252,16 @@ def search_results(console: Console, run: Run, topics: Mapping[str, str], index:
                    shown: int) -> None:
     """The top ``shown`` hits of each query (``-k``), or where the run was written
     (``index``: the LoadedIndex)."""
+    if len(run.docs) == 0:
+        console.print("no document passes the filters given (--sensor, --bbox, --near): nothing to rank")
     if run_out is not None:
         console.print(f"wrote run for {len(run)} queries to {run_out}")
     else:
-        hits(console, run, topics, dict(zip(index.keys, index.labels)), limit=shown)
+        try:
+            places = dict(zip(index.keys, map(tuple, index.locations.tolist())))
+        except DataError:  # an index written before locations were stored
+            places = None
+        hits(console, run, topics, dict(zip(index.keys, index.labels)), limit=shown, places=places)
 
 
 def leaderboard(console: Console, warn: Console, result: Any, check: Path | None, write_expected: Path | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -39,6 +40,7 @@ class Batch:
     images: np.ndarray
     nonfinite: int  # NaN/inf pixels replaced in the whole batch
     nonfinite_per_sample: tuple[int, ...] = ()  # the same, sample by sample (empty: not counted)
+    locations: np.ndarray | None = None  # (N, 2) centre lon/lat degrees, NaN unknown (None: none known)
 
 
 class Dataset(ABC):
@@ -162,7 +164,7 @@ class PatchDataset(Dataset):
         for batch in self.iter_batches(batches):
             images = allocate(batch.images.shape)
             images[...] = batch.images
-            yield Batch(batch.sensor, batch.keys, images, batch.nonfinite, batch.nonfinite_per_sample)
+            yield dataclasses.replace(batch, images=images)
 
     def image_shape(self, sensor: Sensor) -> tuple[int, ...]:
         """The (bands, height, width) of this corpus' images of ``sensor``: what parallel

@@ -174,10 +174,12 @@ class BigEarthNetTask(PatchDataset):
         self.images, self.format = Path(task["images"]), task["format"]
         table = pq.read_table(self.root / "patches.parquet").to_pylist()
         samples = []
+        self.places: dict[str, tuple[float, float]] = {}  # patch -> BigEarthNet.txt's centre lon/lat
         for row in table:
             for sensor, column in (("s2", "patch_id"), ("s1", "s1_name")):
                 if sensor in self.sensors:
                     samples.append(SampleInfo(row[column], sensor, tuple(row["labels"])))  # type: ignore[arg-type]
+                    self.places[row[column]] = _place(row.get("longitude"), row.get("latitude"))
         self.samples = samples[:limit] if limit else samples
         if not self.samples:
             raise DataError(f"{self.root}: no samples left after filters")
@@ -205,9 +207,21 @@ class BigEarthNetTask(PatchDataset):
                 sensor = batch[0].sensor
                 images = np.stack([store.read(s.key, BANDS[sensor]) for s in batch])
                 nonfinite = sum(self.clean(img, s.key, sensor) for img, s in zip(images, batch))
-                yield Batch(sensor, [s.key for s in batch], images, nonfinite)
+                yield Batch(sensor, [s.key for s in batch], images, nonfinite,
+                            locations=np.array([self.places[s.key] for s in batch], np.float64))
         finally:
             store.close()
+
+
+def _place(lon: object, lat: object) -> tuple[float, float]:
+    """(lon, lat) in degrees; NaN for a missing or impossible value."""
+    try:
+        lon_f, lat_f = float(lon), float(lat)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return np.nan, np.nan
+    if not (np.isfinite(lon_f) and np.isfinite(lat_f) and abs(lon_f) <= 180 and abs(lat_f) <= 90):
+        return np.nan, np.nan
+    return lon_f, lat_f
 
 
 def _to_grid(array: np.ndarray, where: str) -> np.ndarray:

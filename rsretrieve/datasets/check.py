@@ -12,7 +12,10 @@ that do not exist, a source whose patches are all constant); warnings are plausi
   release may store them either way);
 - Sentinel-2 values outside the reflectance scale (0 to about 20,000: reflectance x 10000);
 - non-finite pixels (per source), and patches without a single finite pixel;
-- keys of the main file that metadata.parquet does not list; labels outside the vocabulary.
+- keys of the main file that metadata.parquet does not list; labels outside the vocabulary;
+- coords impossible for their CRS: all zero, not finite, latitude beyond ±90 (EPSG:4326), a
+  CRS pyproj does not know, or a centre outside the CRS's area of use (3° of slack); such a
+  patch's location is unknown to geographic filters.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from rsretrieve.datasets.crisislandmark import MAIN_FILE, METADATA_FILE, PATCH_SIZE, QRELS_DIR, QUERIES_FILE, _Shards
+from rsretrieve.datasets.crisislandmark import MAIN_FILE, METADATA_FILE, PATCH_SIZE, QRELS_DIR, QUERIES_FILE, _scalar, _Shards
 from rsretrieve.datasets.labels import CLASSES, normalise_labels, parse_labels
 from rsretrieve.datasets.sensors import BANDS, SOURCES, sensor_of_key
 from rsretrieve.errors import DataError
+from rsretrieve.geo import CENTRE, LonLat, coords_problem
 
 S2_MAX_PLAUSIBLE = 20_000.0
 EXAMPLES = 5
@@ -247,6 +251,8 @@ def _check_sample(shards: _Shards, key: str, listed: list[str], stats: dict[str,
         problems.add("warning", "dtype", f"image stored as {dataset.dtype}, not float32: it {loss}", key)
     if group.get("coords", getlink=True) is None:
         problems.add("warning", "no-coords", "no 'coords' dataset: the patch's location is unknown", key)
+    else:
+        _check_coords(shards, group, key, problems)
     _check_label_attribute(group, listed, key, problems)
     try:
         image = np.asarray(dataset[()], dtype=np.float32)
@@ -258,6 +264,28 @@ def _check_sample(shards: _Shards, key: str, listed: list[str], stats: dict[str,
     entry.add(image)
     if entry.blank_patches > blank_before:
         problems.add("warning", "blank-patch", "no finite pixel at all", key)
+
+
+_LONLAT = LonLat()
+
+
+def _check_coords(shards: _Shards, group: Any, key: str, problems: _Problems) -> None:
+    """Coords that cannot be a place on Earth in the sample's CRS."""
+    try:
+        coords = np.asarray(shards.member(group, "coords", key)[()], np.float64)
+    except (DataError, OSError, RuntimeError, ValueError, TypeError) as exc:
+        problems.add("warning", "coords", f"cannot read 'coords' ({str(exc).splitlines()[0][:80]})", key)
+        return
+    if coords.shape != (2, PATCH_SIZE, PATCH_SIZE):
+        problems.add("warning", "coords", f"'coords' shape {coords.shape} is not (2, {PATCH_SIZE}, {PATCH_SIZE}): location unknown", key)
+        return
+    if not np.any(coords):
+        problems.add("warning", "coords", "'coords' are all zero: location unknown", key)
+        return
+    crs = _scalar(group.attrs.get("crs"))
+    problem = coords_problem(float(coords[0, CENTRE, CENTRE]), float(coords[1, CENTRE, CENTRE]), crs, _LONLAT)
+    if problem is not None:
+        problems.add("warning", "coords", problem, key)
 
 
 def _check_label_attribute(group: Any, listed: list[str], key: str, problems: _Problems) -> None:

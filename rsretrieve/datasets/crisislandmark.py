@@ -21,6 +21,7 @@ from rsretrieve.datasets.base import Batch, PatchDataset, SampleInfo
 from rsretrieve.datasets.labels import normalise_labels, parse_labels
 from rsretrieve.datasets.sensors import BANDS, SENSORS, Sensor, sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.geo import CENTRE, LonLat
 
 try:  # Real shards may be compressed with filters that only hdf5plugin registers.
     import hdf5plugin  # noqa: F401
@@ -177,12 +178,19 @@ class CrisisLandMark(PatchDataset):
     def _read_batch(self, shards: "_Shards", batch: Sequence[SampleInfo], images: np.ndarray) -> Batch:
         sensor = batch[0].sensor
         counts = []
+        centres = np.full((len(batch), 3), np.nan)  # x, y, crs of each centre pixel
         for i, info in enumerate(batch):
             with _hdf5_errors(self.root, info.key):
                 group = shards.group(info.key)
                 _read_image(shards.member(group, "image", info.key), info.key, sensor, out=images[i])
+                centres[i] = _centre(shards, group, info.key)
             counts.append(self.clean(images[i], info.key, sensor))
-        return Batch(sensor, [s.key for s in batch], images, sum(counts), tuple(counts))
+        lon, lat = self._lonlat.convert(centres[:, 0], centres[:, 1], centres[:, 2])
+        return Batch(sensor, [s.key for s in batch], images, sum(counts), tuple(counts), np.stack([lon, lat], axis=1))
+
+    @cached_property
+    def _lonlat(self) -> LonLat:
+        return LonLat()
 
     @cached_property
     def _known_keys(self) -> set[str]:
@@ -414,6 +422,21 @@ def _read_image(dataset, key: str, sensor: Sensor, out: np.ndarray | None = None
         out[...] = image
         return out
     return image
+
+
+def _centre(shards: _Shards, group, key: str) -> tuple[float, float, float]:  # noqa: ANN001 - h5py.Group
+    """x, y of the centre pixel ``coords[:, 60, 60]`` and the sample's ``crs``; NaN for what is
+    missing or not shaped (2, 120, 120) (``rsretrieve check`` reports those)."""
+    import h5py
+
+    crs = _scalar(group.attrs.get("crs"))
+    if "coords" not in group:
+        return np.nan, np.nan, np.nan
+    coords = shards.member(group, "coords", key)
+    if not isinstance(coords, h5py.Dataset) or coords.shape != (2, PATCH_SIZE, PATCH_SIZE) or coords.dtype.kind != "f":
+        return np.nan, np.nan, np.nan
+    x, y = coords[:, CENTRE, CENTRE].astype(np.float64)
+    return float(x), float(y), np.nan if crs is None else crs
 
 
 def _scalar(value: object) -> float | None:

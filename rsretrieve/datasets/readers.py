@@ -6,7 +6,7 @@ worker processes; each opens the dataset's files itself (through the dataset's o
 ``iter_batches``, so link confinement, NaN accounting and errors naming the file and key are
 the reader's, unchanged) and reads every ``readers``-th planned batch. Pixels travel through
 slots of one anonymous shared memory map made before the fork: no pixel array is pickled,
-only keys and counts. Worker ``w`` reads batches ``w, w + N, ...`` into its own ``depth``
+only keys, counts and locations. Worker ``w`` reads batches ``w, w + N, ...`` into its own ``depth``
 slots, and the consumer takes batch ``i`` from worker ``i % N``, so batches come back in
 planned order whatever N is; the embeddings are therefore the same bytes for every N.
 
@@ -139,9 +139,9 @@ class _Pool:
             for index in range(len(self.batches)):
                 worker = index % self.workers
                 message = self._receive(links[worker], processes[worker], index)
-                _, slot, shape, keys, nonfinite, counts = message
+                _, slot, shape, keys, nonfinite, counts, locations = message
                 images = self._slot(worker, slot, int(np.prod(shape))).reshape(shape)
-                yield Batch(self.batches[index][0].sensor, keys, images, nonfinite, counts)
+                yield Batch(self.batches[index][0].sensor, keys, images, nonfinite, counts, locations)
                 if index + self.workers < len(self.batches):  # the worker has more: it may refill the slot
                     try:
                         links[worker].send(slot)
@@ -198,7 +198,8 @@ class _Pool:
 
         try:
             for batch in self.dataset.iter_batches_into(mine, allocate):
-                link.send(("ok", slot, batch.images.shape, list(batch.keys), batch.nonfinite, batch.nonfinite_per_sample))
+                link.send(("ok", slot, batch.images.shape, list(batch.keys), batch.nonfinite, batch.nonfinite_per_sample,
+                           batch.locations))
                 index += self.workers
         except (BrokenPipeError, EOFError):  # pragma: no cover - the consumer has gone
             pass
