@@ -12,7 +12,7 @@ from rsretrieve.errors import ConfigError, ModelError
 from rsretrieve.zoo import CARDS_DIR, ModelCard, get_card, load_zoo, resolve_model
 
 REQUIRED = {"clip-vit-b-32-openai", "remoteclip-vit-b-32", "georsclip-vit-b-32", "skyclip-vit-b-32", "git-rsclip",
-            "git-rsclip-base", "closp-rn", "closp-vs", "closp-vl", "rsretrieve-default", "rsretrieve-tiny-random", "random"}
+            "git-rsclip-base", "closp-rn", "closp-vs", "closp-vl", "geoclosp-rn", "rsretrieve-default", "rsretrieve-tiny-random", "random"}
 
 
 def test_shipped_zoo_covers_the_models_and_is_valid() -> None:

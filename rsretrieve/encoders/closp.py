@@ -14,12 +14,25 @@ built as the authors' code builds it (repository DarthReca/closp, models/closp.p
 - text: ``last_hidden_state[:, 0]`` (the CLS token) of MiniLM, tokens padded to
   ``max_length=64`` with truncation; not sentence-transformers' mean pooling;
 - scoring: cosine, both sides L2-normalised.
+
+GeoCLOSP (``geoclosp-rn``, the authors' ``GeoCLOSP(CLOSP)``) adds ``location_encoder`` (SatCLIP's,
+``rsretrieve.encoders.location``) and ``location_projection`` (``nn.Linear(256, 384)``). The
+authors' ``encode_image`` / ``encode_text`` do not use location (it is a training signal, a
+location-to-image contrastive loss), so its text-to-image retrieval is CLOSP's forward with
+GeoCLOSP's weights; ``encode_locations`` gives normalize(location_projection(location_encoder(
+lon, lat))) for "images that look like this place".
+
+Published layouts, all loaded here: the authors' state dict (.pt/.pth/.bin/.safetensors), a
+Lightning ``.ckpt`` (``state_dict``, ``model.`` prefixes) and a hub folder (``config.json`` +
+``model.safetensors``, as DarthReca/CLOSP-RN and DarthReca/GeoCLOSP-RN): the config's fields
+are checked against the weights and the variant, and a mismatch names the field.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.encoders.weights import check_keys, find_weights_file, read_state_dict, weights_digest
+from rsretrieve.encoders.location import LocationEncoder, check_lonlat_array
+from rsretrieve.encoders.weights import check_keys, find_weights_file, read_checkpoint, weights_digest
 from rsretrieve.errors import ModelError
 from rsretrieve.registry import unknown_name_error
 
@@ -37,12 +51,19 @@ VARIANTS: dict[str, str] = {
     "closp-rn": "resnet50",
     "closp-vs": "vit_small_patch16_224",
     "closp-vl": "vit_large_patch16_224",
+    "geoclosp-rn": "resnet50",
 }
+GEO_VARIANTS = ("geoclosp-rn",)
+# The authors' names of the vision backbones (CLOSP.vision_models; config.json vision_model_key).
+VISION_KEYS = {"resnet50": "resnet50", "vit_small_patch16_224": "vit-s", "vit_large_patch16_224": "vit-l"}
+# satclip-resnet50-l10, which GeoCLOSP starts from: L = 10, 2 hidden layers of 256, 256 out.
+PUBLISHED_LOCATION = {"degrees": 10, "dim_hidden": 256, "num_layers": 2, "dim_out": 256}
+LOCATION_PREFIX = "location_encoder."
 # Feature width of each timm backbone without a head; a tower whose projection takes another
 # width keeps a classification head of that width (torchgeo's 1000 classes).
 FEATURES = {"resnet50": 2048, "vit_small_patch16_224": 384, "vit_large_patch16_224": 1024}
 # Tower widths of the published models, used only for random initialisation.
-PUBLISHED_WIDTHS = {"closp-rn": (1000, 1000), "closp-vs": (384, 1000), "closp-vl": (1024, 1024)}
+PUBLISHED_WIDTHS = {"closp-rn": (1000, 1000), "closp-vs": (384, 1000), "closp-vl": (1024, 1024), "geoclosp-rn": (1000, 1000)}
 CHANNELS = {"s1": 2, "s2": 13}
 S2_B10_INDEX = 10
 S2_SCALE = 10000.0
@@ -74,13 +95,17 @@ def build_tower(arch: str, in_chans: int, width: int) -> nn.Module:
 class ClospModel(nn.Module):
     """The module layout of the authors' CLOSP class, so that its state dict loads as is."""
 
-    def __init__(self, arch: str, widths: tuple[int, int], text_model: nn.Module) -> None:
+    def __init__(self, arch: str, widths: tuple[int, int], text_model: nn.Module,
+                 location: LocationEncoder | None = None) -> None:
         super().__init__()
         self.s1_encoder = build_tower(arch, CHANNELS["s1"], widths[0])
         self.s2_encoder = build_tower(arch, CHANNELS["s2"], widths[1])
         self.s1_projection = nn.Linear(widths[0], TEXT_DIM)
         self.s2_projection = nn.Linear(widths[1], TEXT_DIM)
         self.text_model = text_model
+        if location is not None:  # GeoCLOSP
+            self.location_encoder = location
+            self.location_projection = nn.Linear(location.nnet.last_layer.weight.shape[0], TEXT_DIM)
 
 
 def _text_model(state: dict[str, torch.Tensor] | None) -> tuple[nn.Module, str]:
@@ -109,19 +134,30 @@ def _widths(state: dict[str, torch.Tensor], path: Path) -> tuple[int, int]:
 
 
 def load_closp(variant: str, weights: str | None, seed: int = 0) -> tuple[ClospModel, str]:
-    """The CLOSP model of ``variant`` with ``weights`` (a file or a folder holding one), or
-    random weights from ``seed``; also says where the text weights came from."""
+    """The CLOSP or GeoCLOSP model of ``variant`` with ``weights`` (a file, or a folder holding
+    one, with the hub's config.json beside it when there is one), or random weights from
+    ``seed``; also says where the text weights came from."""
     if variant not in VARIANTS:
         raise unknown_name_error("CLOSP variant", variant, VARIANTS)
-    arch = VARIANTS[variant]
+    arch, geo = VARIANTS[variant], variant in GEO_VARIANTS
     if weights is None:
         torch.manual_seed(seed)
         text, origin = _text_model(None)
-        return ClospModel(arch, PUBLISHED_WIDTHS[variant], text).eval(), origin
+        location = LocationEncoder(**PUBLISHED_LOCATION) if geo else None
+        return ClospModel(arch, PUBLISHED_WIDTHS[variant], text, location).eval(), origin
     path = find_weights_file(Path(weights))
-    state = read_state_dict(path)
+    state, hyper = read_checkpoint(path)
+    has_location = any(k.startswith(LOCATION_PREFIX) for k in state)
+    if has_location and not geo:
+        hint = f"; load it with --model geo{variant}" if f"geo{variant}" in VARIANTS else ""
+        raise ModelError(f"{path}: a GeoCLOSP checkpoint (it has location_encoder keys), not {variant}{hint}")
+    config = _hub_config(path)
+    harmonics = str(config.get("harmonics_calculation") or hyper.get("harmonics_calculation") or "analytic")
+    location = LocationEncoder.from_state(state, LOCATION_PREFIX, harmonics, str(path)) if geo else None
     text, origin = _text_model(state)
-    model = ClospModel(arch, _widths(state, path), text)
+    model = ClospModel(arch, _widths(state, path), text, location)
+    if config:
+        check_hub_config(path.parent / HUB_CONFIG, config, variant, model)
     expected = model.state_dict()
     if origin != "checkpoint":
         expected = {k: v for k, v in expected.items() if not k.startswith("text_model.")}
@@ -131,6 +167,44 @@ def load_closp(variant: str, weights: str | None, seed: int = 0) -> tuple[ClospM
             raise ModelError(f"{path}: key {key} has shape {tuple(state[key].shape)}, {variant} needs {tuple(tensor.shape)}")
     model.load_state_dict({k: state[k] for k in expected}, strict=False)
     return model.eval(), origin
+
+
+HUB_CONFIG = "config.json"
+
+
+def _hub_config(path: Path) -> dict[str, Any]:
+    """The hub repository's config.json beside the weights file ({} when there is none)."""
+    config = path.parent / HUB_CONFIG
+    if not config.is_file():
+        return {}
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{config}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{config}: not a JSON object")
+    return data
+
+
+def check_hub_config(where: Path, config: Mapping[str, Any], variant: str, model: ClospModel) -> None:
+    """The fields of a CLOSP hub config.json must describe these weights and this variant;
+    the first that does not is an error naming it (fields it does not hold are not checked)."""
+    geo = hasattr(model, "location_encoder")
+    wanted: dict[str, Any] = {
+        "vision_model_key": VISION_KEYS[VARIANTS[variant]],
+        "projection_dim": TEXT_DIM,
+        "s1_embedding_dim": model.s1_projection.in_features,
+        "s2_embedding_dim": model.s2_projection.in_features,
+        "use_location_encoder": geo,
+    }
+    if geo:
+        wanted["location_embedding_dim"] = model.location_projection.in_features
+        wanted["legendre_polys"] = model.location_encoder.degrees
+    for field, value in wanted.items():
+        if field in config and config[field] != value:
+            got = config[field]
+            raise ModelError(f"{where}: field '{field}' is {json.dumps(got)}, but {variant} with these weights "
+                             f"needs {json.dumps(value)}")
 
 
 def prepare(pixels: torch.Tensor, sensor: str, arch: str) -> torch.Tensor:
@@ -178,6 +252,15 @@ class ClospEncoder:
         tower = self.model.s1_encoder if sensor == "s1" else self.model.s2_encoder
         projection = self.model.s1_projection if sensor == "s1" else self.model.s2_projection
         return F.normalize(projection(tower(x)).float(), dim=-1).cpu().numpy()
+
+    @torch.no_grad()
+    def encode_locations(self, lonlat: np.ndarray) -> np.ndarray:
+        """GeoCLOSP only: (N, 2) lon/lat degrees -> (N, 384) L2-normalised location embeddings."""
+        if not hasattr(self.model, "location_encoder"):
+            raise ModelError(f"{self.spec.model} has no location encoder; --location needs GeoCLOSP (geoclosp-rn)")
+        points = torch.as_tensor(check_lonlat_array(lonlat), device=self.device)
+        embedded = self.model.location_projection(self.model.location_encoder(points))
+        return F.normalize(embedded.float(), dim=-1).cpu().numpy()
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -75,13 +75,18 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors``, or from ``.pt/.pth/.bin/.ckpt`` loaded with
     ``weights_only=True`` (a plain state dict, a Lightning checkpoint's ``state_dict`` or an
     open_clip training checkpoint, ``model.``/``module.`` prefixes removed)."""
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    """``read_state_dict`` plus the checkpoint's ``hyper_parameters`` (Lightning), or {}."""
     path = find_weights_file(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
-            return dict(load_file(str(path)))
+            return dict(load_file(str(path))), {}
         except (SafetensorError, OSError) as exc:
             raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
     try:
@@ -96,7 +101,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: cannot be read as weights with weights_only=True ({first}); rsretrieve never "
             "unpickles code. Convert it to a plain state dict or safetensors on a trusted machine"
         ) from None
-    return unwrap(data, path)
+    extras = data.get("hyper_parameters") if isinstance(data, Mapping) else None
+    return unwrap(data, path), dict(extras) if isinstance(extras, Mapping) else {}
 
 
 def unwrap(data: object, path: Path) -> dict[str, torch.Tensor]:

@@ -129,9 +129,13 @@ def test_checkpoint_without_text_weights_uses_the_shipped_minilm(rn_reference, t
 def test_bad_checkpoints_name_the_keys(rn_reference, tmp_path) -> None:  # noqa: ANN001
     state = dict(rn_reference.state_dict())
     del state["s2_encoder.fc.weight"]
-    state["location_encoder.weight"] = torch.zeros(2)
+    state["s3_projection.weight"] = torch.zeros(2)
     path = save(state, tmp_path / "broken", "safetensors")
-    with pytest.raises(ModelError, match=r"missing keys s2_encoder.fc.weight; unexpected keys location_encoder.weight"):
+    with pytest.raises(ModelError, match=r"missing keys s2_encoder.fc.weight; unexpected keys s3_projection.weight"):
+        load_encoder(EncoderSpec("closp", "closp-rn", str(path)))
+    state = {**rn_reference.state_dict(), "location_encoder.nnet.last_layer.bias": torch.zeros(256)}
+    path = save(state, tmp_path / "geo", "safetensors")
+    with pytest.raises(ModelError, match=r"a GeoCLOSP checkpoint .* not closp-rn; load it with --model geoclosp-rn"):
         load_encoder(EncoderSpec("closp", "closp-rn", str(path)))
     torchgeo_backbone = {k.removeprefix("s1_encoder."): v for k, v in rn_reference.state_dict().items() if k.startswith("s1_encoder.")}
     path = save(torchgeo_backbone, tmp_path / "backbone", "pt")
