@@ -159,30 +159,30 @@ class LonLat:
         return self._transformers[code]
 
 
-def coords_problem(x: float, y: float, crs: float | None, converter: LonLat) -> str | None:
-    """Why a centre coordinate is impossible for its CRS (None: it is plausible)."""
+def coords_problem(x: float, y: float, crs: float | None, converter: LonLat) -> tuple[str, str] | None:
+    """(code, why) when a centre coordinate is impossible for its CRS; None when plausible."""
     from pyproj import CRS
     from pyproj.exceptions import CRSError
 
     if crs is None or not np.isfinite(crs):
-        return "no 'crs' attribute: the location cannot be converted"
+        return "coords-crs", "no 'crs' attribute: the location cannot be converted"
     if not (np.isfinite(x) and np.isfinite(y)):
-        return "centre coords are not finite"
+        return "coords-nonfinite", "centre coords are not finite: location unknown"
     if x == 0 and y == 0:
-        return "centre coords are (0, 0)"
+        return "coords-zero", "centre coords are (0, 0), a fill value: location unknown"
     try:
         info = CRS.from_epsg(int(crs))
     except CRSError:
-        return f"crs {crs:g} is not an EPSG code pyproj knows"
+        return "coords-crs", f"crs {crs:g} is not an EPSG code pyproj knows: location unknown"
     if info.to_epsg() == WGS84 and not (-90 <= y <= 90 and -180 <= x <= 180):
-        return f"({x:g}, {y:g}) is beyond ±90° latitude or ±180° longitude for EPSG:4326"
+        return "coords-range", f"centre ({x:g}, {y:g}) is beyond ±90° latitude or ±180° longitude for EPSG:4326"
     lon, lat = converter.convert(np.array([x]), np.array([y]), np.array([crs]))
     if not np.isfinite(lon[0]):
-        return f"({x:g}, {y:g}) does not convert to lon/lat in EPSG:{int(crs)}"
+        return "coords-range", f"centre ({x:g}, {y:g}) does not convert to lon/lat in EPSG:{int(crs)}"
     area = info.area_of_use
     if area is not None and not _near_area(float(lon[0]), float(lat[0]), area):
-        return (f"({x:g}, {y:g}) in EPSG:{int(crs)} lies at lon {lon[0]:.2f}, lat {lat[0]:.2f}, outside the "
-                f"CRS's area of use ({area.west:g}..{area.east:g}°E, {area.south:g}..{area.north:g}°N)")
+        return "coords-area", (f"centre ({x:g}, {y:g}) in EPSG:{int(crs)} lies at lon {lon[0]:.2f}, lat {lat[0]:.2f}, "
+                               f"outside the CRS's area of use ({area.west:g}..{area.east:g}°E, {area.south:g}..{area.north:g}°N)")
     return None
 
 

@@ -106,7 +106,7 @@ def _record(results: Path, model: str) -> dict[str, Any]:
 
 def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     """Write the report folder ``out`` for the leaderboard folder ``results``."""
-    from rsretrieve.visualize import grid, query_tiles
+    from rsretrieve.visualize import grid, hits_map, query_tiles
 
     results = Path(results)
     board_path = results / "leaderboard.json"
@@ -149,6 +149,10 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
                 name = f"grid-{n}.png"
                 image.save(tmp / name)
                 grid_files.append((name, qid, queries[qid]))
+                where = hits_map(index, top, qrels.get(qid, {}), f"{qid}: where the top {len(top)} are")
+                if where is not None:
+                    where.save(tmp / f"map-{n}.png")
+                    grid_files.append((f"map-{n}.png", qid, f"{queries[qid]} (map of the same hits)"))
         (tmp / "index.html").write_text(_html(board, records, grid_files, main_metric, main_slice), encoding="utf-8")
     return Path(out) / "index.html"
 

@@ -95,6 +95,72 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+MAP_SIZE = (6.4, 3.6)  # inches at 100 dpi
+MAP_MARGIN_DEG = 2.0
+
+
+def hit_map(points: np.ndarray, relevant: Sequence[bool | None], title: str) -> Any:
+    """A PIL image: a lon/lat scatter of ranked hits (no basemap, nothing downloaded), each
+    point numbered by its rank and coloured green/red when judged; unknown places are left
+    out and counted in the title."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    known = np.isfinite(points).all(axis=1)
+    fig, ax = plt.subplots(figsize=MAP_SIZE, dpi=100)
+    for rank in np.flatnonzero(known):
+        judged = relevant[rank]
+        colour = "#1f77b4" if judged is None else ("#00aa00" if judged else "#d20000")
+        ax.scatter(points[rank, 0], points[rank, 1], s=36, color=colour, zorder=2)
+        ax.annotate(str(rank + 1), points[rank], textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if known.any():
+        lo, hi = points[known].min(axis=0) - MAP_MARGIN_DEG, points[known].max(axis=0) + MAP_MARGIN_DEG
+        ax.set_xlim(max(-180, lo[0]), min(180, hi[0]))
+        ax.set_ylim(max(-90, lo[1]), min(90, hi[1]))
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
+    ax.grid(True, linewidth=0.5, alpha=0.5)
+    missing = int((~known).sum())
+    ax.set_title(title + (f" ({missing} without a known place)" if missing else ""), fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def stack(images: Sequence[Any]) -> Any:
+    """PIL images one below the other on white, left-aligned."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
+    y = 0
+    for image in images:
+        canvas.paste(image, (0, y))
+        y += image.height
+    return canvas
+
+
+def hits_map(index: Any, hits: Mapping[str, float], judged: Mapping[str, int] | None, title: str) -> Any | None:
+    """The map of a query's hits, or None when the index holds no locations."""
+    from rsretrieve.errors import DataError
+
+    try:
+        locations = index.locations
+    except DataError:  # an index written before rsretrieve stored locations
+        return None
+    row = {key: i for i, key in enumerate(index.keys)}
+    points = np.array([locations[row[key]] for key in hits]).reshape(-1, 2)
+    relevant = [None if judged is None else judged.get(key, 0) > 0 for key in hits]
+    return hit_map(points, relevant, title)
+
+
 def save_png(image: Any, out: Path) -> Path:
     """Write a PIL image atomically."""
     with atomic_path(Path(out)) as tmp:
@@ -133,8 +199,9 @@ def show_query(
     colour: str = "true",
     columns: int = 4,
 ) -> Path:
-    """Search one query (``text``, or ``query_id`` from queries.jsonl) and draw its top-k grid;
-    with qrels, borders mark relevant (green) and non-relevant (red) patches. For a
+    """Search one query (``text``, or ``query_id`` from queries.jsonl) and draw its top-k grid,
+    with a lon/lat map of the hits below it when the index holds locations; with qrels,
+    borders and points mark relevant (green) and non-relevant (red) patches. For a
     ``query_id``, queries and qrels default to the dataset's, as ``eval`` finds them."""
     from rsretrieve.datasets import topic_paths
     from rsretrieve.datasets.queries import load_qrels, load_queries
@@ -158,4 +225,7 @@ def show_query(
         qrels_path = qrels_path or (default_qrels if default_qrels.exists() else None)
         judged = load_qrels(qrels_path).get(query_id, {}) if qrels_path is not None else None
     run = search(index, encoder_for_index(index), {"q": str(text)}, k)
-    return save_png(grid(query_tiles(index, dict(run.ranked("q")), colour, judged), columns), out)
+    hits = dict(run.ranked("q"))
+    image = grid(query_tiles(index, hits, colour, judged), columns)
+    where = hits_map(index, hits, judged, f"where the top {len(hits)} are")
+    return save_png(image if where is None else stack([image, where]), out)

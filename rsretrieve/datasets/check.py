@@ -274,18 +274,18 @@ def _check_coords(shards: _Shards, group: Any, key: str, problems: _Problems) ->
     try:
         coords = np.asarray(shards.member(group, "coords", key)[()], np.float64)
     except (DataError, OSError, RuntimeError, ValueError, TypeError) as exc:
-        problems.add("warning", "coords", f"cannot read 'coords' ({str(exc).splitlines()[0][:80]})", key)
+        problems.add("warning", "coords-damaged", f"cannot read 'coords' ({str(exc).splitlines()[0][:80]})", key)
         return
     if coords.shape != (2, PATCH_SIZE, PATCH_SIZE):
-        problems.add("warning", "coords", f"'coords' shape {coords.shape} is not (2, {PATCH_SIZE}, {PATCH_SIZE}): location unknown", key)
+        problems.add("warning", "coords-shape", f"'coords' shape is not (2, {PATCH_SIZE}, {PATCH_SIZE}): location unknown", key)
         return
     if not np.any(coords):
-        problems.add("warning", "coords", "'coords' are all zero: location unknown", key)
+        problems.add("warning", "coords-zero", "'coords' are all zero: location unknown", key)
         return
     crs = _scalar(group.attrs.get("crs"))
     problem = coords_problem(float(coords[0, CENTRE, CENTRE]), float(coords[1, CENTRE, CENTRE]), crs, _LONLAT)
     if problem is not None:
-        problems.add("warning", "coords", problem, key)
+        problems.add("warning", problem[0], problem[1], key)
 
 
 def _check_label_attribute(group: Any, listed: list[str], key: str, problems: _Problems) -> None:
