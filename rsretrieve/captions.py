@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rsretrieve.config import IndexJob
+from rsretrieve.config import IndexJob, foreign_message
 from rsretrieve.datasets.base import Batch
 from rsretrieve.datasets.git10m import Git10M
 from rsretrieve.embeddings import ImagePipeline
@@ -318,19 +318,21 @@ def is_caption_index(folder: Path) -> bool:
 def run_caption_job(
     job: IndexJob, out: Path, force: bool = False, device: str | None = None,
     on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None,
+    sharding: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
     """What ``index --what captions`` runs: open the Git-10M shards, load the encoder's text
-    side and build the caption index at ``out``; returns its manifest."""
+    side and build the caption index at ``out``; returns its manifest. ``sharding`` maps
+    the command's shard and cluster options to their values: any given is an error (a
+    caption index is built in one process)."""
     from rsretrieve.datasets import open_dataset
     from rsretrieve.encoders import load_encoder
     from rsretrieve.zoo import resolve_model
 
     if job.dataset != "git10m" or not job.data:
         raise ConfigError("--what captions indexes Git-10M: give --dataset git10m --data SHARDS")
-    image_only = {"--readers": job.readers, "--precision": None if job.precision == "fp32" else job.precision}
-    given = [name for name, value in image_only.items() if value is not None]
+    given = [name for name, value in (sharding or {}).items() if value is not None]
     if given:
-        raise ConfigError(f"{', '.join(given)} apply to image indexes; a caption index reads parquet rows and encodes text")
+        raise ConfigError(foreign_message(given, "captions"))
     dataset = open_dataset("git10m", Path(job.data), split=job.split)
     settings = CaptionIndexSettings(
         kind=job.index if job.index != "flat" or job.pq or job.sq8 else "flat", nlist=job.nlist,

@@ -64,6 +64,17 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+IMAGE_ONLY_FIELDS = ("sensor", "limit", "strict", "verify", "s2_adapter", "s1_adapter", "readers", "precision")
+CAPTION_ONLY_FIELDS = ("pq", "sq8", "train_size")
+
+
+def foreign_message(options: list[str], what: str) -> str:
+    verb = "apply" if len(options) > 1 else "applies"
+    if what == "captions":
+        return f"{', '.join(options)} {verb} to image indexes; a caption index reads parquet rows and encodes text"
+    return f"{', '.join(options)} {verb} to caption indexes (--what captions); an image index stores every vector as it is"
+
+
 @dataclasses.dataclass(frozen=True)
 class IndexJob:
     """Everything ``rsretrieve index`` needs, readable from configs/index/*.yaml.
@@ -98,11 +109,21 @@ class IndexJob:
     train_size: int = 100_000
 
     def __post_init__(self) -> None:
-        """Counts checked before any work (0 is an error, not 'the default')."""
+        """Counts checked before any work (0 is an error, not 'the default'); an option the
+        kind of index asked for cannot honour is an error, never ignored."""
         for name, value in (("batch-size", self.batch_size), ("readers", self.readers)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"--{name} must be a whole number of at least 1, got {value}")
         check_precision(self.precision)
+        foreign = self.foreign_options()
+        if foreign:
+            raise ConfigError(foreign_message(foreign, self.what))
+
+    def foreign_options(self) -> list[str]:
+        """Options given (set away from their defaults) that ``what`` cannot honour."""
+        names = IMAGE_ONLY_FIELDS if self.what == "captions" else CAPTION_ONLY_FIELDS
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return ["--" + name.replace("_", "-") for name in names if getattr(self, name) != defaults[name]]
 
     @classmethod
     def load(cls, path: Path | None, overrides: Mapping[str, Any]) -> "IndexJob":

@@ -80,6 +80,8 @@ def fuse_files(
     if (qrels_path is None) != (queries_path is None):
         raise ConfigError("give --qrels and --queries together to evaluate the fused run")
     scored = qrels_path is not None
+    if metrics and not scored:
+        raise ConfigError("--metrics scores the fused run: give --qrels and --queries too")
     for target in (out, results_path(out) if scored else None):
         if target is not None:
             check_writable(Path(target))

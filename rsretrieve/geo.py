@@ -25,6 +25,9 @@ WGS84 = 4326
 CENTRE = 60  # centre pixel of a 120 x 120 patch
 
 
+NUMBER_WORDS = {2: "two", 4: "four"}
+
+
 def parse_numbers(text: str, count: int, option: str, what: str) -> tuple[float, ...]:
     """``count`` comma-separated finite numbers, or an error naming ``option``."""
     try:
@@ -32,7 +35,7 @@ def parse_numbers(text: str, count: int, option: str, what: str) -> tuple[float,
     except ValueError:
         values = ()
     if len(values) != count or not all(np.isfinite(values)):
-        raise ConfigError(f"{option} '{text}' must be {count} numbers {what}")
+        raise ConfigError(f"{option} '{text}' must be {NUMBER_WORDS.get(count, count)} numbers {what}")
     return values
 
 

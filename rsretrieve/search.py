@@ -129,23 +129,25 @@ def search(
 
 def query_topics(
     queries: Path | None, text: str | None, k: int | None = None, run_out: Path | None = None,
-    location: str | None = None,
+    location: str | None = None, like: str | None = None,
 ) -> tuple[dict[str, str], int]:
-    """The queries of ``rsretrieve search`` (a queries file, one ``text`` or one ``location``
-    "lon,lat", as query id ``location``) and the depth: ``k``, else 10 hits to show or, for a
-    run file (checked writable first), the depth ``eval`` scores at, so that a saved run is
-    never shallower than eval's cutoffs."""
+    """The queries of ``rsretrieve search`` (a queries file, one ``text``, one ``location``
+    "lon,lat" as query id ``location``, or one indexed patch ``like`` as query id ``like``)
+    and the depth: ``k``, else 10 hits to show or, for a run file (checked writable first),
+    the depth ``eval`` scores at, so that a saved run is never shallower than eval's cutoffs."""
     from rsretrieve.datasets.queries import load_queries
     from rsretrieve.geo import parse_lonlat
     from rsretrieve.runs import DEFAULT_DEPTH
     from rsretrieve.io import check_writable
 
-    if sum(v is not None for v in (queries, text, location)) != 1:
-        raise ConfigError("give one of --queries FILE, --text TEXT or --location LON,LAT")
+    if sum(v is not None for v in (queries, text, location, like)) != 1:
+        raise ConfigError("give one of --queries FILE, --text TEXT, --location LON,LAT or --like KEY")
     if run_out is not None:
         check_writable(Path(run_out))
     if location is not None:
         topics = {"location": ",".join(f"{v:g}" for v in parse_lonlat(location, "--location"))}
+    elif like is not None:
+        topics = {"like": str(like)}
     else:
         topics = load_queries(Path(queries)) if queries is not None else {"text": str(text)}
     return topics, k if k is not None else (DEFAULT_DEPTH if run_out is not None else 10)
@@ -155,22 +157,45 @@ def search_folder(
     folder: Path, queries: Mapping[str, str], k: int, sensor: str | None = None,
     requested: EncoderSpec | None = None, device: str | None = None, nprobe: int | None = None,
     ef_search: int | None = None, where: GeoFilter | None = None, location: tuple[float, float] | None = None,
+    like: str | None = None, exclude_self: bool = False,
 ) -> tuple[Run, LoadedIndex]:
     """What ``rsretrieve search`` runs on an image index: open it, load the encoder it was
     built with (``requested`` must match it) and search ``queries`` (only ``sensor``'s
     documents when given: s1, s2 or all; only those inside ``where``), with ``nprobe`` /
     ``ef_search`` when given. With ``location`` (lon, lat) the one query is the encoder's
-    location embedding of that place instead of a text (GeoCLOSP: images that look like it)."""
+    location embedding of that place instead of a text (GeoCLOSP: images that look like it);
+    with ``like`` it is the stored embedding of that indexed patch (query by example: the
+    patch itself ranks first, unless ``exclude_self``)."""
     from rsretrieve.datasets.sensors import parse_sensor_filter
     from rsretrieve.index import load_index, override_search
 
     only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
+    if exclude_self and like is None:
+        raise ConfigError("--exclude-self drops the query patch of --like KEY; there is none")
     index = load_index(folder)
     index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
+    if like is not None:
+        return like_patch(index, like, k, only, where, exclude_self), index
     encoder = encoder_for_index(index, requested, device)
     if location is None:
         return search(index, encoder, queries, k, only, where), index
     return search_vectors(index, list(queries), encode_location(encoder, location), k, only, where), index
+
+
+def like_patch(index: LoadedIndex, key: str, k: int, sensor: str | None = None, where: GeoFilter | None = None,
+               exclude_self: bool = False) -> Run:
+    """Query by example: the stored embedding of indexed patch ``key`` as the query (query id
+    ``like``); no encoder is loaded. The patch itself ranks first unless ``exclude_self``."""
+    rows = {name: i for i, name in enumerate(index.keys)}
+    if key not in rows:
+        raise DataError(f"--like: key '{key}' is not in index {index.path}")
+    vector = np.asarray(index.embeddings[rows[key] : rows[key] + 1], np.float32)
+    run = search_vectors(index, ["like"], vector, k + int(exclude_self), sensor, where)
+    if not exclude_self:
+        return run
+    others = np.ones(len(index.keys), bool)
+    others[rows[key]] = False
+    return run.keep_documents(others).truncate(k)
 
 
 def encode_location(encoder: Encoder, location: tuple[float, float]) -> np.ndarray:
@@ -211,7 +236,7 @@ def _search(index: LoadedIndex, vectors: np.ndarray, k: int, rows: np.ndarray | 
         settings = wider
 
 
-IMAGE_INDEX_ONLY = ("--sensor", "--location")
+IMAGE_INDEX_ONLY = ("--sensor", "--location", "--like", "--exclude-self")
 CAPTION_INDEX_ONLY = ("--min-quality", "--min-resolution", "--max-resolution")
 
 

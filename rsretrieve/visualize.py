@@ -95,14 +95,14 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-MAP_SIZE = (6.4, 3.6)  # inches at 100 dpi
+MAP_HEIGHT = 3.6  # inches at 100 dpi
 MAP_MARGIN_DEG = 2.0
 
 
-def hit_map(points: np.ndarray, relevant: Sequence[bool | None], title: str) -> Any:
+def hit_map(points: np.ndarray, relevant: Sequence[bool | None], title: str, width: int = 640) -> Any:
     """A PIL image: a lon/lat scatter of ranked hits (no basemap, nothing downloaded), each
     point numbered by its rank and coloured green/red when judged; unknown places are left
-    out and counted in the title."""
+    out and counted in the title. ``width`` in pixels (a grid's width, to sit under it)."""
     import io
 
     import matplotlib
@@ -113,7 +113,7 @@ def hit_map(points: np.ndarray, relevant: Sequence[bool | None], title: str) -> 
 
     points = np.asarray(points, np.float64).reshape(-1, 2)
     known = np.isfinite(points).all(axis=1)
-    fig, ax = plt.subplots(figsize=MAP_SIZE, dpi=100)
+    fig, ax = plt.subplots(figsize=(max(width, 320) / 100, MAP_HEIGHT), dpi=100)
     for rank in np.flatnonzero(known):
         judged = relevant[rank]
         colour = "#1f77b4" if judged is None else ("#00aa00" if judged else "#d20000")
@@ -129,7 +129,8 @@ def hit_map(points: np.ndarray, relevant: Sequence[bool | None], title: str) -> 
     missing = int((~known).sum())
     ax.set_title(title + (f" ({missing} without a known place)" if missing else ""), fontsize=9)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")
@@ -147,7 +148,8 @@ def stack(images: Sequence[Any]) -> Any:
     return canvas
 
 
-def hits_map(index: Any, hits: Mapping[str, float], judged: Mapping[str, int] | None, title: str) -> Any | None:
+def hits_map(index: Any, hits: Mapping[str, float], judged: Mapping[str, int] | None, title: str,
+             width: int = 640) -> Any | None:
     """The map of a query's hits, or None when the index holds no locations."""
     from rsretrieve.errors import DataError
 
@@ -158,7 +160,7 @@ def hits_map(index: Any, hits: Mapping[str, float], judged: Mapping[str, int] | 
     row = {key: i for i, key in enumerate(index.keys)}
     points = np.array([locations[row[key]] for key in hits]).reshape(-1, 2)
     relevant = [None if judged is None else judged.get(key, 0) > 0 for key in hits]
-    return hit_map(points, relevant, title)
+    return hit_map(points, relevant, title, width)
 
 
 def save_png(image: Any, out: Path) -> Path:
@@ -211,8 +213,9 @@ def show_query(
     index = load_index(index_dir)
     if (text is None) == (query_id is None):
         raise ConfigError("give either --text or --query-id")
-    if qrels_path is not None and query_id is None:
-        raise ConfigError("--qrels needs --query-id (the judged query)")
+    if query_id is None and (qrels_path is not None or queries_path is not None):
+        raise ConfigError(f"{'--qrels' if qrels_path is not None else '--queries'} needs --query-id (the judged query); "
+                          "with --text nothing is judged")
     judged = None
     if query_id is not None:  # queries and qrels default to the dataset's, as in eval
         dataset = index.manifest["dataset"]
@@ -227,5 +230,5 @@ def show_query(
     run = search(index, encoder_for_index(index), {"q": str(text)}, k)
     hits = dict(run.ranked("q"))
     image = grid(query_tiles(index, hits, colour, judged), columns)
-    where = hits_map(index, hits, judged, f"where the top {len(hits)} are")
+    where = hits_map(index, hits, judged, f"where the top {len(hits)} are", image.width)
     return save_png(image if where is None else stack([image, where]), out)

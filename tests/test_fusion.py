@@ -41,3 +41,11 @@ def test_bad_fusion_options() -> None:
         fuse_runs([A, B], "combsum", "minmax")
     with pytest.raises(ConfigError, match="at least two runs"):
         fuse_runs([A], "rrf")
+
+
+def test_metrics_without_qrels_are_refused(tmp_path) -> None:  # noqa: ANN001
+    from rsretrieve.errors import ConfigError
+    from rsretrieve.fusion import fuse_files
+
+    with pytest.raises(ConfigError, match="--metrics scores the fused run: give --qrels and --queries too"):
+        fuse_files([tmp_path / "a.trec", tmp_path / "b.trec"], tmp_path / "f.json", metrics=["ndcg@10"])

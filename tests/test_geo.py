@@ -108,7 +108,7 @@ def test_box_and_circle_semantics() -> None:
     assert GeoFilter(bbox=(170.0, -10.0, -170.0, 10.0)).mask(lon, lat).tolist() == [True, True, False, False, False]
     assert haversine_km(lon[3:4], lat[3:4], 2.3522, 48.8566)[0] == pytest.approx(1105.8, abs=1.0)  # Rome - Paris
     assert GeoFilter(near=(2.3522, 48.8566), radius_km=1110).mask(lon, lat).tolist() == [False, False, False, True, True]
-    for bad, message in (({"bbox": "1,2,3"}, "must be 4 numbers"), ({"near": "1,2"}, "go together"),
+    for bad, message in (({"bbox": "1,2,3"}, "must be four numbers"), ({"near": "1,2"}, "go together"),
                          ({"near": "1,95", "radius_km": 5}, "is not lon,lat"), ({"near": "1,2", "radius_km": -1}, "above 0"),
                          ({"bbox": "0,10,5,1"}, "lat_min below lat_max")):
         with pytest.raises(ConfigError, match=message):

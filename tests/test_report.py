@@ -54,7 +54,9 @@ def test_report_loads_in_headless_chromium(report_dir, tmp_path) -> None:  # noq
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (report_dir / "index.html").as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
-    assert 'data-images-total="6"' in dom and 'data-images-loaded="6"' in dom  # every image decoded
+    total = (report_dir / "index.html").read_text().count("<img ")
+    assert total == 8  # four charts, two query grids and the map of each
+    assert f'data-images-total="{total}"' in dom and f'data-images-loaded="{total}"' in dom  # every image decoded
     assert '<table id="leaderboard">' in dom and dom.count("<tr>") >= 3
 
 

@@ -52,3 +52,23 @@ def test_changed_weights_are_detected(loaded, monkeypatch) -> None:  # noqa: ANN
     tampered.manifest["encoder"]["weights_sha256"] = "0" * 64
     with pytest.raises(DataError, match="weights_sha256 mismatch"):
         encoder_for_index(tampered)
+
+
+def test_query_by_example_ranks_the_patch_first_and_can_drop_it(index_dir) -> None:  # noqa: ANN001
+    from rsretrieve.errors import ConfigError, DataError
+    from rsretrieve.index import load_index
+    from rsretrieve.search import like_patch, search_folder
+
+    index = load_index(index_dir)
+    key = index.keys[3]
+    run = like_patch(index, key, 5)
+    ranked = [doc for doc, _ in run.ranked("like")]
+    assert ranked[0] == key and run.ranked("like")[0][1] == pytest.approx(1.0, abs=1e-5)
+    scores = np.asarray(index.embeddings) @ np.asarray(index.embeddings[3])
+    assert ranked == [index.keys[i] for i in np.argsort(-scores, kind="stable")[:5]]
+    without = [doc for doc, _ in like_patch(index, key, 5, exclude_self=True).ranked("like")]
+    assert without == ranked[1:] + [index.keys[int(np.argsort(-scores, kind="stable")[5])]]
+    with pytest.raises(DataError, match="--like: key 'nope' is not in index"):
+        like_patch(index, "nope", 5)
+    with pytest.raises(ConfigError, match="--exclude-self drops the query patch of --like KEY"):
+        search_folder(index_dir, {"text": "x"}, 5, exclude_self=True)

@@ -175,7 +175,9 @@ def index(
         from rsretrieve.captions import run_caption_job
 
         with render.progress(err, "captions") as bar:
-            caption_manifest = run_caption_job(job, out_dir, force, device, on_start=bar.start, on_batch=bar)
+            caption_manifest = run_caption_job(job, out_dir, force, device, on_start=bar.start, on_batch=bar, sharding={
+                "--shard": shard, "--shards": shards, "--engine": None if engine == "local" else engine,
+                "--scheduler": scheduler, "--workers": workers, "--devices": devices})
         render.caption_index_summary(out, out_dir, caption_manifest)
         return
     device_list = engine_options(shards, engine, scheduler, workers, devices)
@@ -256,6 +258,8 @@ def search(
     near: NearOpt = None,
     radius_km: RadiusOpt = None,
     location: Annotated[Optional[str], typer.Option("--location", help="Query by place lon,lat: images that look like it (GeoCLOSP).")] = None,
+    like: Annotated[Optional[str], typer.Option("--like", help="Query by example: an indexed patch's key (it ranks first).")] = None,
+    exclude_self: Annotated[bool, typer.Option("--exclude-self", help="With --like: leave the query patch out of the hits.")] = False,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells visited per query [the index's].")] = None,
     ef_search: Annotated[Optional[int], typer.Option("--ef-search", help="HNSW candidates per query [the index's].")] = None,
 ) -> None:
@@ -265,10 +269,10 @@ def search(
     from rsretrieve.runs import write_run
     from rsretrieve.search import query_topics, refuse_unusable_options, search_folder
 
-    topics, depth = query_topics(queries, text, k, run_out, location)
+    topics, depth = query_topics(queries, text, k, run_out, location, like)
     requested = _requested(model, pretrained, seed)
     refuse_unusable_options(index_dir, is_caption_index(index_dir), {
-        "--sensor": sensor, "--location": location, "--min-quality": min_quality,
+        "--sensor": sensor, "--location": location, "--like": like, "--exclude-self": exclude_self or None, "--min-quality": min_quality,
         "--min-resolution": min_resolution, "--max-resolution": max_resolution})
     if is_caption_index(index_dir):
         where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox, near, radius_km)
@@ -277,7 +281,8 @@ def search(
         render.caption_search(out, err, topics, found, run_out, written)
         return
     run, index = search_folder(index_dir, topics, depth, sensor, requested, device, nprobe, ef_search,
-                               GeoFilter.parse(bbox, near, radius_km), location and parse_lonlat(location, "--location"))
+                               GeoFilter.parse(bbox, near, radius_km), location and parse_lonlat(location, "--location"),
+                               like, exclude_self)
     if run_out is not None:
         write_run(run, run_out)
     render.search_results(out, run, topics, index, run_out, depth)

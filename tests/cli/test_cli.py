@@ -415,8 +415,6 @@ def test_readme_caption_example_works_as_written(tmp_path, monkeypatch) -> None:
 
 
 def test_search_refuses_options_an_image_index_cannot_honour(index_dir) -> None:  # noqa: ANN001
-    result = invoke("search", "--index", index_dir, "--text", "water", "--bbox", "5,43,15,50")
-    assert_user_error(result, "--bbox applies to caption indexes; .* is an image index")
     result = invoke("search", "--index", index_dir, "--text", "water", "--min-quality", 0.5, "--max-resolution", 2)
     assert_user_error(result, "--min-quality, --max-resolution apply to caption indexes")
 
