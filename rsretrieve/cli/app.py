@@ -299,6 +299,8 @@ def describe(
     min_resolution: MinResOpt = None,
     max_resolution: MaxResOpt = None,
     bbox: BboxOpt = None,
+    near: NearOpt = None,
+    radius_km: RadiusOpt = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
@@ -306,7 +308,7 @@ def describe(
     """Describe an image by its nearest captions (image-to-caption retrieval)."""
     from rsretrieve.captions import CaptionFilter, describe_key
 
-    where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox)
+    where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox, near, radius_km)
     sensor, hits = describe_key(captions_dir, dataset, data, key, k, where, _requested(model, pretrained, 0), device)
     render.captions(out, f"{key} ({sensor})", hits)
 
