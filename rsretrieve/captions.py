@@ -30,7 +30,7 @@ from rsretrieve.datasets.git10m import Git10M
 from rsretrieve.embeddings import ImagePipeline
 from rsretrieve.encoders import Encoder, EncoderSpec
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.index import FORMAT_VERSION, index_cells, package_versions, read_manifest, search_params, widen
+from rsretrieve.index import EXACT_FILTER_ROWS, FORMAT_VERSION, package_versions, read_manifest, top_rows, widening_search
 from rsretrieve.geo import GeoFilter
 from rsretrieve.io import INDEX, atomic_dir, write_json
 from rsretrieve.registry import unknown_name_error
@@ -243,18 +243,10 @@ class CaptionIndex:
             if rows.size == 0:
                 return [[] for _ in range(len(vectors))]
             if self.approximate and rows.size <= EXACT_FILTER_ROWS:
-                return self._hits(*self._score_rows(vectors, rows, k))
+                return self._hits(*top_rows(vectors, self._reconstruct(rows), rows, k))
             selector = faiss.IDSelectorBatch(rows)
         k = min(k, self.index.ntotal)
-        scores, ids = self._widening_search(vectors, k, selector)
-        return self._hits(scores, ids)
-
-    def _score_rows(self, vectors: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inner products with the stored (reconstructed) vectors of ``rows``, top k each."""
-        stored = self._reconstruct(rows)
-        scores = vectors @ stored.T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(scores, top, axis=1), rows[top]
+        return self._hits(*widening_search(self.index, self.manifest["index"], vectors, k, selector))
 
     def _reconstruct(self, rows: np.ndarray) -> np.ndarray:
         import faiss
@@ -267,19 +259,6 @@ class CaptionIndex:
             ivf.make_direct_map()  # IVF lists are not addressable by id until mapped (8 bytes a caption)
         return np.stack([self.index.reconstruct(int(r)) for r in rows]).astype(np.float32)
 
-    def _widening_search(self, vectors: np.ndarray, k: int, selector: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Search; while a filtered approximate search finds fewer than k, visit more of the index."""
-        settings = dict(self.manifest["index"])
-        while True:
-            params = search_params(settings, selector, k)
-            scores, ids = self.index.search(vectors, k, params=params)
-            if selector is None or not self.approximate or (ids >= 0).all():
-                return scores, ids
-            widened = widen(settings, index_cells(self.index))
-            if widened == settings:
-                return scores, ids
-            settings = widened
-
     def _hits(self, scores: np.ndarray, ids: np.ndarray) -> list[list[dict[str, Any]]]:
         results = []
         for row_scores, row_ids in zip(scores, ids):
@@ -287,9 +266,6 @@ class CaptionIndex:
             rows = self.table.take([i for _, i in keep]).to_pylist() if keep else []
             results.append([{"score": s, "row": i, **r} for (s, i), r in zip(keep, rows)])
         return results
-
-
-EXACT_FILTER_ROWS = 50_000
 
 
 def search_captions(index: CaptionIndex, encoder: Encoder, texts: Sequence[str], k: int, where: CaptionFilter = CaptionFilter()) -> list[list[dict[str, Any]]]:

@@ -160,6 +160,31 @@ def widen(settings: Mapping[str, Any], cap: int) -> dict[str, Any]:
     return wider
 
 
+EXACT_FILTER_ROWS = 50_000  # filtered rows that approximate indexes score one by one, not through a selector
+
+
+def top_rows(vectors: np.ndarray, stored: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top ``k`` of ``rows`` (whose vectors are ``stored``) for each query, best first."""
+    scores = vectors @ stored.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, top, axis=1), rows[top]
+
+
+def widening_search(faiss_index: Any, settings: Mapping[str, Any], vectors: np.ndarray, k: int,
+                    selector: Any) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS search restricted by ``selector``. A selector only restricts what IVF and HNSW
+    visit (the probed cells, the graph walk): while fewer than ``k`` pass, search again
+    visiting four times more, up to the whole index (flat is exact at once)."""
+    while True:
+        scores, found = faiss_index.search(vectors, k, params=search_params(settings, selector, k))
+        if selector is None or (found >= 0).all():
+            return scores, found
+        wider = widen(settings, index_cells(faiss_index))
+        if wider == settings:
+            return scores, found
+        settings = wider
+
+
 def index_cells(index: Any) -> int:
     """IVF cells of a FAISS index (the most nprobe can be), or its size for other kinds."""
     import faiss

@@ -18,7 +18,7 @@ import numpy as np
 from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.geo import GeoFilter
-from rsretrieve.index import LoadedIndex, index_cells, search_params, widen
+from rsretrieve.index import EXACT_FILTER_ROWS, LoadedIndex, top_rows, widening_search
 from rsretrieve.runs import Run
 
 QUERY_BATCH = 256
@@ -205,35 +205,22 @@ def encode_location(encoder: Encoder, location: tuple[float, float]) -> np.ndarr
     return encoder.encode_locations(np.array([location], np.float64))
 
 
-EXACT_FILTER_ROWS = 50_000  # above this many passing rows, an approximate index searches with a selector
-
-
 def _search(index: LoadedIndex, vectors: np.ndarray, k: int, rows: np.ndarray | None, exact: bool):  # noqa: ANN202
     """FAISS top ``k`` (sorted, best first) over ``rows`` (None: all).
 
-    A FAISS ID selector only restricts what IVF and HNSW visit (the probed cells, the graph
-    walk), so a selective filter would lose passing rows. An ``exact`` restriction of at most
-    ``EXACT_FILTER_ROWS`` rows is therefore scored row by row from the stored embeddings, on
-    every index kind; a larger one, or a sensor slice, uses the selector (exact on flat) and
-    widens nprobe / efSearch until ``k`` pass."""
+    A FAISS ID selector only restricts what IVF and HNSW visit, so a selective filter would
+    lose passing rows. An ``exact`` restriction of at most ``EXACT_FILTER_ROWS`` rows is
+    therefore scored row by row from the stored embeddings, on every index kind; a larger
+    one, or a sensor slice, uses the selector (exact on flat) and widens nprobe / efSearch
+    until ``k`` pass."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, np.float32)
     if rows is not None and exact and rows.size <= EXACT_FILTER_ROWS:
-        scores = vectors @ np.asarray(index.embeddings[rows], np.float32).T
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(scores, top, axis=1), rows[top]
-    settings = index.manifest["index"]
+        return top_rows(vectors, np.asarray(index.embeddings[rows], np.float32), rows, k)
     selector = None if rows is None else faiss.IDSelectorBatch(rows)
     k = min(k, index.faiss_index.ntotal if rows is None else int(rows.size))
-    while True:
-        scores, found = index.faiss_index.search(vectors, k, params=search_params(settings, selector, k))
-        if selector is None or (found >= 0).all():
-            return scores, found
-        wider = widen(settings, index_cells(index.faiss_index))
-        if wider == settings:
-            return scores, found
-        settings = wider
+    return widening_search(index.faiss_index, index.manifest["index"], vectors, k, selector)
 
 
 IMAGE_INDEX_ONLY = ("--sensor", "--location", "--like", "--exclude-self")

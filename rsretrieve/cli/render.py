@@ -235,7 +235,7 @@ def caption_search(console: Console, warn: Console, topics: Mapping[str, str], f
                    hits_out: Path | None, written: int | None) -> None:
     """Caption hits per query, or where they were written (``found``: a CaptionSearch); a note
     when they came from an approximate index."""
-    from rsretrieve.captions import EXACT_FILTER_ROWS
+    from rsretrieve.index import EXACT_FILTER_ROWS
 
     if found.approximate:
         warn.print(f"note: {found.factory} is an approximate index: unfiltered hits may differ from exact search; "
@@ -257,8 +257,8 @@ def search_results(console: Console, run: Run, topics: Mapping[str, str], index:
     if run_out is not None:
         console.print(f"wrote run for {len(run)} queries to {run_out}")
     else:
-        try:
-            places = dict(zip(index.keys, map(tuple, index.locations.tolist())))
+        try:  # only the rows the run holds: the table shows a few of a large corpus
+            places = {index.keys[r]: tuple(index.locations[r]) for r in np.unique(run.docs).tolist()}
         except DataError:  # an index written before locations were stored
             places = None
         hits(console, run, topics, dict(zip(index.keys, index.labels)), limit=shown, places=places)

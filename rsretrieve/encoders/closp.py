@@ -45,6 +45,7 @@ from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.location import LocationEncoder, check_lonlat_array
 from rsretrieve.encoders.weights import check_keys, find_weights_file, read_checkpoint, weights_digest
 from rsretrieve.errors import ModelError
+from rsretrieve.io import read_json
 from rsretrieve.registry import unknown_name_error
 
 VARIANTS: dict[str, str] = {
@@ -177,10 +178,7 @@ def _hub_config(path: Path) -> dict[str, Any]:
     config = path.parent / HUB_CONFIG
     if not config.is_file():
         return {}
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{config}: not readable JSON ({exc})") from None
+    data = read_json(config, ModelError, "a hub model folder")
     if not isinstance(data, dict):
         raise ModelError(f"{config}: not a JSON object")
     return data
