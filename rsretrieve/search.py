@@ -174,7 +174,10 @@ def search_folder(
         raise ConfigError("--exclude-self drops the query patch of --like KEY; there is none")
     index = load_index(folder)
     index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
-    if like is not None:
+    if like is not None:  # no model runs: a different model or a device is an error, not ignored
+        manifest_spec(index.manifest, index.path, requested)
+        if device is not None:
+            raise ConfigError("--device has no use with --like: the query is a stored embedding, no model runs")
         return like_patch(index, like, k, only, where, exclude_self), index
     encoder = encoder_for_index(index, requested, device)
     if location is None:

@@ -72,3 +72,7 @@ def test_query_by_example_ranks_the_patch_first_and_can_drop_it(index_dir) -> No
         like_patch(index, "nope", 5)
     with pytest.raises(ConfigError, match="--exclude-self drops the query patch of --like KEY"):
         search_folder(index_dir, {"text": "x"}, 5, exclude_self=True)
+    with pytest.raises(ConfigError, match="--device has no use with --like"):
+        search_folder(index_dir, {"like": key}, 5, like=key, device="cpu")
+    with pytest.raises(ConfigError, match="was built with .*you asked for"):
+        search_folder(index_dir, {"like": key}, 5, like=key, requested=EncoderSpec("random", "random"))
