@@ -67,6 +67,9 @@ class Suite:
     batch_size: int = 32
     # Published scores to compare with, by model (else the cards' references for this dataset).
     references: Mapping[str, tuple[Reference, ...]] = dataclasses.field(default_factory=dict)
+    # Caption benchmarks (dataset rs-captions): the paper's protocol and the image folder.
+    protocol: str | None = None
+    images: str | None = None
 
 
 def load_suite(path: Path) -> Suite:
@@ -80,7 +83,12 @@ def load_suite(path: Path) -> Suite:
         if key in data:
             data[key] = tuple(data[key])
     suite = dataclasses.replace(from_mapping(Suite, data, str(path)), significance=sig, references=references)
-    parse_metrics(suite.metrics)
+    if suite.dataset == CAPTIONS:
+        _check_caption_suite(suite, path)
+    else:
+        if suite.protocol is not None or suite.images is not None:
+            raise ConfigError(f"{path}: protocol and images are for caption benchmarks (dataset: {CAPTIONS})")
+        parse_metrics(suite.metrics)
     if suite.main_metric not in suite.metrics:
         raise ConfigError(f"{path}: main_metric '{suite.main_metric}' is not in metrics")
     if not suite.models:
@@ -89,6 +97,22 @@ def load_suite(path: Path) -> Suite:
     if unknown:
         raise ConfigError(f"{path}: references for '{unknown[0]}', which is not among the suite's models")
     return suite
+
+
+CAPTIONS = "rs-captions"
+
+
+def _check_caption_suite(suite: Suite, path: Path) -> None:
+    """A caption suite names its data, a known protocol and the paired metrics."""
+    from rsretrieve.paired import get_protocol, paired_metrics
+
+    if not suite.data:
+        raise ConfigError(f"{path}: a caption suite needs data (the benchmark's folder or annotation file)")
+    get_protocol(suite.protocol or "clip_benchmark")
+    known = paired_metrics()
+    unknown = [m for m in suite.metrics if m not in known]
+    if unknown:
+        raise ConfigError(f"{path}: metric '{unknown[0]}' is not a caption-benchmark metric ({', '.join(known)})")
 
 
 def _fingerprint(path: Path) -> str:
@@ -114,6 +138,8 @@ def run_suite(
 
     zoo = load_zoo() if zoo is None else zoo
     cards = [get_card(name, zoo) for name in suite.models]
+    if suite.dataset == CAPTIONS:
+        return _run_caption_suite(suite, cards, out, force, on_model)
     root = Path(suite.data) if suite.data else ensure_default_sample()
     dataset = open_dataset(suite.dataset, root, split=suite.split, sensors=parse_sensor_filter(suite.sensors), limit=suite.limit)
     queries_path = Path(suite.queries) if suite.queries else dataset.queries_path
@@ -187,6 +213,59 @@ def _evaluate_model(
     return record, runs
 
 
+def _run_caption_suite(
+    suite: Suite, cards: list[ModelCard], out: Path, force: bool, on_model: Callable[[str, str], None] | None,
+) -> dict[str, Any]:
+    """Every model of a caption suite through ``caption_report``; a record is reused while the
+    card's encoder, the benchmark's files and the protocol are unchanged."""
+    from rsretrieve.datasets.rs_captions import RSCaptions
+    from rsretrieve.paired import caption_report
+
+    foreign = [c.name for c in cards if c.backend != "open_clip"]
+    if foreign:
+        raise ConfigError(f"suite {suite.name}: caption benchmarks run open_clip models; '{foreign[0]}' is not one")
+    data = RSCaptions(Path(suite.data), split=suite.split, images=suite.images)  # type: ignore[arg-type]
+    protocol = suite.protocol or "clip_benchmark"
+    records, skipped = [], []
+    for card in cards:
+        available, where = card.availability()
+        if not available:
+            skipped.append({"model": card.name, "reason": where})
+            if on_model:
+                on_model(card.name, f"skipped: {where}")
+            continue
+        spec = card.spec()
+        weights = card.checkpoint_path()
+        stamp = [weights.stat().st_size, weights.stat().st_mtime_ns] if weights is not None else None
+        key = hashlib.sha256(json.dumps([spec.to_dict(), stamp, data.fingerprint(), protocol, data.split]).encode()).hexdigest()
+        record_path = out / "records" / card.name / f"{suite.name}.json"
+        if record_path.is_file() and not force:
+            cached = json.loads(record_path.read_text())
+            if cached.get("cache_key") == key:
+                records.append({**cached, "cached": True})
+                if on_model:
+                    on_model(card.name, "cached")
+                continue
+        started = time.perf_counter()
+        report, _ = caption_report(data.root, spec, protocol, data.split, suite.images)
+        scores = report["results"]["all"]["scores"]
+        record = {
+            "model": card.name, "suite": suite.name, "dataset": report["source"]["dataset"],
+            "protocol": protocol, "encoder": report["source"]["encoder"],
+            "revision": report["source"]["encoder"].get("weights_sha256"), "metrics": list(suite.metrics),
+            "scores": {"all": {m: scores[m] for m in suite.metrics}}, "as_reported": report.get("as_reported"),
+            "n_queries": {"all": report["results"]["all"]["n_queries"]}, "n_docs": report["source"]["counts"],
+            "references": [dataclasses.asdict(r) for r in suite.references.get(card.name, ())],
+            "versions": report["versions"], "wall_time_s": round(time.perf_counter() - started, 3),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cache_key": key,
+        }
+        write_json(record_path, record)
+        records.append(record)
+        if on_model:
+            on_model(card.name, f"{record['wall_time_s']:.1f} s")
+    return _leaderboard(suite, records, skipped, None, set(), out, {})
+
+
 def _run_path(out: Path, model: str, slice_name: str) -> Path:
     return out / "runs" / f"{model}.{slice_name}.json"
 
@@ -232,8 +311,11 @@ def _leaderboard(
     records are read from their files."""
     main = (suite.main_slice, suite.main_metric)
     ranked = sorted(records, key=lambda r: (-(r["scores"].get(main[0], {}).get(main[1]) or 0.0), r["model"]))
-    runs = {r["model"]: runs.get(r["model"]) or read_run(_run_path(out, r["model"], suite.main_slice)) for r in ranked}
-    beats = significance_marks(qrels, runs, corpus, suite.main_metric, suite.significance)
+    if qrels is None:  # paired benchmarks: no qrels-based significance test
+        beats: dict[str, list[str]] = {}
+    else:
+        runs = {r["model"]: runs.get(r["model"]) or read_run(_run_path(out, r["model"], suite.main_slice)) for r in ranked}
+        beats = significance_marks(qrels, runs, corpus, suite.main_metric, suite.significance)
     rows = [
         {
             "rank": i + 1,
@@ -253,6 +335,7 @@ def _leaderboard(
         "main": {"slice": suite.main_slice, "metric": suite.main_metric},
         "metrics": list(suite.metrics),
         "significance": dataclasses.asdict(suite.significance),
+        "significance_tested": qrels is not None,
         "tolerance": suite.tolerance,
         "rows": rows,
         "skipped": skipped,
@@ -296,8 +379,9 @@ def render_markdown(board: Mapping[str, Any]) -> str:
         cells += [_fmt(scores.get(s, {}).get(main_metric)) for s in others]
         lines.append("| " + " | ".join(cells) + " |")
     sig = board["significance"]
-    lines += ["", f"Superscripts: significantly better than those models on {main_metric} ({main_slice}), "
-              f"paired {sig['test']} test, p < {sig['max_p']}."]
+    if any(row["beats"] for row in board["rows"]) or board.get("significance_tested", True):
+        lines += ["", f"Superscripts: significantly better than those models on {main_metric} ({main_slice}), "
+                  f"paired {sig['test']} test, p < {sig['max_p']}."]
     compared = [(row["model"], entry) for row in board["rows"] for entry in row.get("paper", [])]
     if compared:
         lines += ["", "Published numbers (difference = measured here - paper):", "",

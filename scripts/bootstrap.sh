@@ -7,12 +7,16 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.rsretrieve-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # torch/torchvision are pinned in pyproject.toml to the pair on this machine's disk.
     # --no-compile: byte-compiling torch's thousands of modules took about half of the
     # install; it is done below, in the background, so that the first result does not wait.
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install --quiet --no-compile -e '.[test]'
+    # clip_benchmark's own retrieval code is what the caption-benchmark tests compare with.
+    # Its declared dependencies (pycocoevalcap, webdataset, scikit-learn...) serve other tasks;
+    # zeroshot_retrieval needs only torch and tqdm, so it is installed without them.
+    PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install --quiet --no-compile --no-deps 'clip-benchmark==1.6.2'
     # ranx's numba kernels are compiled in the background too; a fuse, leaderboard or
     # eval --backend ranx that comes first waits for them, saying so (rsretrieve/kernels.py).
     echo "$want" > "$stamp"

@@ -148,3 +148,51 @@ def test_shipped_suites_are_valid() -> None:
 
     for path in sorted((Path(__file__).resolve().parents[1] / "configs" / "benchmarks").glob("*.yaml")):
         load_suite(path)
+
+
+def _caption_suite(tmp_path, bench, **extra) -> object:  # noqa: ANN001
+    import yaml
+
+    data = {"name": "captions", "dataset": "rs-captions", "data": str(bench), "protocol": "remoteclip",
+            "metrics": ["mean_recall", "t2i_recall@1", "i2t_recall@1"], "main_metric": "mean_recall",
+            "models": ["rsretrieve-tiny-random", "remoteclip-vit-b-32"],
+            "references": {"rsretrieve-tiny-random": [
+                {"dataset": "rs-captions", "metric": "mean_recall", "slice": "all", "value": 0.5, "source": "a test paper"}]},
+            **extra}
+    path = tmp_path / "captions.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_caption_suite_scores_models_and_prints_the_difference_to_the_paper(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from rsretrieve.datasets.fixtures.rs_captions import generate_rs_captions
+    from rsretrieve.leaderboard import run_leaderboard
+    from rsretrieve.paired import caption_report
+    from rsretrieve.zoo import get_card
+
+    bench = generate_rs_captions(tmp_path / "bench", n_images=30, seed=0)
+    result = run_leaderboard(_caption_suite(tmp_path, bench), tmp_path / "out")
+    (row,) = result.board["rows"]
+    direct, _ = caption_report(bench, get_card("rsretrieve-tiny-random").spec(), "remoteclip")
+    assert row["scores"]["all"]["mean_recall"] == direct["results"]["all"]["scores"]["mean_recall"]
+    assert row["paper"][0]["difference"] == pytest.approx(direct["results"]["all"]["scores"]["mean_recall"] - 0.5, abs=1e-6)
+    assert [s["model"] for s in result.board["skipped"]] == ["remoteclip-vit-b-32"]
+    markdown = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "a test paper" in markdown and "Superscripts" not in markdown
+    monkeypatch.setattr("rsretrieve.paired.caption_report", lambda *a, **k: pytest.fail("recomputed"))
+    again = run_leaderboard(_caption_suite(tmp_path, bench), tmp_path / "out")
+    assert again.board["rows"][0]["scores"] == row["scores"]
+
+
+def test_caption_suites_are_validated_before_any_work(tmp_path) -> None:  # noqa: ANN001
+    from rsretrieve.datasets.fixtures.rs_captions import generate_rs_captions
+    from rsretrieve.leaderboard import run_leaderboard
+
+    bench = generate_rs_captions(tmp_path / "bench", n_images=15, seed=0)
+    with pytest.raises(ConfigError, match="metric 'ndcg@10' is not a caption-benchmark metric"):
+        load_suite(_caption_suite(tmp_path, bench, metrics=["ndcg@10"], main_metric="ndcg@10"))
+    with pytest.raises(ConfigError, match="Did you mean 'skyscript'"):
+        load_suite(_caption_suite(tmp_path, bench, protocol="skyscrpt"))
+    with pytest.raises(ConfigError, match="'random' is not one"):
+        run_leaderboard(_caption_suite(tmp_path, bench, models=["rsretrieve-tiny-random", "random"], references={}), tmp_path / "o")
+    assert not (tmp_path / "o").exists()

@@ -113,10 +113,10 @@ def sample(
     n_samples: Annotated[Optional[int], typer.Option("--n-samples", help="Number of samples (S1 and S2 together) [480].")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     compression: Annotated[str, typer.Option("--compression", help="Shard compression: none, gzip, or lz4, zstd, blosc (filters of hdf5plugin).")] = "none",
-    fmt: Annotated[str, typer.Option("--format", help="crisislandmark, git10m or bigearthnet-txt.")] = "crisislandmark",
+    fmt: Annotated[str, typer.Option("--format", help="crisislandmark, git10m, bigearthnet-txt or rs-captions.")] = "crisislandmark",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
 ) -> None:
-    """Write a seeded sample dataset: CrisisLandMark layout (default), Git-10M or BigEarthNet.txt fixtures."""
+    """Write a seeded sample dataset: CrisisLandMark layout (default), Git-10M, BigEarthNet.txt or caption-benchmark fixtures."""
     from rsretrieve.datasets.fixtures import write_fixture
 
     n_samples = 480 if n_samples is None else n_samples
@@ -329,23 +329,42 @@ def evaluate(
     bbox: Annotated[Optional[str], typer.Option("--bbox", help="Score only the region lon_min,lat_min,lon_max,lat_max (its documents and their qrels).")] = None,
     near: Annotated[Optional[str], typer.Option("--near", help="Score only the documents within --radius-km of lon,lat.")] = None,
     radius_km: RadiusOpt = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="rs-captions: a caption benchmark (RSICD, RSITMD, UCM, Sydney, NWPU), both directions.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="The caption benchmark's folder or annotation file.")] = None,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="Caption benchmark protocol: clip_benchmark (default), remoteclip, georsclip, skyscript.")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Caption benchmark split [test].")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="Folder of the caption benchmark's images [images/ beside the annotations].")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="cross-sensor: S1 queries against S2 and the reverse, on a BigEarthNet.txt index.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Image-to-caption on a caption index: the first N images as queries [all].")] = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = None,
 ) -> None:
-    """Score retrieval as trec_eval does: overall and per sensor (or one region), as a table and a results JSON."""
+    """Score retrieval as trec_eval does: text-to-image overall and per sensor (or one region); caption benchmarks,
+    image-to-caption and cross-sensor retrieval in both directions. A table and a results JSON."""
     from rsretrieve.config import renamed_option
     from rsretrieve.evaluate import DEFAULT_METRICS, evaluate_to_files
     from rsretrieve.geo import GeoFilter
+    from rsretrieve.paired import paired_task, paired_to_files, refuse_options
     from rsretrieve.paths import cache_home
 
-    fields = [f.strip() for f in group_by.split(",") if f.strip()] if group_by else []
-    result = evaluate_to_files(index_dir, run_file, qrels, queries, metrics or list(DEFAULT_METRICS),
-                               renamed_option("eval -k", "--depth", old_k, depth), results_out,
-                               run_out, fields, backend, _requested(model, pretrained, seed), device,
-                               default_index=lambda: _default_index(cache_home() / "indexes" / "default-sample"),
-                               where=GeoFilter.parse(bbox, near, radius_km))
+    given = {"--index": index_dir, "--run": run_file, "--qrels": qrels, "--queries": queries, "--depth": depth or old_k,
+             "--group-by": group_by, "--bbox": bbox, "--near": near, "--metrics": metrics, "--dataset": dataset, "--data": data,
+             "--protocol": protocol, "--split": split, "--images": images, "--task": task, "--limit": limit,
+             "--model": model, "--pretrained": pretrained, "--device": device}
+    kind = paired_task(index_dir, dataset, task)
+    refuse_options(kind, given)
+    if kind is not None:
+        with render.progress(err, "embedding images") as bar:
+            result = paired_to_files(kind, given, results_out, run_out, backend, _requested(model, pretrained, seed), device, on_batch=bar)
+    else:
+        result = evaluate_to_files(index_dir, run_file, qrels, queries, metrics or list(DEFAULT_METRICS),
+                                   renamed_option("eval -k", "--depth", old_k, depth), results_out,
+                                   run_out, [f.strip() for f in group_by.split(",") if f.strip()] if group_by else [],
+                                   backend, _requested(model, pretrained, seed), device,
+                                   default_index=lambda: _default_index(cache_home() / "indexes" / "default-sample"),
+                                   where=GeoFilter.parse(bbox, near, radius_km))
     if result.saved_runs:
         err.print("saved runs: " + ", ".join(str(p) for p in result.saved_runs), markup=False)
     render.report(out, err, result.report)

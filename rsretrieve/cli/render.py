@@ -132,6 +132,12 @@ def report(console: Console, warn: Console, result: Mapping[str, Any]) -> None:
         values = (scored["scores"][metric] for scored in slices.values())
         table.add_row(metric, *(f"{v:.4f}" if v is not None else "-" for v in values))
     console.print(table)
+    protocol = result.get("source", {}).get("protocol")
+    if protocol:
+        console.print(f"protocol {protocol['name']}: {protocol['source']}", markup=False, soft_wrap=True)
+    if result.get("as_reported"):
+        console.print("as the protocol's script prints them (percent): "
+                      + ", ".join(f"{name} {value:.2f}" for name, value in result["as_reported"].items()), markup=False, soft_wrap=True)
     for field, groups in result.get("groups", {}).items():
         grouped = Table(title=f"by {field} (all)")
         grouped.add_column(field)

@@ -1,5 +1,5 @@
 """Dataset readers, registered by one name per format: ``crisislandmark``, ``git10m``,
-``bigearthnet-txt`` (the same names serve ``sample --format``, see ``datasets.fixtures``).
+``bigearthnet-txt``, ``rs-captions`` (the same names serve ``sample --format``, see ``datasets.fixtures``).
 Every reader implements ``datasets.base.Dataset``; the pipeline asks it, never a format."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ DATASETS: Registry[Any] = Registry("dataset", "rsretrieve.datasets")
 DATASETS.register_lazy("crisislandmark", "rsretrieve.datasets.crisislandmark:CrisisLandMark")
 DATASETS.register_lazy("git10m", "rsretrieve.datasets.git10m:Git10M")
 DATASETS.register_lazy("bigearthnet-txt", "rsretrieve.datasets.bigearthnet_txt:BigEarthNetTask")
+DATASETS.register_lazy("rs-captions", "rsretrieve.datasets.rs_captions:RSCaptions")
 # Names that earlier versions wrote into index manifests.
 RENAMED = {"bigearthnet": "bigearthnet-txt"}
 

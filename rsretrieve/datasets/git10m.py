@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsretrieve.datasets.base import Dataset
+from rsretrieve.datasets.base import Batch, Dataset
 from rsretrieve.errors import DataError
 
 COLUMNS = ("image", "img_name", "img_quality_score", "caption", "caption_length", "resolution", "Google_location")
@@ -111,6 +111,36 @@ class Git10M(Dataset):
 
     def sensor_of(self, key: str) -> str:
         return "rgb"
+
+    def iter_image_batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+        """The images of the first ``limit`` rows (all: None) in shard order, as batches of one
+        image size, pixels as ``read_batch`` gives them; rows without image bytes are skipped."""
+        import pyarrow.parquet as pq
+        from PIL import Image
+
+        names: list[str] = []
+        pixels: list[np.ndarray] = []
+        seen = 0
+        for shard in self.shards:
+            for part in pq.ParquetFile(shard).iter_batches(batch_size=batch_size, columns=["img_name", "image"]):
+                for name, cell in zip(part.column("img_name").to_pylist(), part.column("image").to_pylist()):
+                    if limit is not None and seen >= limit:
+                        break
+                    seen += 1
+                    data = cell.get("bytes") if isinstance(cell, dict) else cell
+                    if not data:
+                        continue
+                    try:
+                        image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32).transpose(2, 0, 1)
+                    except OSError as exc:
+                        raise DataError(f"{shard}: image '{name}' cannot be decoded: {exc}") from None
+                    if pixels and (image.shape != pixels[0].shape or len(pixels) == batch_size):
+                        yield Batch("rgb", names, np.stack(pixels), 0)
+                        names, pixels = [], []
+                    names.append(str(name))
+                    pixels.append(image)
+        if pixels:
+            yield Batch("rgb", names, np.stack(pixels), 0)
 
     def read_raw(self, key: str) -> np.ndarray:
         """The RGB pixels (3, H, W), 8-bit values, of image ``key``."""

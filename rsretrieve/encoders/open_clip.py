@@ -137,6 +137,12 @@ def _cached(hub: str) -> bool:
                for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
 
 
+def _file_transform(cfg: dict[str, Any]) -> Any:
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    return image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+
+
 def _normalise(x: torch.Tensor) -> np.ndarray:
     return F.normalize(x.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
 
@@ -159,6 +165,9 @@ class OpenClipEncoder:
         self.mean = torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5)), device=self.device)
         self.std = torch.tensor(cfg.get("std", (0.5, 0.5, 0.5)), device=self.device)
         self.interpolation = "bicubic" if cfg.get("interpolation") == "bicubic" else "bilinear"
+        # open_clip's own inference transform (resize, centre crop, RGB, tensor, normalise):
+        # file images (caption benchmarks) go through exactly what a plain open_clip script uses.
+        self.file_transform = _file_transform(cfg)
         with torch.no_grad():
             self.embed_dim = int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
         self.weights_sha256 = weights_digest(self.model)
@@ -186,6 +195,12 @@ class OpenClipEncoder:
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor, sensor: str | None = None) -> np.ndarray:
         return _normalise(self.model.encode_image(self.preprocess(pixels)))
+
+    @torch.no_grad()
+    def encode_files(self, images: Sequence[Any]) -> np.ndarray:
+        """PIL images, through ``file_transform`` -> (N, D) L2-normalised float32."""
+        batch = torch.stack([self.file_transform(image) for image in images]).to(self.device)
+        return _normalise(self.model.encode_image(batch))
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

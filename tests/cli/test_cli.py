@@ -460,3 +460,52 @@ def test_search_shows_as_many_hits_as_k_asks(index_dir) -> None:  # noqa: ANN001
         result = invoke("search", "--index", index_dir, "--text", "water", "-k", k)
         assert result.exit_code == 0, result.output
         assert len(re.findall(r"^│ \d+ ", result.stdout, re.M)) == k
+
+
+def test_caption_benchmark_cross_sensor_and_image_to_caption_from_the_cli(tmp_path) -> None:  # noqa: ANN001
+    bench = tmp_path / "bench"
+    assert invoke("sample", bench, "--format", "rs-captions", "--n-samples", 30).exit_code == 0
+    result = invoke("eval", "--dataset", "rs-captions", "--data", bench, "--model", "rsretrieve-tiny", "--protocol", "remoteclip",
+                    "--save-run", tmp_path / "runs" / "r.trec")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench.remoteclip.results.json").read_text())
+    scores = report["results"]["all"]["scores"]
+    assert list(scores) == ["t2i_recall@1", "t2i_recall@5", "t2i_recall@10", "i2t_recall@1", "i2t_recall@5",
+                            "i2t_recall@10", "mean_recall"]
+    assert report["as_reported"]["mean_recall"] == round(scores["mean_recall"] * 100, 2)
+    assert "mean_recall" in result.stdout and "protocol remoteclip" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r.i2t.trec", "r.t2i.trec"]
+
+    ben = tmp_path / "ben"
+    assert invoke("sample", ben, "--format", "bigearthnet-txt", "--n-samples", 30).exit_code == 0
+    assert invoke("bigearthnet-task", "--parquet", ben / "BigEarthNet.txt.parquet", "--images", ben / "lmdb", "--out", tmp_path / "task").exit_code == 0
+    assert invoke("index", "--dataset", "bigearthnet-txt", "--data", tmp_path / "task", "--out", tmp_path / "bidx",
+                  "--model", "rsretrieve-tiny").exit_code == 0
+    assert invoke("eval", "--index", tmp_path / "bidx", "--task", "cross-sensor").exit_code == 0
+    cross = json.loads((tmp_path / "bidx.cross-sensor.results.json").read_text())
+    assert set(cross["results"]) == {"s1->s2", "s2->s1"}
+    assert cross["results"]["s1->s2"]["n_queries"] == cross["source"]["counts"]["pairs"] > 0
+    assert_user_error(invoke("eval", "--index", tmp_path / "bidx", "--task", "cross-sensor", "--model", "rsretrieve-tiny"),
+                      "--model cannot be used with the cross-sensor evaluation")
+
+    g10 = tmp_path / "g10"
+    assert invoke("sample", g10, "--format", "git10m", "--n-samples", 40).exit_code == 0
+    assert invoke("index", "--what", "captions", "--dataset", "git10m", "--data", g10, "--out", tmp_path / "cap",
+                  "--model", "rsretrieve-tiny", "--index", "flat").exit_code == 0
+    assert invoke("eval", "--index", tmp_path / "cap", "--limit", 25).exit_code == 0
+    i2t = json.loads((tmp_path / "cap.image-to-caption.results.json").read_text())
+    assert i2t["results"]["all"]["n_queries"] == 25 and "i2t_mrr@100" in i2t["results"]["all"]["scores"]
+
+
+def test_paired_evaluation_refuses_options_it_cannot_honour(index_dir, tmp_path) -> None:  # noqa: ANN001
+    bench = tmp_path / "bench"
+    assert invoke("sample", bench, "--format", "rs-captions", "--n-samples", 15).exit_code == 0
+    caption = ("eval", "--dataset", "rs-captions", "--data", bench, "--model", "rsretrieve-tiny")
+    assert_user_error(invoke(*caption, "--qrels", tmp_path), "--qrels cannot be used with the caption-benchmark evaluation")
+    assert_user_error(invoke(*caption, "--limit", 3), "--limit cannot be used with the caption-benchmark evaluation")
+    assert_user_error(invoke(*caption, "--protocol", "skyscrip"), "Did you mean 'skyscript'")
+    assert_user_error(invoke("eval", "--dataset", "rs-captions", "--model", "rsretrieve-tiny"), "needs --data")
+    assert_user_error(invoke("eval", "--index", index_dir, "--protocol", "remoteclip"), "--protocol belongs to paired evaluations")
+    assert_user_error(invoke("eval", "--index", index_dir, "--task", "cross-sensor"), "needs an index of a BigEarthNet.txt task")
+    assert_user_error(invoke("eval", "--index", index_dir, "--task", "crossensor"), "Did you mean 'cross-sensor'")
+    assert not list(tmp_path.glob("*.results.json"))

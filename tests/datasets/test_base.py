@@ -21,11 +21,12 @@ def roots(tmp_path_factory: pytest.TempPathFactory, sample_root: Path) -> dict[s
     base = tmp_path_factory.mktemp("contract")
     ben = write_fixture("bigearthnet-txt", base / "ben", 8)
     build_task(ben / "BigEarthNet.txt.parquet", ben / "lmdb", "lmdb", base / "task", ("bench", "test", "train"))
-    return {"crisislandmark": sample_root, "git10m": write_fixture("git10m", base / "git10m", 6), "bigearthnet-txt": base / "task"}
+    return {"crisislandmark": sample_root, "git10m": write_fixture("git10m", base / "git10m", 6), "bigearthnet-txt": base / "task",
+            "rs-captions": write_fixture("rs-captions", base / "rs", 10)}
 
 
 def test_every_reader_implements_the_contract_and_has_a_fixture() -> None:
-    assert DATASETS.names() == FIXTURES.names() == ["bigearthnet-txt", "crisislandmark", "git10m"]
+    assert DATASETS.names() == FIXTURES.names() == ["bigearthnet-txt", "crisislandmark", "git10m", "rs-captions"]
     for name in DATASETS.names():
         cls = dataset_class(name)
         assert issubclass(cls, Dataset) and cls.name == name and cls.splits
@@ -36,7 +37,8 @@ def test_one_item_of_every_reader_reads_as_a_batch(roots: dict[str, Path]) -> No
     for name, root in roots.items():
         dataset = open_dataset(name, root)
         assert dataset.split == dataset.splits[0]
-        key = dataset.samples[0].key if isinstance(dataset, PatchDataset) else "git10m_00000001.png"
+        key = (dataset.samples[0].key if isinstance(dataset, PatchDataset)
+               else dataset.items[0].filename if name == "rs-captions" else "git10m_00000001.png")
         batch = dataset.read_batch([key])
         assert isinstance(batch, Batch) and batch.keys == [key] and batch.images.dtype == np.float32
         assert batch.images[0].shape == dataset.read_raw(key).shape

@@ -1,0 +1,95 @@
+"""rs-captions reader and fixture: the three published layouts, image formats, and every bad
+input named by file and entry."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rsretrieve.datasets import open_dataset
+from rsretrieve.datasets.fixtures.rs_captions import generate_rs_captions
+from rsretrieve.datasets.rs_captions import RSCaptions
+from rsretrieve.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def karpathy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_rs_captions(tmp_path_factory.mktemp("k") / "bench", n_images=20, seed=0)
+
+
+def test_fixture_is_deterministic(tmp_path: Path) -> None:
+    a = generate_rs_captions(tmp_path / "a", n_images=15, seed=4)
+    b = generate_rs_captions(tmp_path / "b", n_images=15, seed=4)
+    for path in sorted(a.rglob("*")):
+        if path.is_file():
+            assert path.read_bytes() == (b / path.relative_to(a)).read_bytes(), path
+
+
+@pytest.mark.parametrize("layout", ["karpathy", "nwpu", "csv"])
+def test_every_layout_reads_the_same_benchmark(tmp_path: Path, layout: str) -> None:
+    root = generate_rs_captions(tmp_path / layout, n_images=20, seed=0, layout=layout)
+    data = open_dataset("rs-captions", root)
+    assert data.layout == layout and data.split == "test"
+    reference = RSCaptions(generate_rs_captions(tmp_path / "ref", n_images=20, seed=0))
+    assert sorted((i.filename, i.captions) for i in data.items) == sorted((i.filename, i.captions) for i in reference.items)
+    assert all(len(i.captions) == 5 for i in data.items)
+    image = data.read_raw(data.items[0].filename)
+    assert image.shape == (3, 64, 64) and image.dtype == np.float32 and 0 <= image.min() and image.max() <= 1
+
+
+def test_png_jpg_and_tiff_images_are_read_as_rgb(karpathy: Path) -> None:
+    data = RSCaptions(karpathy, split="train")
+    suffixes = {Path(i.filename).suffix for i in data.items}
+    assert suffixes == {".png", ".jpg", ".tif"}
+    for item in data.items[:3]:
+        assert data.open_image(item.filename).mode == "RGB"
+
+
+def test_gb18030_csv_is_detected(tmp_path: Path) -> None:
+    root = generate_rs_captions(tmp_path / "g", n_images=20, seed=0, layout="csv", encoding="gb18030")
+    with pytest.raises(UnicodeDecodeError):
+        (root / "fixture_test.csv").read_bytes().decode("utf-8")
+    data = RSCaptions(root)
+    assert data.encoding == "gb18030"
+    assert any("there\u2019s" in c for i in data.items for c in i.captions)
+
+
+def test_splits_and_the_images_option(karpathy: Path, tmp_path: Path) -> None:
+    assert len(RSCaptions(karpathy).items) == 4 and len(RSCaptions(karpathy, split="validation").items) == 4
+    with pytest.raises(ConfigError, match="unknown split 'tst'"):
+        RSCaptions(karpathy, split="tst")
+    moved = Path(shutil.copytree(karpathy, tmp_path / "m"))
+    (moved / "images").rename(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="give --images DIR"):
+        RSCaptions(moved)
+    assert len(RSCaptions(moved / "dataset_fixture.json", images=tmp_path / "elsewhere").items) == 4
+
+
+def _edit(root: Path, change) -> Path:  # noqa: ANN001
+    path = root / "dataset_fixture.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return root
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["images"][-1].update(sentences=[]), r"images\[19\] \(\w+_019\.\w+\): empty caption list"),
+    (lambda d: d["images"][-1].update(split="holdout"), r"images\[19\] .*unknown split 'holdout'"),
+    (lambda d: d["images"][-1].update(filename="gone.png"), r"image 'gone.png' not found in .*images"),
+    (lambda d: d["images"][-1].update(filename="../../etc/passwd"), r"'../../etc/passwd' is not a file name inside the dataset folder"),
+    (lambda d: d.pop("images"), r"no 'images' list"),
+])
+def test_bad_entries_are_named(karpathy: Path, tmp_path: Path, change, message: str) -> None:  # noqa: ANN001
+    root = _edit(Path(shutil.copytree(karpathy, tmp_path / "b")), change)
+    with pytest.raises(DataError, match=message):
+        RSCaptions(root)
+
+
+def test_a_split_without_images_lists_the_splits_present(karpathy: Path, tmp_path: Path) -> None:
+    root = _edit(Path(shutil.copytree(karpathy, tmp_path / "b")),
+                 lambda d: [e.update(split="train") for e in d["images"]])
+    with pytest.raises(DataError, match="no image of split 'test' \\(its splits: train\\)"):
+        RSCaptions(root)
