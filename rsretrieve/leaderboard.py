@@ -150,11 +150,7 @@ def run_suite(
     topics_key = _fingerprint(queries_path) + _fingerprint(qrels_path)
     records, skipped, runs = [], [], {}
     for card in cards:
-        available, where = card.availability()
-        if not available:
-            skipped.append({"model": card.name, "reason": where})
-            if on_model:
-                on_model(card.name, f"skipped: {where}")
+        if not _available(card, skipped, on_model):
             continue
         record, model_runs = _evaluate_model(card, suite, dataset, out, queries_path, qrels_path, topics_key, force)
         records.append(record)
@@ -213,6 +209,16 @@ def _evaluate_model(
     return record, runs
 
 
+def _available(card: ModelCard, skipped: list[dict[str, str]], on_model: Callable[[str, str], None] | None) -> bool:
+    """Whether the card's weights are present; a model without them is listed as skipped."""
+    available, where = card.availability()
+    if not available:
+        skipped.append({"model": card.name, "reason": where})
+        if on_model:
+            on_model(card.name, f"skipped: {where}")
+    return available
+
+
 def _run_caption_suite(
     suite: Suite, cards: list[ModelCard], out: Path, force: bool, on_model: Callable[[str, str], None] | None,
 ) -> dict[str, Any]:
@@ -228,11 +234,7 @@ def _run_caption_suite(
     protocol = suite.protocol or "clip_benchmark"
     records, skipped = [], []
     for card in cards:
-        available, where = card.availability()
-        if not available:
-            skipped.append({"model": card.name, "reason": where})
-            if on_model:
-                on_model(card.name, f"skipped: {where}")
+        if not _available(card, skipped, on_model):
             continue
         spec = card.spec()
         weights = card.checkpoint_path()
@@ -336,6 +338,7 @@ def _leaderboard(
         "metrics": list(suite.metrics),
         "significance": dataclasses.asdict(suite.significance),
         "significance_tested": qrels is not None,
+        "kind": "qrels" if qrels is not None else "paired",
         "tolerance": suite.tolerance,
         "rows": rows,
         "skipped": skipped,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.evaluate import check_backend, score_run
+from rsretrieve.evaluate import EvalOutput, check_backend, score_run
 from rsretrieve.registry import unknown_name_error
 from rsretrieve.runs import Run
 
@@ -176,10 +176,11 @@ def caption_report(
     dataset = open_dataset("rs-captions", Path(data), split=split, images=images)
     pairs = make_pairs(dataset.items, chosen)
     spec = requested if requested is not None else resolve_model(None)
-    encoder = load_encoder(spec, device)
-    if not hasattr(encoder, "encode_files"):
+    if spec.backend != "open_clip":
         raise ConfigError(f"caption benchmarks embed RGB files with an open_clip model's own preprocessing; "
-                          f"{spec.label()} is not an open_clip model (give --model ARCH --pretrained FILE or a zoo card)")
+                          f"{spec.label()} is not an open_clip model (give --model with a zoo card such as "
+                          "remoteclip-vit-b-32, or an open_clip architecture with --pretrained FILE)")
+    encoder = load_encoder(spec, device)
     started = time.perf_counter()
     vectors = []
     for start in range(0, len(pairs.images), IMAGE_BATCH):
@@ -373,18 +374,11 @@ def refuse_options(task: str | None, given: Mapping[str, object]) -> None:
         raise ConfigError(f"the {task} evaluation needs --index")
 
 
-@dataclass(frozen=True)
-class PairedOutput:
-    report: dict[str, Any]
-    results: Path
-    saved_runs: list[Path]
-
-
 def paired_to_files(
     task: str, given: Mapping[str, object], results_out: Path | None = None, run_out: Path | None = None,
     backend: str = "trec_eval", requested: Any = None, device: str | None = None,
     on_batch: Callable[[int], None] | None = None,
-) -> PairedOutput:
+) -> EvalOutput:
     """What ``eval`` runs for a paired task: options checked, every output location checked
     before any work, the results JSON (and with ``run_out`` each direction's run) written."""
     from rsretrieve.io import check_writable, results_path, write_json
@@ -413,4 +407,4 @@ def paired_to_files(
             write_run(run, path)
             saved.append(path)
     write_json(target, report)
-    return PairedOutput(report, target, saved)
+    return EvalOutput(report, target, saved)

@@ -117,6 +117,8 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     if not models:
         raise DataError(f"{board_path}: no evaluated models")
     records = {m: _record(results, m) for m in models}
+    if board.get("kind") == "paired":
+        return _paired_report(board, records, models, Path(out))
     first = records[models[0]]
     queries = load_queries(first["dataset"]["queries"])
     qrels = load_qrels(first["dataset"]["qrels"])
@@ -157,8 +159,29 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     return Path(out) / "index.html"
 
 
+def _paired_report(board: Mapping[str, Any], records: Mapping[str, Any], models: Sequence[str], out: Path) -> Path:
+    """A caption-benchmark leaderboard: every metric across models, and recall at each cutoff
+    per direction (no qrels, runs or patches to draw)."""
+    figures = (("metrics.png", "every metric across models"), ("directions.png", "recall@k per direction"))
+    directions = [m for m in board["metrics"] if m.startswith(("t2i_", "i2t_"))]
+    with atomic_dir(out, replace=True, what="an rsretrieve report") as tmp:
+        _bars(tmp / "metrics.png", board["metrics"],
+              {m: [records[m]["scores"]["all"].get(metric) for metric in board["metrics"]] for m in models},
+              f"all metrics ({records[models[0]].get('protocol', '')} protocol)", "score")
+        _bars(tmp / "directions.png", directions,
+              {m: [records[m]["scores"]["all"].get(metric) for metric in directions] for m in models},
+              "text -> image (t2i) and image -> text (i2t)", "recall")
+        html_text = _html(board, records, [], board["main"]["metric"], board["main"]["slice"], figures)
+        (tmp / "index.html").write_text(html_text, encoding="utf-8")
+    return out / "index.html"
+
+
+FIGURES = (("metrics.png", "every metric across models"), ("sensors.png", "the main score per sensor"),
+           ("labels.png", "the main score per query"), ("pr.png", "precision-recall curves"))
+
+
 def _html(board: Mapping[str, Any], records: Mapping[str, Any], grids: Sequence[tuple[str, str, str]],
-          main_metric: str, main_slice: str) -> str:
+          main_metric: str, main_slice: str, figure_files: Sequence[tuple[str, str]] = FIGURES) -> str:
     esc = html.escape
     slices = sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
     head = "".join(f"<th>{esc(m)}</th>" for m in board["metrics"]) + "".join(
@@ -173,8 +196,7 @@ def _html(board: Mapping[str, Any], records: Mapping[str, Any], grids: Sequence[
     skipped = "".join(f"<li>{esc(s['model'])}: {esc(s['reason'])}</li>" for s in board.get("skipped", []))
     figures = "".join(
         f'<figure><img src="{name}" alt="{esc(alt)}"><figcaption>{esc(alt)}</figcaption></figure>'
-        for name, alt in (("metrics.png", "every metric across models"), ("sensors.png", f"{main_metric} per sensor"),
-                          ("labels.png", f"{main_metric} per query"), ("pr.png", "precision-recall curves"))
+        for name, alt in figure_files
     )
     grid_html = "".join(
         f'<figure><img src="{name}" alt="query {esc(qid)}"><figcaption>{esc(qid)}: {esc(text)} '
@@ -182,6 +204,14 @@ def _html(board: Mapping[str, Any], records: Mapping[str, Any], grids: Sequence[
         for name, qid, text in grids
     )
     sig = board.get("significance", {})
+    tested = (f'"beats": significantly better ({esc(str(sig.get("test", "")))} test, p &lt; {esc(str(sig.get("max_p", "")))}).'
+              if board.get("significance_tested", True) else "no significance test (paired benchmarks have no qrels to pair runs on).")
+    papers = "".join(
+        f"<tr><td>{esc(row['model'])}</td><td>{esc(e['metric'])} ({esc(e['slice'])})</td><td>{_num(e['paper'])}</td>"
+        f"<td>{_num(e['ours'])}</td><td>{e['difference']:+.4f}</td><td>{esc(e['source'])}</td></tr>"
+        for row in board["rows"] for e in row.get("paper", []))
+    published = ("<h2>Published numbers</h2><table id=\"published\"><thead><tr><th>model</th><th>metric</th><th>paper</th>"
+                 f"<th>here</th><th>difference</th><th>source</th></tr></thead><tbody>{papers}</tbody></table>") if papers else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rsretrieve report: {esc(board['suite'])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
@@ -189,13 +219,13 @@ td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}td:nth-child(2){{
 figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
 <body data-images-loaded="0">
 <h1>Leaderboard: {esc(board['suite'])}</h1>
-<p>Main score: {esc(main_metric)} on {esc(main_slice)}; "beats": significantly better
-({esc(str(sig.get('test', '')))} test, p &lt; {esc(str(sig.get('max_p', '')))}).</p>
+<p>Main score: {esc(main_metric)} on {esc(main_slice)}; {tested}</p>
 <table id="leaderboard"><thead><tr><th>rank</th><th>model</th>{head}<th>beats</th></tr></thead>
 <tbody>{''.join(body)}</tbody></table>
+{published}
 {f'<p>Skipped:</p><ul>{skipped}</ul>' if skipped else ''}
 <h2>Metrics</h2>{figures}
-<h2>Query grids</h2>{grid_html or '<p>No index folders to draw from.</p>'}
+{'' if figure_files is not FIGURES else "<h2>Query grids</h2>" + (grid_html or '<p>No index folders to draw from.</p>')}
 <script>
 window.addEventListener("load", function () {{
   var images = Array.prototype.slice.call(document.images);

@@ -189,3 +189,17 @@ def test_cross_sensor_finds_the_paired_patch_as_a_bare_argsort_does(tmp_path: Pa
     bare = pytrec_eval.RelevanceEvaluator({q: {pair[q]: 1} for q in run}, {"recip_rank"}).evaluate(run)
     assert report["results"]["s1->s2"]["scores"]["mrr@100"] == pytest.approx(np.mean([v["recip_rank"] for v in bare.values()]))
     assert report["source"]["counts"]["pairs"] == len(s1) == len(s2)
+
+
+def test_ranx_backend_gives_the_same_paired_scores() -> None:
+    rng = np.random.default_rng(5)
+    pairs = Pairs([f"im{i}" for i in range(12)], [f"c{j}" for j in range(36)], [(j // 3,) for j in range(36)])
+    texts, images = rng.normal(size=(36, 8)).astype(np.float32), rng.normal(size=(12, 8)).astype(np.float32)
+    trec, _ = score_pairs(texts, images, pairs)
+    ranx, _ = score_pairs(texts, images, pairs, backend="ranx")
+    assert ranx == pytest.approx(trec, abs=1e-12)
+
+
+def test_a_model_that_is_not_open_clip_is_refused_before_it_loads(bench: Path) -> None:
+    with pytest.raises(ConfigError, match="not an open_clip model"):
+        caption_report(bench, None)

@@ -70,3 +70,24 @@ def test_no_legend_hides_a_bar() -> None:
     legend = ax.get_legend().get_window_extent()
     bars = [patch.get_window_extent() for patch in ax.patches]
     assert bars and not any(legend.overlaps(bar) for bar in bars)
+
+
+def test_a_caption_leaderboard_gets_its_own_report(tmp_path) -> None:  # noqa: ANN001
+    import yaml
+
+    from rsretrieve.datasets.fixtures.rs_captions import generate_rs_captions
+    from rsretrieve.leaderboard import run_leaderboard
+    from rsretrieve.report import build_report
+
+    bench = generate_rs_captions(tmp_path / "bench", n_images=20, seed=0)
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({
+        "name": "caps", "dataset": "rs-captions", "data": str(bench), "main_metric": "mean_recall",
+        "metrics": ["mean_recall", "t2i_recall@1", "i2t_recall@1"], "models": ["rsretrieve-tiny-random"],
+        "references": {"rsretrieve-tiny-random": [{"dataset": "rs-captions", "metric": "mean_recall", "slice": "all",
+                                                   "value": 0.25, "source": "paper X"}]}}))
+    run_leaderboard(suite, tmp_path / "board")
+    page = build_report(tmp_path / "board", tmp_path / "report")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir() if not p.name.startswith(".")) == ["directions.png", "index.html", "metrics.png"]
+    text = page.read_text()
+    assert "paper X" in text and "no significance test" in text and "Query grids" not in text

@@ -93,3 +93,14 @@ def test_a_split_without_images_lists_the_splits_present(karpathy: Path, tmp_pat
                  lambda d: [e.update(split="train") for e in d["images"]])
     with pytest.raises(DataError, match="no image of split 'test' \\(its splits: train\\)"):
         RSCaptions(root)
+
+
+def test_csv_split_is_chosen_by_file_name_and_a_broken_image_is_named(tmp_path: Path) -> None:
+    root = generate_rs_captions(tmp_path / "c", n_images=20, seed=0, layout="csv")
+    assert RSCaptions(root, split="train").annotations.name == "fixture_train.csv"
+    assert len(RSCaptions(root, split="train").items) == 12
+    data = RSCaptions(root)
+    broken = data.paths[data.items[0].filename]
+    broken.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=f"{broken}: cannot read image"):
+        data.open_image(data.items[0].filename)
