@@ -1,6 +1,6 @@
 """Encoding precision on the embedded sample: bf16 and fp16 (torch autocast) against fp32.
 
-    .venv/bin/python benchmarks/precision.py [--model default] [--device cpu]
+    .venv/bin/python benchmarks/precision.py [--model rsretrieve-default] [--device cpu]
 
 Indexes the embedded sample once per precision with `rsretrieve index --precision P` (whole
 processes) and reports, against fp32: the lowest and the median cosine similarity of a
@@ -25,7 +25,7 @@ RSRETRIEVE = str(Path(PYTHON).with_name("rsretrieve"))
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--model", default="rsretrieve-default")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     rows = []

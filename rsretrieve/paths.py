@@ -24,5 +24,5 @@ def resolve_model_dir(name: str) -> Path:
         return DEFAULT_MODEL_DIR
     path = Path(name).expanduser()
     if not path.is_dir():
-        raise ModelError(f"model folder {path} not found (use 'default' for the shipped model)")
+        raise ModelError(f"model folder {path} not found (--model rsretrieve-default is the shipped model)")
     return path

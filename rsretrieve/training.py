@@ -64,6 +64,26 @@ class TrainConfig:
     freeze: str = "none"  # "encoder": train adapters and projections only
     tower: TowerConfig = TowerConfig()
     text: TextSpec = TextSpec()
+    adapters: Mapping[str, str] = dataclasses.field(default_factory=dict)  # sensor -> adapter, over tower.adapter
+
+    @classmethod
+    def from_options(cls, backbone: str | None, width: int, old_adapter: str | None,
+                     adapters: Mapping[str, str | None], **settings: Any) -> "TrainConfig":
+        """``train``'s options: ``--backbone``, ``--s2-adapter``/``--s1-adapter`` as ``index`` names
+        them, and the old ``--adapter`` (both towers) kept with a note."""
+        from rsretrieve.errors import warn
+
+        given = {sensor: name for sensor, name in adapters.items() if name is not None}
+        if old_adapter is not None:
+            if given:
+                raise ConfigError("--adapter is the old name of --s2-adapter/--s1-adapter; give only those")
+            warn("train --adapter is now --s2-adapter/--s1-adapter (as in index); the old name will go")
+        tower = TowerConfig.from_option(backbone or "spectral-cnn", old_adapter or "all-bands", width)
+        return cls(tower=tower, adapters=given, **settings)
+
+    def tower_of(self, sensor: str) -> TowerConfig:
+        """The tower of one sensor: the shared settings with that sensor's adapter, as index takes them."""
+        return dataclasses.replace(self.tower, adapter=self.adapters.get(sensor, self.tower.adapter))
 
     def __post_init__(self) -> None:
         if self.freeze not in FREEZE_CHOICES:
@@ -73,6 +93,21 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def old_backbone_option(backbone: str | None, model: str | None, pretrained: str | None) -> str | None:
+    """``--backbone`` from the old ``--backbone-model``/``--backbone-pretrained`` pair, with a note."""
+    from rsretrieve.errors import warn
+
+    if model is None and pretrained is None:
+        return backbone
+    if model is None:
+        raise ConfigError("--backbone-pretrained needs an architecture: give --backbone open_clip:ARCH:PRETRAINED")
+    if backbone not in (None, "open_clip"):
+        raise ConfigError(f"--backbone-model is the old form of --backbone open_clip:ARCH; give only --backbone (got {backbone})")
+    joined = f"open_clip:{model}" + (f":{pretrained}" if pretrained else "")
+    warn(f"--backbone-model/--backbone-pretrained are now --backbone {joined}; the old names will go")
+    return joined
 
 
 def caption(labels: Sequence[str], rng: np.random.Generator) -> str:
@@ -200,7 +235,7 @@ def train(
     text = _TextCache(text_encoder)
     sensors = sorted({s.sensor for s in dataset.samples})
     torch.manual_seed(config.seed)  # right before the weights are drawn: reproducible init
-    model = DualEncoder(ModelConfig(config.text, text_encoder.dim, {s: config.tower for s in sensors}))
+    model = DualEncoder(ModelConfig(config.text, text_encoder.dim, {s: config.tower_of(s) for s in sensors}))
     if config.freeze == "encoder":
         for tower in model.towers.values():
             tower.backbone.requires_grad_(False)

@@ -19,9 +19,11 @@ from typing import Any
 
 from rsretrieve.config import from_mapping, read_mapping
 from rsretrieve.encoders import DEFAULT_BACKEND, DEFAULT_MODEL, EncoderSpec
-from rsretrieve.errors import ConfigError, ModelError
+from rsretrieve.errors import ConfigError, ModelError, warn
 from rsretrieve.paths import cache_home
 from rsretrieve.registry import did_you_mean, unknown_name_error
+
+DEFAULT_CARD = "rsretrieve-default"  # the zoo card of the shipped model (encoder spec rsretrieve:default)
 
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
 BACKENDS_WITHOUT_WEIGHTS = ("random",)
@@ -163,7 +165,7 @@ def card_summary(card: ModelCard) -> dict[str, Any]:
 def resolve_model(model: str | None = None, pretrained: str | None = None, seed: int = 0) -> EncoderSpec:
     """What follows ``--model`` (and ``--pretrained``) -> the encoder spec, in this order:
 
-    nothing or ``default``: the shipped model; ``random``: the chance baseline; a zoo card
+    nothing or ``rsretrieve-default`` (old name ``default``): the shipped model; ``random``: the chance baseline; a zoo card
     name (``--pretrained FILE`` then replaces the card's weights file); ``hf-hub:org/name``
     (open_clip, online); a folder holding a model trained with ``rsretrieve train``, or a
     transformers dual encoder (its config.json has a ``model_type``); an open_clip
@@ -171,6 +173,8 @@ def resolve_model(model: str | None = None, pretrained: str | None = None, seed:
     """
     if model is None and pretrained is not None:
         raise ConfigError("--pretrained needs --model (a zoo card or an open_clip architecture)")
+    if model == DEFAULT_MODEL:
+        warn(f"--model {DEFAULT_MODEL} is now --model {DEFAULT_CARD} (the shipped model's zoo card); the old name will go")
     if model is None or model == DEFAULT_MODEL:
         return EncoderSpec(DEFAULT_BACKEND, DEFAULT_MODEL, pretrained, seed)
     if model == "random":

@@ -91,3 +91,36 @@ def test_a_caption_leaderboard_gets_its_own_report(tmp_path) -> None:  # noqa: A
     assert sorted(p.name for p in (tmp_path / "report").iterdir() if not p.name.startswith(".")) == ["directions.png", "index.html", "metrics.png"]
     text = page.read_text()
     assert "paper X" in text and "no significance test" in text and "Query grids" not in text
+
+
+def test_no_legend_hides_a_bar_as_chromium_draws_the_chart(tmp_path) -> None:  # noqa: ANN001
+    """The same chart code drawn as SVG (bars and legend tagged), laid out by Chromium, which
+    measures every bar against the legend: what a reader's browser shows, not matplotlib's own sums."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    from rsretrieve.report import _bar_figure
+
+    fig = _bar_figure(["ndcg@10", "map@100", "mrr", "burned area"],
+                      {"model-a": [1.0, 1.0, 1.0, 1.0], "model-b": [0.9, 1.0, 0.95, 1.0], "random": [0.1, 0.2, 0.3, 1.0]}, "t", "score")
+    ax = fig.axes[0]
+    ax.get_legend().set_gid("legend")
+    for i, patch in enumerate(ax.patches):
+        patch.set_gid(f"bar-{i}")
+    fig.savefig(tmp_path / "chart.svg")
+    svg = (tmp_path / "chart.svg").read_text()
+    svg = svg[svg.index("<svg"):]
+    page = tmp_path / "page.html"
+    page.write_text(f"""<!doctype html><html><body data-result="pending">{svg}<script>
+var legend = document.getElementById("legend").getBoundingClientRect(), hit = [], n = 0;
+document.querySelectorAll('[id^="bar-"]').forEach(function (bar) {{
+  var r = bar.getBoundingClientRect(); n += 1;
+  if (r.left < legend.right && legend.left < r.right && r.top < legend.bottom && legend.top < r.bottom) hit.push(bar.id);
+}});
+document.body.setAttribute("data-result", n + " bars; hidden: " + (hit.join(",") || "none"));
+</script></body></html>""")
+    dom = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert 'data-result="12 bars; hidden: none"' in dom

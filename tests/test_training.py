@@ -129,3 +129,31 @@ def test_an_open_clip_text_tower_can_be_the_text_side(train_root, tmp_path) -> N
     encoder = load_encoder(EncoderSpec("rsretrieve", str(tmp_path / "oc" / "best")))
     assert encoder.embed_dim == 64 and encoder.encode_texts(["water"]).shape == (1, 64)
     assert encoder.describe()["text"]["kind"] == "open_clip"
+
+
+def test_each_tower_takes_its_own_adapter_as_index_names_them(train_root, tmp_path) -> None:  # noqa: ANN001
+    settings = {k: v for k, v in SMALL.__dict__.items() if k not in ("tower", "adapters")}
+    config = TrainConfig.from_options("spectral-cnn", 16, None, {"s2": "linear", "s1": None}, **{**settings, "epochs": 1})
+    train(train_root, tmp_path / "mixed", config)
+    towers = read_model_config(tmp_path / "mixed" / "best")[0].towers
+    assert towers["s2"].adapter == "linear" and towers["s1"].adapter == "all-bands"
+    with pytest.raises(ConfigError, match="--adapter is the old name of --s2-adapter/--s1-adapter"):
+        TrainConfig.from_options(None, 16, "rgb", {"s2": "linear", "s1": None})
+
+
+def test_backbone_is_one_option_in_the_form_of_the_text_encoder() -> None:
+    from rsretrieve.training import old_backbone_option
+
+    tower = TowerConfig.from_option("open_clip:ViT-B-32-quickgelu:/w/model.pt", "linear")
+    assert (tower.backbone, tower.model, tower.pretrained, tower.adapter) == ("open_clip", "ViT-B-32-quickgelu", "/w/model.pt", "linear")
+    assert TowerConfig.from_option("spectral-cnn", width=8) == TowerConfig(width=8)
+    with pytest.raises(ConfigError, match="needs an architecture"):
+        TowerConfig.from_option("open_clip")
+    with pytest.raises(ConfigError, match="only open_clip takes"):
+        TowerConfig.from_option("spectral-cnn:ViT-B-32")
+    with pytest.warns(UserWarning, match="now --backbone open_clip:ViT-B-32:openai"):
+        assert old_backbone_option(None, "ViT-B-32", "openai") == "open_clip:ViT-B-32:openai"
+    with pytest.warns(UserWarning):
+        assert old_backbone_option("open_clip", "ViT-B-32", None) == "open_clip:ViT-B-32"
+    with pytest.raises(ConfigError, match="needs an architecture"):
+        old_backbone_option(None, None, "openai")

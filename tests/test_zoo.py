@@ -77,7 +77,9 @@ def test_resolve_model_routes_every_kind_of_name(tmp_path, monkeypatch) -> None:
     import shutil
 
     monkeypatch.setenv("RSRETRIEVE_HOME", str(tmp_path))
-    assert resolve_model() == resolve_model("default") == EncoderSpec("rsretrieve", "default")
+    assert resolve_model() == resolve_model("rsretrieve-default") == EncoderSpec("rsretrieve", "default")
+    with pytest.warns(UserWarning, match="--model default is now --model rsretrieve-default"):
+        assert resolve_model("default") == resolve_model()
     assert resolve_model("random", seed=2) == EncoderSpec("random", "random", None, 2)
     assert resolve_model("ViT-B-32", "openai") == EncoderSpec("open_clip", "ViT-B-32", "openai", 0)
     assert resolve_model("hf-hub:org/name").backend == "open_clip"

@@ -433,11 +433,13 @@ def train(
     patience: Annotated[int, typer.Option("--patience", help="Stop after N epochs without a better validation nDCG@10.")] = 8,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Part of train held out for validation.")] = 0.2,
     freeze: Annotated[str, typer.Option("--freeze", help="none, or encoder (train adapter + projection only).")] = "none",
-    adapter: Annotated[str, typer.Option("--adapter", help="Band adapter of each tower.")] = "all-bands",
-    backbone: Annotated[str, typer.Option("--backbone", help="spectral-cnn or open_clip.")] = "spectral-cnn",
+    s2_adapter: Annotated[Optional[str], typer.Option("--s2-adapter", help="Band adapter of the Sentinel-2 tower [all-bands].")] = None,
+    s1_adapter: Annotated[Optional[str], typer.Option("--s1-adapter", help="Band adapter of the Sentinel-1 tower [all-bands].")] = None,
+    old_adapter: Annotated[Optional[str], typer.Option("--adapter", hidden=True, help="Old name: one adapter for both towers.")] = None,
+    backbone: Annotated[Optional[str], typer.Option("--backbone", help="spectral-cnn, or open_clip:ARCH[:PRETRAINED] (an open_clip image tower; PRETRAINED a tag or checkpoint file) [spectral-cnn].")] = None,
     width: Annotated[int, typer.Option("--width", help="spectral-cnn channels.")] = 64,
-    backbone_model: Annotated[Optional[str], typer.Option("--backbone-model", help="open_clip backbone architecture.")] = None,
-    backbone_pretrained: Annotated[Optional[str], typer.Option("--backbone-pretrained", help="open_clip backbone weights.")] = None,
+    old_model: Annotated[Optional[str], typer.Option("--backbone-model", hidden=True, help="Old name: --backbone open_clip:ARCH.")] = None,
+    old_pretrained: Annotated[Optional[str], typer.Option("--backbone-pretrained", hidden=True, help="Old name: --backbone open_clip:ARCH:PRETRAINED.")] = None,
     text_encoder: Annotated[Optional[str], typer.Option("--text-encoder", help="minilm, or open_clip:ARCH[:PRETRAINED] for an open_clip text tower [minilm].")] = None,
     old_text: Annotated[Optional[str], typer.Option("--text", hidden=True, help="Old name of --text-encoder (--text is a query elsewhere).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -446,15 +448,13 @@ def train(
     """Contrastively train per-sensor image towers against a frozen text encoder (train split)."""
     from rsretrieve.config import renamed_option
     from rsretrieve.encoders.text import TextSpec
-    from rsretrieve.encoders.trained import TowerConfig
-    from rsretrieve.training import TrainConfig, train as run_training
+    from rsretrieve.training import TrainConfig, old_backbone_option, train as run_training
 
     kind, _, rest = (renamed_option("train --text", "--text-encoder", old_text, text_encoder) or "minilm").partition(":")
     arch, _, tag = rest.partition(":")
-    config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction,
-        seed=seed, freeze=freeze,
-        tower=TowerConfig(adapter=adapter, backbone=backbone, width=width, model=backbone_model, pretrained=backbone_pretrained),
+    config = TrainConfig.from_options(
+        old_backbone_option(backbone, old_model, old_pretrained), width, old_adapter, {"s2": s2_adapter, "s1": s1_adapter},
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction, seed=seed, freeze=freeze,
         text=TextSpec(kind=kind, model=arch or None, pretrained=tag or None),
     )
     with render.training_progress(err) as (on_step, on_epoch):

@@ -55,6 +55,18 @@ class TowerConfig:
         if self.backbone not in BACKBONES:
             raise unknown_name_error("backbone", self.backbone, BACKBONES)
 
+    @classmethod
+    def from_option(cls, backbone: str, adapter: str = "all-bands", width: int = 64) -> "TowerConfig":
+        """``train --backbone``: ``spectral-cnn``, or ``open_clip:ARCH[:PRETRAINED]``, the form
+        ``--text-encoder`` takes, so one option names a backbone and its weights."""
+        kind, _, rest = backbone.partition(":")
+        model, _, pretrained = rest.partition(":")
+        if kind == "open_clip" and not model:
+            raise ConfigError("--backbone open_clip needs an architecture: open_clip:ARCH[:PRETRAINED], e.g. open_clip:ViT-B-32")
+        if kind != "open_clip" and rest:
+            raise ConfigError(f"--backbone {backbone}: only open_clip takes :ARCH[:PRETRAINED]")
+        return cls(adapter=adapter, backbone=kind, width=width, model=model or None, pretrained=pretrained or None)
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:

@@ -265,6 +265,8 @@ def test_train_then_index_and_eval_with_the_trained_model(tmp_path) -> None:  # 
     assert_user_error(_index(data, tmp_path / "x", "--model", run / "best", "--s2-adapter", "rgb"), "holds its own band adapters")
     assert_user_error(invoke("train", "--data", data, "--out", tmp_path / "r2", "--freeze", "all"), "--freeze must be one of")
     assert_user_error(invoke("train", "--data", data, "--out", run), "already holds a training run")
+    assert_user_error(invoke("train", "--data", data, "--out", tmp_path / "r3", "--adapter", "rgb", "--s2-adapter", "linear"),
+                      "--adapter is the old name of --s2-adapter/--s1-adapter")
 
 
 def test_eval_without_flags_scores_the_shipped_model_on_the_embedded_sample() -> None:
