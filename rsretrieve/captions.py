@@ -29,10 +29,11 @@ from rsretrieve.datasets.base import Batch
 from rsretrieve.datasets.git10m import Git10M
 from rsretrieve.embeddings import ImagePipeline
 from rsretrieve.encoders import Encoder, EncoderSpec
-from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.index import EXACT_FILTER_ROWS, FORMAT_VERSION, package_versions, read_manifest, top_rows, widening_search
 from rsretrieve.geo import GeoFilter
-from rsretrieve.io import INDEX, atomic_dir, write_json
+from rsretrieve.io import INDEX, atomic_dir, check_writable, write_json
+from rsretrieve.locks import output_lock
 from rsretrieve.registry import unknown_name_error
 
 KIND = "captions"
@@ -76,6 +77,13 @@ class CaptionIndexSettings:
             return f"HNSW{self.hnsw_m}" + ("_SQ8" if self.sq8 else "")
         return f"IVF{self.nlist or default_nlist(rows, self.train_size)},{codec}"
 
+    def row_bytes(self, dim: int) -> int:
+        """Bytes the index keeps per caption (an estimate, to check the disk before building)."""
+        if self.kind == "flat":
+            return 4 * dim
+        codes = self.pq * self.pq_bits // 8 if self.pq else dim if self.sq8 else 4 * dim
+        return codes + (8 * self.hnsw_m if self.kind == "hnsw" else 8)
+
 
 def default_nlist(rows: int, train_size: int) -> int:
     """~4 sqrt(N) cells, with at least 39 training points per cell."""
@@ -90,8 +98,10 @@ def build_caption_index(
     batch_size: int = 1024,
     force: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    lenient: bool = False,
 ) -> dict[str, Any]:
-    """Embed every caption of ``dataset`` and write a caption index folder at ``out``."""
+    """Embed every caption of ``dataset`` and write a caption index folder at ``out``;
+    ``lenient`` skips rows whose caption is empty or not UTF-8 (counted in the manifest)."""
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -104,9 +114,16 @@ def build_caption_index(
     index = faiss.index_factory(encoder.embed_dim, factory, faiss.METRIC_INNER_PRODUCT)
     pending: list[np.ndarray] = []
     count = 0
-    with atomic_dir(out, replace=force, what=INDEX) as tmp:
+    skipped: list[dict[str, Any]] = []
+    need = dataset.rows * (settings.row_bytes(encoder.embed_dim) + METADATA_ROW_BYTES)
+    with atomic_dir(out, replace=force, what=INDEX, need=need) as tmp:
         writer: pq.ParquetWriter | None = None
-        for batch in dataset.iter_captions(batch_size):
+        for batch in dataset.iter_captions(batch_size, lenient):
+            skipped.extend(batch.skipped)
+            if on_batch and batch.skipped:
+                on_batch(len(batch.skipped))
+            if not batch.caption:
+                continue
             vectors = np.ascontiguousarray(encoder.encode_texts(batch.caption), np.float32)
             if index.is_trained:
                 index.add(vectors)
@@ -125,6 +142,9 @@ def build_caption_index(
                 on_batch(len(batch.caption))
         if writer is not None:
             writer.close()
+        if count == 0:
+            raise DataError(f"{dataset.root}: no caption left to index ({len(skipped)} rows skipped)")
+        duplicates = _duplicate_names(tmp / METADATA)
         if not index.is_trained:
             _train_and_flush(index, pending)
         if index.ntotal != count:
@@ -138,7 +158,9 @@ def build_caption_index(
             "dataset": {"name": dataset.name, "path": str(dataset.root.resolve()), "fingerprint": dataset.fingerprint()},
             "encoder": encoder.describe(),
             "index": {**dataclasses.asdict(settings), "factory": factory},
-            "counts": {"total": count},
+            "counts": {"total": count, "skipped": len(skipped), "duplicate_img_names": duplicates["count"]},
+            "skipped_rows": {"count": len(skipped), "examples": skipped[:20]},
+            "duplicate_img_names": duplicates,
             "bytes": (tmp / FAISS_INDEX).stat().st_size,
             "versions": package_versions(),
             "timings": {"build_s": round(time.perf_counter() - started, 3)},
@@ -291,6 +313,23 @@ def is_caption_index(folder: Path) -> bool:
     return isinstance(manifest, dict) and manifest.get("kind") == KIND
 
 
+METADATA_ROW_BYTES = 400  # img_name, caption (Git-10M's run to about 300 bytes), quality, location
+
+
+def _duplicate_names(metadata: Path) -> dict[str, Any]:
+    """img_name values that occur more than once (each row stays its own caption: Git-10M has
+    no rule for merging them), counted in pyarrow so that 10M names cost no Python objects."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    counts = pc.value_counts(pq.read_table(metadata, columns=["img_name"]).column("img_name"))
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        shown = ", ".join(f"'{v['values']}' ({v['counts']} rows)" for v in repeated.slice(0, 5).to_pylist())
+        warn(f"{len(repeated)} img_name values occur more than once (e.g. {shown}); each row is indexed as its own caption")
+    return {"count": len(repeated), "examples": [v["values"] for v in repeated.slice(0, 20).to_pylist()]}
+
+
 def run_caption_job(
     job: IndexJob, out: Path, force: bool = False, device: str | None = None,
     on_start: Callable[[int], None] | None = None, on_batch: Callable[[int], None] | None = None,
@@ -309,16 +348,19 @@ def run_caption_job(
     given = [name for name, value in (sharding or {}).items() if value is not None]
     if given:
         raise ConfigError(foreign_message(given, "captions"))
-    dataset = open_dataset("git10m", Path(job.data), split=job.split)
-    settings = CaptionIndexSettings(
-        kind=job.index if job.index != "flat" or job.pq or job.sq8 else "flat", nlist=job.nlist,
-        nprobe=job.nprobe, pq=job.pq, sq8=bool(job.sq8), hnsw_m=job.hnsw_m, ef_search=job.ef_search,
-        train_size=job.train_size,
-    )
-    encoder = load_encoder(resolve_model(job.model, job.pretrained, job.seed), device)
-    if on_start:
-        on_start(dataset.rows)
-    return build_caption_index(dataset, encoder, out, settings, 1024 if job.batch_size is None else job.batch_size, force, on_batch)
+    check_writable(Path(out), folder=True)  # before the shards are read or the encoder loads
+    with output_lock(Path(out)):
+        dataset = open_dataset("git10m", Path(job.data), split=job.split)
+        settings = CaptionIndexSettings(
+            kind=job.index if job.index != "flat" or job.pq or job.sq8 else "flat", nlist=job.nlist,
+            nprobe=job.nprobe, pq=job.pq, sq8=bool(job.sq8), hnsw_m=job.hnsw_m, ef_search=job.ef_search,
+            train_size=job.train_size,
+        )
+        encoder = load_encoder(resolve_model(job.model, job.pretrained, job.seed), device)
+        if on_start:
+            on_start(dataset.rows)
+        return build_caption_index(dataset, encoder, out, settings, 1024 if job.batch_size is None else job.batch_size,
+                                   force, on_batch, lenient=job.strict is False)
 
 
 @dataclasses.dataclass(frozen=True)

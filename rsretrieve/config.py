@@ -64,7 +64,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-IMAGE_ONLY_FIELDS = ("sensor", "limit", "strict", "verify", "s2_adapter", "s1_adapter", "readers", "precision")
+IMAGE_ONLY_FIELDS = ("sensor", "limit", "verify", "s2_adapter", "s1_adapter", "readers", "precision")
 CAPTION_ONLY_FIELDS = ("pq", "sq8", "train_size")
 
 
@@ -88,7 +88,7 @@ class IndexJob:
     split: str | None = None  # None: the format's default split (its retrieval corpus)
     sensor: str = "all"
     limit: int | None = None
-    strict: bool = False
+    strict: bool | None = None  # None: images replace NaN/inf pixels, captions refuse a bad row
     verify: bool = False  # also hash the shards' bytes to decide whether an index is current
     model: str | None = None
     pretrained: str | None = None

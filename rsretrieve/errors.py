@@ -17,6 +17,14 @@ class ModelError(RsRetrieveError):
     """An encoder or its weights cannot be loaded."""
 
 
+class DiskError(RsRetrieveError):
+    """The machine, not the data: a full disk, a quota, an I/O error or a file-size limit."""
+
+
+class BusyError(RsRetrieveError):
+    """Another run holds the output (its lock file names it)."""
+
+
 class RsRetrieveWarning(UserWarning):
     """Something was repaired or left out on the user's behalf; the CLI prints it as a warning line."""
 

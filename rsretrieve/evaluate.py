@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,9 +30,9 @@ from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries, load_qu
 from rsretrieve.datasets.sensors import sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.geo import GeoFilter
-from rsretrieve.io import atomic_path, read_json, read_text, sha256_file, write_json
+from rsretrieve.io import atomic_path, check_space, read_json, read_text, sha256_file, write_json
 from rsretrieve.metrics import BACKENDS, parse_metric, per_query
-from rsretrieve.runs import DEFAULT_DEPTH, Run, as_run, read_run, write_run
+from rsretrieve.runs import DEFAULT_DEPTH, Run, as_run, read_run, run_bytes, write_run
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "map@100", "ndcg@10", "ndcg@100", "ndcg@1000", "recall@10", "recall@100", "precision@10", "mrr",
@@ -326,19 +327,23 @@ def save_slice_runs(runs: Mapping[str, Run], corpus: Corpus, path: Path, source:
     ``eval --run RUN`` reproduces the ``eval --index`` table exactly."""
     path = Path(path)
     files = {name: path if name == "all" else _beside(path, f".{name}{path.suffix}") for name in runs}
-    corpus_path = _beside(path, ".corpus.tsv")
-    for name, run in runs.items():
-        write_run(run, files[name])
-    _write_corpus(corpus, corpus_path)
-    entry = {
-        "format": SLICES_FORMAT,
-        "version": 1,
-        "slices": {name: {"file": files[name].name, "sha256": sha256_file(files[name])} for name in runs},
-        "corpus": {"file": corpus_path.name, "sha256": sha256_file(corpus_path), "documents": corpus.sizes(list(runs))},
-        "source": dict(source),
-    }
-    sidecar = _beside(path, ".slices.json")
-    write_json(sidecar, entry)
+    corpus_path, sidecar = _beside(path, ".corpus.tsv"), _beside(path, ".slices.json")
+    check_space(path, sum(run_bytes(run) for run in runs.values()) + 64 * len(corpus.sensor_of), "the runs of every slice")
+    # Every file is written beside its target first and all are renamed at the end: a full disk
+    # half-way leaves the earlier set whole, not a mix of new and old slices.
+    with ExitStack() as stack:
+        written = {target: stack.enter_context(atomic_path(target)) for target in [*files.values(), corpus_path, sidecar]}
+        for name, run in runs.items():
+            write_run(run, written[files[name]], as_json=path.suffix == ".json")
+        _write_corpus(corpus, written[corpus_path])
+        entry = {
+            "format": SLICES_FORMAT,
+            "version": 1,
+            "slices": {name: {"file": files[name].name, "sha256": sha256_file(written[files[name]])} for name in runs},
+            "corpus": {"file": corpus_path.name, "sha256": sha256_file(written[corpus_path]), "documents": corpus.sizes(list(runs))},
+            "source": dict(source),
+        }
+        write_json(written[sidecar], entry)
     return [*files.values(), corpus_path, sidecar]
 
 

@@ -28,7 +28,7 @@ from rsretrieve import __version__
 from rsretrieve.datasets.base import PatchDataset
 from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.io import INDEX, atomic_dir, check_replaceable, check_writable, clean_leftovers, read_json, write_json
+from rsretrieve.io import INDEX, atomic_dir, check_replaceable, check_space, check_writable, clean_leftovers, read_json, write_json
 from rsretrieve.registry import unknown_name_error
 
 MANIFEST = "manifest.json"
@@ -195,6 +195,19 @@ def index_cells(index: Any) -> int:
         return int(index.ntotal)
 
 
+ROW_OVERHEAD = 160  # bytes a row costs besides its vector: key, sensor, labels, lon/lat, batch bookkeeping
+
+
+def space_needed(rows: int, dim: int, settings: IndexSettings, work_dir: Path | None = None) -> int:
+    """Bytes an index build writes at its peak (an estimate): the batches still to save, then,
+    beside them, embeddings.npy and the FAISS file (flat and IVF keep every vector, HNSW adds
+    its graph links)."""
+    vector = 4 * dim
+    links = 8 * settings.hnsw_m if settings.kind == "hnsw" else 8 if settings.kind == "ivf" else 0
+    saved = sum(p.stat().st_size for p in work_dir.glob("batch-*.npz")) if work_dir is not None and work_dir.is_dir() else 0
+    return max(0, rows * (vector + ROW_OVERHEAD) - saved) + rows * (2 * vector + links + ROW_OVERHEAD)
+
+
 def _work_dir(out: Path) -> Path:
     return out.with_name(f"{out.name}.partial")
 
@@ -237,6 +250,7 @@ def build_index(
         force = True  # an index of rsretrieve's own (the demo's), stale: rebuilt
     if force:
         check_replaceable(out, INDEX)
+    check_space(out, space_needed(len(dataset.samples), pipeline.encoder.embed_dim, settings, _work_dir(out)), "the index")
     started = time.perf_counter()
     embedded = embed_dataset(dataset, pipeline, _work_dir(out), batch_size, plan, on_batch, readers)
     embed_seconds = time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -20,20 +21,99 @@ def _umask() -> int:
     return current
 
 
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
+DISK_FAULTS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EIO: "input/output error", errno.EFBIG: "file too large (the file system's or ulimit -f's limit)"}
+# The same faults where no errno survives: numpy's short write, faiss's C++ message.
+_FAULT_TEXTS = {"No space left on device": DISK_FAULTS[errno.ENOSPC], "Disk quota exceeded": DISK_FAULTS[errno.EDQUOT],
+                "Input/output error": DISK_FAULTS[errno.EIO], "File too large": DISK_FAULTS[errno.EFBIG]}
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+def disk_fault(exc: BaseException) -> str | None:
+    """What went wrong with the machine in ``exc`` (a full disk, a quota, an I/O error), or
+    None when it is some other error."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FAULTS:
+        return DISK_FAULTS[exc.errno]
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return None
+    text = str(exc)
+    found = next((reason for needle, reason in _FAULT_TEXTS.items() if needle in text), None)
+    if found is None and _SHORT_WRITE.search(text):
+        found = DISK_FAULTS[errno.ENOSPC]
+    return found
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes on the disk that would hold ``path`` (its nearest existing parent)."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
     try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def disk_message(target: Path, reason: str, need: int | None = None) -> str:
+    free = free_bytes(target)
+    parts = [f"{human_bytes(free)} free there" if free is not None else None,
+             f"this step needs about {human_bytes(need)}" if need else None]
+    detail = "; ".join(p for p in parts if p)
+    return (f"cannot write {target}: {reason}" + (f" ({detail})" if detail else "")
+            + "; nothing half-written was kept: free some space and rerun the same command")
+
+
+def check_space(target: Path, need: int, what: str) -> None:
+    """Refuse a large write before it starts when the disk cannot hold it (``need`` bytes)."""
+    from rsretrieve.errors import DiskError
+
+    free = free_bytes(target)
+    if free is not None and need > free:
+        raise DiskError(f"cannot write {what} at {target}: it needs about {human_bytes(need)} and the disk there has "
+                        f"{human_bytes(free)} free; free some space or choose another output")
+
+
+@contextmanager
+def disk_errors(target: Path, need: int | None = None) -> Iterator[None]:
+    """Turn a full disk, a quota, an I/O error or a file-size limit met while writing ``target``
+    into one DiskError naming it; other errors pass unchanged."""
+    from rsretrieve.errors import DiskError
+
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        reason = disk_fault(exc)
+        if reason is None:
+            raise
+        raise DiskError(disk_message(Path(target), reason, need)) from None
+
+
+@contextmanager
+def atomic_path(target: Path, need: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
+    ``need`` (bytes, an estimate) is checked against the free space first."""
+    target = Path(target)
+    with disk_errors(target, need):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if need:
+            check_space(target, need, target.name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs follow the umask
+            yield tmp_path
+            os.replace(tmp_path, target)
+        finally:
+            tmp_path.unlink(missing_ok=True)
 
 
 def write_text(target: Path, text: str) -> None:
@@ -105,33 +185,37 @@ def clean_leftovers(target: Path) -> list[Path]:
 
 
 @contextmanager
-def atomic_dir(target: Path, *, replace: bool = False, what: str) -> Iterator[Path]:
+def atomic_dir(target: Path, *, replace: bool = False, what: str, need: int | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; move it into place only on success.
 
     With ``replace`` an existing ``target`` is swapped out after the new one is complete, and
     only if rsretrieve made it (``check_replaceable``). Leftovers of an interrupted earlier
-    write are removed first; the new folder carries rsretrieve's marker.
+    write are removed first; the new folder carries rsretrieve's marker. A full disk (checked
+    first against ``need`` bytes when given) is one DiskError, and the temporary folder goes.
     """
     target = Path(target)
     if replace:
         check_replaceable(target, what)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs follow the umask
-    (tmp / MARKER).write_text(json.dumps({"made_by": "rsretrieve", "what": what}) + "\n", encoding="utf-8")
-    try:
-        yield tmp
-        if target.exists() and replace:
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with disk_errors(target, need):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(target)
+        if need:
+            check_space(target, need, what)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs follow the umask
+            (tmp / MARKER).write_text(json.dumps({"made_by": "rsretrieve", "what": what}) + "\n", encoding="utf-8")
+            yield tmp
+            if target.exists() and replace:
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def results_path(scored: Path) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 from rsretrieve.config import IndexJob
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import INDEX, check_replaceable, check_writable, made_by_rsretrieve
+from rsretrieve.locks import output_lock
 
 ENGINES = ("local", "dask")
 ALLOWED_FAILURES = 3  # deaths of a shard's worker before dask gives the shard up
@@ -34,7 +35,7 @@ def open_job_dataset(job: IndexJob, on_stage: Callable[[str], None] | None = Non
         raise ConfigError(f"dataset format '{job.dataset}' is not an image corpus: index its captions with --what captions")
     root = Path(job.data) if job.data else ensure_default_sample()
     return open_dataset(job.dataset, root, split=job.split, sensors=parse_sensor_filter(job.sensor),
-                        limit=job.limit, strict=job.strict)
+                        limit=job.limit, strict=bool(job.strict))
 
 
 def run_index_job(
@@ -56,18 +57,19 @@ def run_index_job(
 
     stage = on_stage or (lambda message: None)
     check_writable(Path(out), folder=True)  # before the dataset is read or the encoder loads
-    dataset = open_job_dataset(job, stage)
-    if shard is not None:
-        dataset.take_shard(*shard)
-    dataset.preflight()
-    readers = check_readers(job.readers)
-    pipeline = job_pipeline(job, dataset.sensors, device, stage)
-    if job.verify:
-        stage("hashing every shard's bytes (--verify)")
-    if on_start:
-        on_start(len(dataset.samples))
-    return build_index(dataset, pipeline, out, batch_size(job, pipeline), index_settings(job), force,
-                       on_batch=on_batch, verify=job.verify, readers=readers, replace_stale=replace_stale)
+    with output_lock(Path(out)):
+        dataset = open_job_dataset(job, stage)
+        if shard is not None:
+            dataset.take_shard(*shard)
+        dataset.preflight()
+        readers = check_readers(job.readers)
+        pipeline = job_pipeline(job, dataset.sensors, device, stage)
+        if job.verify:
+            stage("hashing every shard's bytes (--verify)")
+        if on_start:
+            on_start(len(dataset.samples))
+        return build_index(dataset, pipeline, out, batch_size(job, pipeline), index_settings(job), force,
+                           on_batch=on_batch, verify=job.verify, readers=readers, replace_stale=replace_stale)
 
 
 def job_pipeline(job: IndexJob, sensors: Any, device: str | None, stage: Callable[[str], None] = lambda m: None) -> Any:
@@ -161,24 +163,25 @@ def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", wor
         raise ConfigError("--workers sizes the LocalCluster started here; the cluster at --scheduler has its own workers")
     out = Path(out)
     check_writable(out, folder=True)
-    if out.exists() and not force:
-        existing = read_manifest(out)
-        if existing.get("plan_id") == sharded_plan_id(job, count, device) and existing.get("index") == dataclasses.asdict(index_settings(job)):
-            return {**existing, "reused": True}
-        raise DataError(f"{out} was built differently (dataset, encoder or settings changed); pass --force to replace it")
-    if force:
-        check_replaceable(out, INDEX)
-    if engine == "dask" and job.readers is None:
-        job = dataclasses.replace(job, readers=1)  # each dask worker is a reader already
-    args = [(dataclasses.asdict(job), str(out), i, count, force, device, devices) for i in range(count)]
-    if engine == "dask":
-        folders = _run_on_dask(args, scheduler, workers, len(devices) if devices else None, bool(device and scheduler
-                                                                                                  and device.startswith("cuda")))
-    else:
-        folders = [_shard_task(*a) for a in args]
-    manifest = merge_indexes([Path(f) for f in folders], out, force=force)
-    _remove_shards(out, [Path(f) for f in folders])
-    return manifest
+    with output_lock(out):
+        if out.exists() and not force:
+            existing = read_manifest(out)
+            if existing.get("plan_id") == sharded_plan_id(job, count, device) and existing.get("index") == dataclasses.asdict(index_settings(job)):
+                return {**existing, "reused": True}
+            raise DataError(f"{out} was built differently (dataset, encoder or settings changed); pass --force to replace it")
+        if force:
+            check_replaceable(out, INDEX)
+        if engine == "dask" and job.readers is None:
+            job = dataclasses.replace(job, readers=1)  # each dask worker is a reader already
+        args = [(dataclasses.asdict(job), str(out), i, count, force, device, devices) for i in range(count)]
+        if engine == "dask":
+            folders = _run_on_dask(args, scheduler, workers, len(devices) if devices else None, bool(device and scheduler
+                                                                                                      and device.startswith("cuda")))
+        else:
+            folders = [_shard_task(*a) for a in args]
+        manifest = merge_indexes([Path(f) for f in folders], out, force=force)
+        _remove_shards(out, [Path(f) for f in folders])
+        return manifest
 
 
 def sharded_plan_id(job: IndexJob, count: int, device: str | None = None) -> str:

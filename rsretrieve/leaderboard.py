@@ -28,7 +28,8 @@ from typing import Any
 from rsretrieve.config import from_mapping, read_mapping
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, restrict, scored_queries
-from rsretrieve.io import write_json, write_text
+from rsretrieve.io import check_writable, write_json, write_text
+from rsretrieve.locks import output_lock
 from rsretrieve.runs import Run, read_run, write_run
 from rsretrieve.zoo import ModelCard, Reference, get_card, load_zoo
 
@@ -474,7 +475,11 @@ def run_leaderboard(
     suite = load_suite(suite_file)
     expected = read_expected(check) if check is not None else None
     folder = Path(out) if out is not None else Path("results") / suite.name
-    board = run_suite(suite, folder, force=force, on_model=on_model)
+    check_writable(folder, folder=True)  # every output, before any model runs
+    if write_expected is not None:
+        check_writable(Path(write_expected))
+    with output_lock(folder):
+        board = run_suite(suite, folder, force=force, on_model=on_model)
     if write_expected is not None:
         write_json(Path(write_expected), expected_view(board))
     return LeaderboardOutput(board, folder, check_against(board, expected) if expected is not None else [])

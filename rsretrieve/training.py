@@ -33,7 +33,8 @@ from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
 from rsretrieve.encoders.trained import WEIGHTS_FILE, DualEncoder, ModelConfig, TowerConfig, save_model
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.evaluate import score_run
-from rsretrieve.io import write_json
+from rsretrieve.io import check_writable, write_json
+from rsretrieve.locks import output_lock
 
 TEMPLATES: tuple[str, ...] = (
     "satellite image of {}",
@@ -225,10 +226,19 @@ def train(
     embedded sample); write OUT/best and OUT/last; return the record."""
     from rsretrieve.datasets.fixtures.crisislandmark import ensure_default_sample
 
-    data = Path(data) if data is not None else ensure_default_sample()
     out = Path(out)
-    if out.exists() and not resume and any(out.iterdir()):
-        raise DataError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    check_writable(out, folder=True)  # before the data is read or the text encoder loads
+    with output_lock(out):
+        if out.exists() and not resume and any(out.iterdir()):
+            raise DataError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+        data = Path(data) if data is not None else ensure_default_sample()
+        return _train(Path(data), out, config, resume, text_encoder, on_step, on_epoch, dataset_format)
+
+
+def _train(
+    data: Path, out: Path, config: TrainConfig, resume: bool, text_encoder: TextEncoder | None,
+    on_step: Callable[[int, float], None] | None, on_epoch: Callable[[dict[str, Any]], None] | None, dataset_format: str,
+) -> dict[str, Any]:
     dataset = open_dataset(dataset_format, Path(data), split="train")
     fit, val = _split(dataset.samples, config.val_fraction, config.seed)
     text_encoder = text_encoder or load_text_encoder(config.text)

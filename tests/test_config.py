@@ -7,12 +7,18 @@ from rsretrieve.errors import ConfigError
 
 
 @pytest.mark.parametrize("field, value, option", [
-    ("limit", 5, "--limit"), ("sensor", "s1", "--sensor"), ("strict", True, "--strict"), ("verify", True, "--verify"),
+    ("limit", 5, "--limit"), ("sensor", "s1", "--sensor"), ("verify", True, "--verify"),
     ("s2_adapter", "false-color", "--s2-adapter"), ("readers", 2, "--readers"), ("precision", "bf16", "--precision"),
 ])
 def test_image_options_are_refused_for_caption_indexes(field: str, value: object, option: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{option} applies to image indexes; a caption index"):
         IndexJob(what="captions", dataset="git10m", data="x", **{field: value})
+
+
+def test_strict_and_lenient_mean_something_for_both_kinds() -> None:
+    """Images: NaN pixels refused or replaced; captions: a bad row refused or skipped and counted."""
+    assert IndexJob(what="captions", dataset="git10m", data="x", strict=False).strict is False
+    assert IndexJob(strict=True).strict is True and IndexJob().strict is None
 
 
 @pytest.mark.parametrize("field, value, option", [("pq", 8, "--pq"), ("sq8", True, "--sq8"), ("train_size", 10, "--train-size")])

@@ -88,7 +88,10 @@ def test_approximate_indexes_agree_with_exact_on_a_small_corpus(index_dir, sampl
     queries = {"q": "satellite image of water"}
     exact = search(load_index(index_dir), tiny_pipeline.encoder, queries, 10)
     approx = search(load_index(out), tiny_pipeline.encoder, queries, 10)
-    assert approx.ranked("q") == exact.ranked("q")  # every cell probed / small graph: exact
+    # every cell probed / small graph: the exact order; scores to float precision (faiss's HNSW
+    # distance kernel rounds differently from the flat one's since 1.15)
+    assert [d for d, _ in approx.ranked("q")] == [d for d, _ in exact.ranked("q")]
+    np.testing.assert_allclose([s for _, s in approx.ranked("q")], [s for _, s in exact.ranked("q")], rtol=1e-6)
 
 
 def test_corrupt_index_folder_is_reported(index_dir, tmp_path) -> None:  # noqa: ANN001

@@ -77,3 +77,41 @@ def test_missing_run_file_and_unwritable_ids(tmp_path) -> None:  # noqa: ANN001
         write_run({"q": {"a b": 1.0}}, tmp_path / "r.trec")
     write_run({"q": {"a b": 1.0}}, tmp_path / "r.json")  # JSON has no such limit
     assert json.loads((tmp_path / "r.json").read_text()) == {"q": {"a b": 1.0}}
+
+
+def test_tabs_double_spaces_and_crlf_take_the_fast_path(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import rsretrieve.runs as runs
+
+    lines = [f"q{q} Q0 d{d} {d + 1} {1 - d / 10} tag" for q in range(3) for d in range(5)]
+    canonical = tmp_path / "one.trec"
+    canonical.write_text("\n".join(lines) + "\n")
+    spaced = tmp_path / "spaced.trec"
+    spaced.write_bytes(("  " + "\r\n".join(line.replace(" ", "\t", 2).replace(" ", "   ") for line in lines) + " \r\n\r\n").encode())
+    expected = read_run(canonical)
+
+    def slow(*args):  # noqa: ANN002, ANN202
+        raise AssertionError("the line-by-line reader was used")
+
+    monkeypatch.setattr(runs, "_read_trec_run", slow)
+    got = read_run(spaced)
+    assert got.qids == expected.qids and got.names == expected.names
+    np.testing.assert_array_equal(got.docs, expected.docs)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+
+
+def test_a_run_malformed_from_its_first_line_fails_before_the_bulk_parse(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import rsretrieve.runs as runs
+
+    path = tmp_path / "big.trec"
+    path.write_text("".join(f"q{i % 50} Q0 d{i} 1 np.float64({i}) t\n" for i in range(20000)))
+
+    def bulk(*args):  # noqa: ANN002, ANN202
+        raise AssertionError("the whole file was parsed before line 1 was reported")
+
+    for name in ("_read_canonical_trec", "_read_spaced_trec", "read_text"):
+        monkeypatch.setattr(runs, name, bulk)
+    with pytest.raises(DataError, match=r"big\.trec:1: score 'np\.float64\(0\)' is not a number"):
+        read_run(path)
+    path.write_text("q1 Q0 d1 1 0.5 t\nq1 Q0 d2 2 0.4\n" + "q1 Q0 d3 3 0.3 t\n" * 5000)
+    with pytest.raises(DataError, match=r"big\.trec:2: a TREC run line has 6 fields \(qid Q0 doc rank score tag\), got 5"):
+        read_run(path)

@@ -62,6 +62,16 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             err.print("interrupted; rerun the same command to resume")
             raise typer.Exit(130) from None
+        except OSError as exc:  # a write that no atomic writer wrapped: still one line when the disk is at fault
+            from rsretrieve.io import disk_fault
+
+            reason = disk_fault(exc)
+            if reason is None:
+                raise
+            where = exc.filename or "an output"
+            err.print(f"[bold red]error:[/] {escape(f'cannot write {where}: {reason}; free some space and rerun the same command')}",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         finally:
             warnings.showwarning = shown
 
@@ -133,7 +143,7 @@ def index(
     split: Annotated[Optional[str], typer.Option("--split", help="train or test (alias corpus) [test].")] = None,
     sensor: Annotated[Optional[str], typer.Option("--sensor", help="s1, s2 or all [all].")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Index only the first N samples.")] = None,
-    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Reject NaN/inf pixels instead of replacing them [lenient].")] = None,
+    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Images: reject NaN/inf pixels instead of replacing them [lenient]. Captions: --lenient skips (and counts) rows whose caption is empty or not UTF-8 [strict].")] = None,
     verify: Annotated[Optional[bool], typer.Option("--verify", help="Also hash every shard's bytes to tell whether an existing index is current.")] = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,

@@ -235,6 +235,11 @@ def captions(console: Console, title: str, hits: list[Mapping[str, Any]]) -> Non
 def caption_index_summary(console: Console, folder: Path, manifest: Mapping[str, Any]) -> None:
     console.print(f"caption index {folder}: {manifest['counts']['total']} captions, {manifest['index']['factory']}, "
                   f"{manifest['bytes'] / 1e6:.1f} MB", markup=False, soft_wrap=True)
+    skipped = manifest.get("skipped_rows") or {}
+    if skipped.get("count"):
+        first = skipped["examples"][0]
+        console.print(f"skipped {skipped['count']} rows (--lenient; listed in manifest.json), the first: {first['shard']} "
+                      f"row {first['row']} (img_name '{first['img_name']}'): {first['reason']}", markup=False, soft_wrap=True)
 
 
 def caption_search(console: Console, warn: Console, topics: Mapping[str, str], found: Any,

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,7 @@ class CaptionBatch:
     zoom: np.ndarray
     lon: np.ndarray
     lat: np.ndarray
+    skipped: tuple[dict[str, Any], ...] = ()  # rows left out with --lenient: shard, row, img_name, reason
 
 
 class Git10M(Dataset):
@@ -102,12 +104,14 @@ class Git10M(Dataset):
             digest.update(f"{shard.relative_to(self.root) if shard != self.root else shard.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         return digest.hexdigest()
 
-    def iter_captions(self, batch_size: int) -> Iterator[CaptionBatch]:
+    def iter_captions(self, batch_size: int, lenient: bool = False) -> Iterator[CaptionBatch]:
+        """Caption batches in shard order. A row whose caption is empty or not UTF-8 text is an
+        error naming its shard, row and img_name; ``lenient`` skips it and lists it in ``skipped``."""
         import pyarrow.parquet as pq
 
         for shard in self.shards:
             for start, batch in _enumerate_batches(pq.ParquetFile(shard), batch_size):
-                yield _decode(batch, shard, start)
+                yield _decode(batch, shard, start, lenient)
 
     def sensor_of(self, key: str) -> str:
         return "rgb"
@@ -169,24 +173,59 @@ def _enumerate_batches(parquet, batch_size: int):  # noqa: ANN001, ANN202
         start += batch.num_rows
 
 
-def _decode(batch, shard: Path, start: int) -> CaptionBatch:  # noqa: ANN001
-    data = batch.to_pydict()
+def _texts(column: Any) -> list[Any]:
+    """A text column as Python values: str, or bytes where the column is binary or a value is
+    not valid UTF-8 (pyarrow does not validate strings it did not write)."""
+    import pyarrow as pa
+
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        return column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()).to_pylist()
+
+
+def caption_problem(value: Any) -> tuple[str | None, str | None]:
+    """A caption value -> (its text, None), or (None, what is wrong with it)."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, f"is not UTF-8 text (byte 0x{value[exc.start]:02x} at offset {exc.start})"
+    if not isinstance(value, str) or not value.strip():
+        return None, "is empty"
+    return value, None
+
+
+def _decode(batch: Any, shard: Path, start: int, lenient: bool = False) -> CaptionBatch:
+    names = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in _texts(batch.column("img_name"))]
+    captions, keep, skipped = [], [], []
+    for i, value in enumerate(_texts(batch.column("caption"))):
+        text, problem = caption_problem(value)
+        if problem is None:
+            captions.append(text)
+            keep.append(i)
+            continue
+        if not lenient:
+            raise DataError(f"{shard}: row {start + i} (img_name '{names[i]}'): field 'caption' {problem}; "
+                            "fix the row, or pass --lenient to skip such rows and count them")
+        skipped.append({"shard": str(shard), "row": start + i, "img_name": names[i], "reason": f"caption {problem}"})
+    if skipped:
+        batch = batch.take(keep)
+        names = [names[i] for i in keep]
+    data = batch.select(["img_quality_score", "Google_location"]).to_pydict()
     n = batch.num_rows
     zoom, lon, lat = np.empty(n, np.int16), np.empty(n, np.float64), np.empty(n, np.float64)
     for i, value in enumerate(data["Google_location"]):
-        z, x, y = parse_location(value, f"{shard}: row {start + i}")
+        z, x, y = parse_location(value, f"{shard}: row {start + keep[i]}")
         zoom[i] = z
         lon[i], lat[i] = tile_to_lonlat(z, x, y)
-    captions = data["caption"]
-    for i, text in enumerate(captions):
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{shard}: row {start + i}: field 'caption' is empty")
     return CaptionBatch(
-        img_name=[str(v) for v in data["img_name"]],
+        img_name=names,
         caption=captions,
         quality=np.asarray(data["img_quality_score"], np.float32),
         resolution=np.asarray([tile_resolution(int(z)) for z in zoom], np.float32),
         zoom=zoom,
         lon=lon,
         lat=lat,
+        skipped=tuple(skipped),
     )
