@@ -270,6 +270,19 @@ class CaptionIndex:
         k = min(k, self.index.ntotal)
         return self._hits(*widening_search(self.index, self.manifest["index"], vectors, k, selector))
 
+    def empty_filter_note(self, where: CaptionFilter) -> str | None:
+        """Why nothing can come back, when no caption of the index passes ``where``: the ranges
+        the index holds, so that a threshold outside them is seen for what it is."""
+        if not where.active():
+            return None
+        meta = {c: self.table.column(c).to_numpy() for c in ("quality", "resolution", "lon", "lat")}
+        if where.mask(meta).any() or not len(meta["quality"]):
+            return None
+        return (f"no caption of the index passes the filters: its quality runs from {meta['quality'].min():.3g} to "
+                f"{meta['quality'].max():.3g}, its resolution from {meta['resolution'].min():.3g} to "
+                f"{meta['resolution'].max():.3g} m, its lon from {meta['lon'].min():.3f} to {meta['lon'].max():.3f} "
+                f"and its lat from {meta['lat'].min():.3f} to {meta['lat'].max():.3f}")
+
     def _reconstruct(self, rows: np.ndarray) -> np.ndarray:
         import faiss
 
@@ -370,6 +383,7 @@ class CaptionSearch:
     hits: list[list[dict[str, Any]]]
     factory: str
     approximate: bool
+    empty_filter: str | None = None  # why no caption passes the filters, when none does
 
 
 def search_caption_folder(
@@ -385,7 +399,8 @@ def search_caption_folder(
     index = CaptionIndex(folder)
     index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
     encoder = encoder_for_manifest(index.manifest, Path(folder), requested, device)
-    return CaptionSearch(search_captions(index, encoder, texts, k, where), index.manifest["index"]["factory"], index.approximate)
+    return CaptionSearch(search_captions(index, encoder, texts, k, where), index.manifest["index"]["factory"], index.approximate,
+                         index.empty_filter_note(where))
 
 
 def write_caption_hits(path: Path, query_ids: Sequence[str], hits: Sequence[Sequence[Mapping[str, Any]]]) -> int:
@@ -402,10 +417,10 @@ def write_caption_hits(path: Path, query_ids: Sequence[str], hits: Sequence[Sequ
 def describe_key(
     folder: Path, dataset: str, data: Path, key: str, k: int, where: CaptionFilter = CaptionFilter(),
     requested: EncoderSpec | None = None, device: str | None = None,
-) -> tuple[str, list[dict[str, Any]]]:
+) -> tuple[str, list[dict[str, Any]], str | None]:
     """Image ``key`` of the dataset at ``data`` (format ``dataset``, any split) -> its nearest
     captions, embedded with the image side of the encoder the caption index was built with.
-    Returns the image's sensor and the hits."""
+    Returns the image's sensor, the hits and, when no caption passes ``where``, why."""
     from rsretrieve.datasets import open_dataset
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.search import check_weights, manifest_spec
@@ -414,4 +429,4 @@ def describe_key(
     batch = open_dataset(dataset, Path(data)).read_batch([key])
     pipeline = build_pipeline(manifest_spec(index.manifest, Path(folder), requested), sensors=(batch.sensor,), device=device)
     check_weights(index.manifest, pipeline.encoder, Path(folder))
-    return batch.sensor, describe_images(index, pipeline, batch, k, where)[0]
+    return batch.sensor, describe_images(index, pipeline, batch, k, where)[0], index.empty_filter_note(where)

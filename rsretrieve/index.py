@@ -469,6 +469,7 @@ def merge_indexes(folders: list[Path], out: Path, force: bool = False) -> dict[s
     """
     if not folders:
         raise ConfigError("merge needs at least one shard folder")
+    check_writable(Path(out), folder=True)  # before any shard is read
     if Path(out).exists() and not force:
         raise DataError(f"{out} already exists; pass --force to replace it")
     shards = [load_index(f) for f in folders]

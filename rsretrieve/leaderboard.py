@@ -30,6 +30,7 @@ from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, restrict, scored_queries
 from rsretrieve.io import check_writable, write_json, write_text
 from rsretrieve.locks import output_lock
+from rsretrieve.registry import did_you_mean
 from rsretrieve.runs import Run, read_run, write_run
 from rsretrieve.zoo import ModelCard, Reference, get_card, load_zoo
 
@@ -73,6 +74,17 @@ class Suite:
     images: str | None = None
 
 
+def _check_main_slice(suite: Suite, path: Path) -> None:
+    """The main slice must be one the suite scores: ``all``, or a sensor it keeps (caption
+    benchmarks score ``all`` only). Checked before any model runs."""
+    from rsretrieve.datasets.sensors import parse_sensor_filter
+
+    slices = ["all"] if suite.dataset == CAPTIONS else ["all", *parse_sensor_filter(suite.sensors)]
+    if suite.main_slice not in slices:
+        raise ConfigError(f"{path}: main_slice '{suite.main_slice}' is not a slice this suite scores "
+                          f"(one of {', '.join(slices)}).{did_you_mean(suite.main_slice, slices)}")
+
+
 def load_suite(path: Path) -> Suite:
     data = dict(read_mapping(path))
     sig = from_mapping(Significance, data.pop("significance", None) or {}, f"{path}: significance")
@@ -94,6 +106,10 @@ def load_suite(path: Path) -> Suite:
         raise ConfigError(f"{path}: main_metric '{suite.main_metric}' is not in metrics")
     if not suite.models:
         raise ConfigError(f"{path}: no models")
+    repeated = sorted({m for m in suite.models if suite.models.count(m) > 1})
+    if repeated:
+        raise ConfigError(f"{path}: model '{repeated[0]}' is listed more than once (each model is one row and one letter)")
+    _check_main_slice(suite, path)
     unknown = sorted(set(references) - set(suite.models))
     if unknown:
         raise ConfigError(f"{path}: references for '{unknown[0]}', which is not among the suite's models")

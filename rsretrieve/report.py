@@ -19,7 +19,7 @@ import numpy as np
 from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries
 from rsretrieve.errors import DataError
 from rsretrieve.evaluate import restrict, score_run
-from rsretrieve.io import atomic_dir
+from rsretrieve.io import atomic_dir, check_writable
 from rsretrieve.runs import Run, as_run, read_run
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 11)
@@ -109,6 +109,7 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     from rsretrieve.visualize import grid, hits_map, query_tiles
 
     results = Path(results)
+    check_writable(Path(out), folder=True)  # before any chart is drawn
     board_path = results / "leaderboard.json"
     if not board_path.is_file():
         raise DataError(f"{results} is not a leaderboard folder: leaderboard.json not found (run rsretrieve leaderboard)")

@@ -16,7 +16,7 @@ import numpy as np
 
 from rsretrieve.datasets.sensors import BANDS
 from rsretrieve.errors import ConfigError
-from rsretrieve.io import atomic_path
+from rsretrieve.io import atomic_path, check_writable
 
 NAN_COLOUR = (255, 0, 255)
 RELEVANT_COLOUR = (0, 170, 0)
@@ -210,6 +210,7 @@ def show_query(
     from rsretrieve.index import load_index
     from rsretrieve.search import encoder_for_index, search
 
+    check_writable(Path(out))  # before the index is read or the encoder loads
     index = load_index(index_dir)
     if (text is None) == (query_id is None):
         raise ConfigError("give either --text or --query-id")

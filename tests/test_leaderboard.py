@@ -143,6 +143,24 @@ def test_suite_files_are_validated(tmp_path) -> None:  # noqa: ANN001
         load_suite(path)
 
 
+def test_a_suite_is_refused_whole_before_any_model_runs(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """A main slice it does not score (a KeyError after every model had run) and a model listed
+    twice (garbled significance letters) are refused when the suite is read."""
+    import rsretrieve.leaderboard as leaderboard
+
+    monkeypatch.setattr(leaderboard, "run_suite", lambda *a, **k: pytest.fail("a model ran"))
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodels: [random]\nmetrics: [mrr]\nmain_metric: mrr\nmain_slice: s3\n")
+    with pytest.raises(ConfigError, match=r"main_slice 's3' is not a slice this suite scores \(one of all, s2, s1\)\.$"):
+        leaderboard.run_leaderboard(path, tmp_path / "o")
+    path.write_text("name: s\nmodels: [random]\nsensors: s2\nmetrics: [mrr]\nmain_metric: mrr\nmain_slice: s1\n")
+    with pytest.raises(ConfigError, match=r"main_slice 's1' is not a slice this suite scores \(one of all, s2\)"):
+        leaderboard.run_leaderboard(path, tmp_path / "o")
+    path.write_text("name: s\nmodels: [random, rsretrieve-tiny-random, random]\nmetrics: [mrr]\nmain_metric: mrr\n")
+    with pytest.raises(ConfigError, match="model 'random' is listed more than once"):
+        leaderboard.run_leaderboard(path, tmp_path / "o")
+
+
 def test_shipped_suites_are_valid() -> None:
     from pathlib import Path
 

@@ -319,8 +319,10 @@ def describe(
     from rsretrieve.captions import CaptionFilter, describe_key
 
     where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox, near, radius_km)
-    sensor, hits = describe_key(captions_dir, dataset, data, key, k, where, _requested(model, pretrained, 0), device)
+    sensor, hits, empty = describe_key(captions_dir, dataset, data, key, k, where, _requested(model, pretrained, 0), device)
     render.captions(out, f"{key} ({sensor})", hits)
+    if empty:
+        err.print(f"note: {empty}", markup=False, soft_wrap=True)
 
 
 @app.command("eval")

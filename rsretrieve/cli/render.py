@@ -248,7 +248,9 @@ def caption_search(console: Console, warn: Console, topics: Mapping[str, str], f
     when they came from an approximate index."""
     from rsretrieve.index import EXACT_FILTER_ROWS
 
-    if found.approximate:
+    if found.empty_filter:
+        warn.print(f"note: {found.empty_filter}", markup=False, soft_wrap=True)
+    elif found.approximate:
         warn.print(f"note: {found.factory} is an approximate index: unfiltered hits may differ from exact search; "
                    f"filtered searches score every passing caption when at most {EXACT_FILTER_ROWS:,} pass, else widen "
                    "until k pass", markup=False, soft_wrap=True)

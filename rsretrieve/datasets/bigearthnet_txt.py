@@ -31,7 +31,7 @@ import numpy as np
 from rsretrieve.datasets.base import Batch, PatchDataset, SampleInfo
 from rsretrieve.datasets.sensors import BANDS, SENSORS, Sensor
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.io import atomic_dir, write_json
+from rsretrieve.io import atomic_dir, check_writable, write_json
 
 COLUMNS = ("ID", "s1_name", "patch_id", "input", "output", "type", "category", "split",
            "latitude", "longitude", "country", "season", "climate_zone")
@@ -86,6 +86,7 @@ def build_task(parquet: Path, images: Path, image_format: str, out: Path, splits
     if not Path(images).exists():
         raise DataError(f"image store {images} not found")
     out = Path(out)
+    check_writable(out, folder=True)  # before the annotations are read
     if out.exists() and not overwrite:
         raise DataError(f"{out} already exists; pass --force to replace it")
     rows = read_annotations(parquet, splits).to_pylist()
