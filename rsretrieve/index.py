@@ -28,7 +28,8 @@ from rsretrieve import __version__
 from rsretrieve.datasets.base import PatchDataset
 from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.io import INDEX, atomic_dir, check_replaceable, check_space, check_writable, clean_leftovers, read_json, write_json
+from rsretrieve.io import (INDEX, atomic_dir, check_replaceable, check_space, check_writable, clean_leftovers, read_json,
+                           sha256_file, write_json)
 from rsretrieve.registry import unknown_name_error
 
 MANIFEST = "manifest.json"
@@ -243,6 +244,12 @@ def build_index(
     if out.exists() and not force:
         existing = read_manifest(out)
         differences = _differences(existing, plan, settings, dataset, pipeline, batch_size, verify, content)
+        damage = damaged_files(out, existing, verify)
+        if damage and not differences:
+            if not replace_stale:
+                raise DataError(f"{out} was built with these options but is damaged ({'; '.join(damage)}); "
+                                "pass --force to rebuild it")
+            differences = damage  # the demo's own index: rebuilt
         if not differences:
             return {**existing, "reused": True}
         if not replace_stale:
@@ -265,6 +272,43 @@ def build_index(
                   embedded.embeddings, index, manifest, force, embedded.locations)
     shutil.rmtree(_work_dir(out), ignore_errors=True)
     return manifest
+
+
+def damaged_files(folder: Path, manifest: Mapping[str, Any], hashes: bool = False) -> list[str]:
+    """What is wrong with the files of an index folder that is about to be reused: sizes against
+    the manifest's record, the embeddings' npy header, the ids table's parquet footer, FAISS's
+    header; with ``hashes`` (``--verify``) their SHA-256 too. Empty: sound."""
+    problems = []
+    recorded = manifest.get("files") or {}
+    for name in (EMBEDDINGS, IDS, FAISS_INDEX):
+        path = Path(folder) / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+            continue
+        size = path.stat().st_size
+        if name in recorded and size != recorded[name].get("bytes"):
+            problems.append(f"{name} is {size} bytes, the manifest records {recorded[name].get('bytes')}")
+        elif hashes and name in recorded and sha256_file(path) != recorded[name].get("sha256"):
+            problems.append(f"{name} does not hash as recorded (--verify)")
+    if problems:
+        return problems
+    try:
+        rows = np.load(Path(folder) / EMBEDDINGS, mmap_mode="r", allow_pickle=False).shape[0]
+    except (OSError, ValueError) as exc:
+        return [f"{EMBEDDINGS} is not a readable npy file ({_first_line(exc)})"]
+    try:
+        import pyarrow.parquet as pq
+
+        ids = pq.ParquetFile(Path(folder) / IDS).metadata.num_rows
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged footer
+        return [f"{IDS} is not a readable parquet file ({_first_line(exc)})"]
+    with open(Path(folder) / FAISS_INDEX, "rb") as handle:
+        fourcc = handle.read(4)
+    if len(fourcc) < 4 or not fourcc.startswith(b"I"):  # every FAISS index file opens with a fourcc I...
+        problems.append(f"{FAISS_INDEX} does not start with a FAISS header")
+    if rows != ids or rows != manifest.get("counts", {}).get("total", rows):
+        problems.append(f"{EMBEDDINGS} holds {rows} rows, {IDS} {ids}, the manifest {manifest.get('counts', {}).get('total')}")
+    return problems
 
 
 def _differences(
@@ -390,6 +434,8 @@ def _write_folder(
                           **location_columns(locations[:, 0], locations[:, 1])})
         pq.write_table(table, tmp / IDS)
         faiss.write_index(index, str(tmp / FAISS_INDEX))
+        manifest["files"] = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
+                             for name in (EMBEDDINGS, IDS, FAISS_INDEX)}
         write_json(tmp / MANIFEST, manifest)
 
 

@@ -39,8 +39,11 @@ def disk_fault(exc: BaseException) -> str | None:
     text = str(exc)
     found = next((reason for needle, reason in _FAULT_TEXTS.items() if needle in text), None)
     if found is None and _SHORT_WRITE.search(text):
-        found = DISK_FAULTS[errno.ENOSPC]
+        found = SHORT_WRITE  # numpy says no more: any of the faults above
     return found
+
+
+SHORT_WRITE = "a short write (a full disk, a quota or a file-size limit such as ulimit -f)"
 
 
 def human_bytes(count: float) -> str:
@@ -68,7 +71,7 @@ def disk_message(target: Path, reason: str, need: int | None = None) -> str:
              f"this step needs about {human_bytes(need)}" if need else None]
     detail = "; ".join(p for p in parts if p)
     return (f"cannot write {target}: {reason}" + (f" ({detail})" if detail else "")
-            + "; nothing half-written was kept: free some space and rerun the same command")
+            + "; nothing half-written was kept: free some space (or raise the limit) and rerun the same command")
 
 
 def check_space(target: Path, need: int, what: str) -> None:

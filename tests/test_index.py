@@ -107,3 +107,26 @@ def test_corrupt_index_folder_is_reported(index_dir, tmp_path) -> None:  # noqa:
     (broken / "manifest.json").write_text("{")
     with pytest.raises(DataError, match="manifest.json: invalid JSON"):
         load_index(broken)
+
+
+def test_a_damaged_index_is_not_reused(sample_root, tiny_pipeline, tmp_path) -> None:  # noqa: ANN001
+    ds, out = CrisisLandMark(sample_root), tmp_path / "idx"
+    manifest = build_index(ds, tiny_pipeline, out, batch_size=8, verify=True)
+    assert set(manifest["files"]) == {"embeddings.npy", "ids.parquet", "index.faiss"}
+    assert build_index(ds, tiny_pipeline, out, batch_size=8, verify=True)["reused"]
+    faiss_file, embeddings = out / "index.faiss", out / "embeddings.npy"
+    data = bytearray(faiss_file.read_bytes())
+    faiss_file.write_bytes(b"JUNK" + bytes(data[4:]))  # same size, no FAISS header
+    with pytest.raises(DataError, match="is damaged \\(index.faiss does not start with a FAISS header\\); pass --force"):
+        build_index(ds, tiny_pipeline, out, batch_size=8)
+    faiss_file.write_bytes(bytes(data[:100]))
+    with pytest.raises(DataError, match=rf"index.faiss is 100 bytes, the manifest records {len(data)}"):
+        build_index(ds, tiny_pipeline, out, batch_size=8)
+    faiss_file.write_bytes(bytes(data))
+    raw = bytearray(embeddings.read_bytes())
+    raw[-1] ^= 0xFF  # one bit of one vector: only the recorded hash sees it
+    embeddings.write_bytes(bytes(raw))
+    assert build_index(ds, tiny_pipeline, out, batch_size=8, verify=False)["reused"] is True
+    with pytest.raises(DataError, match="embeddings.npy does not hash as recorded \\(--verify\\)"):
+        build_index(ds, tiny_pipeline, out, batch_size=8, verify=True)
+    assert "reused" not in build_index(ds, tiny_pipeline, out, batch_size=8, force=True, verify=True)

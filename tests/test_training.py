@@ -157,3 +157,21 @@ def test_backbone_is_one_option_in_the_form_of_the_text_encoder() -> None:
         assert old_backbone_option("open_clip", "ViT-B-32", None) == "open_clip:ViT-B-32"
     with pytest.raises(ConfigError, match="needs an architecture"):
         old_backbone_option(None, None, "openai")
+
+
+def test_labels_stored_as_one_string_train_as_index_and_check_read_them(train_root, tmp_path) -> None:  # noqa: ANN001
+    import json
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(shutil.copytree(train_root, tmp_path / "joined"))
+    table = pq.read_table(root / "metadata.parquet")
+    lists = table.column("labels").to_pylist()
+    joined = [", ".join(v) if i % 2 else json.dumps(v) for i, v in enumerate(lists)]
+    pq.write_table(table.set_column(table.schema.get_field_index("labels"), "labels", pa.array(joined)), root / "metadata.parquet")
+    assert [s.labels for s in CrisisLandMark(root, split="train").samples] == [
+        s.labels for s in CrisisLandMark(train_root, split="train").samples]
+    record = train(root, tmp_path / "run", TrainConfig(**{**SMALL.__dict__, "epochs": 1}))
+    assert record["n_fit"] > 0 and record["history"]

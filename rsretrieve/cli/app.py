@@ -69,7 +69,7 @@ class _Group(TyperGroup):
             if reason is None:
                 raise
             where = exc.filename or "an output"
-            err.print(f"[bold red]error:[/] {escape(f'cannot write {where}: {reason}; free some space and rerun the same command')}",
+            err.print(f"[bold red]error:[/] {escape(f'cannot write {where}: {reason}; free some space (or raise the limit) and rerun the same command')}",
                       highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         finally:

@@ -49,7 +49,7 @@ class _Problems:
     def add(self, level: str, code: str, message: str, key: str | None = None) -> None:
         entry = self.found.setdefault((level, code), {"level": level, "code": code, "message": message, "count": 0, "examples": []})
         entry["count"] += 1
-        if key is not None and len(entry["examples"]) < EXAMPLES:
+        if key is not None and len(entry["examples"]) < EXAMPLES and key not in entry["examples"]:
             entry["examples"].append(key)
 
     def listed(self) -> list[dict[str, Any]]:
@@ -162,7 +162,7 @@ def check_dataset(root: Path, on_start: Callable[[int], None] | None = None,
         "ok": not any(p["level"] == "error" for p in listed),
         "counts": {
             "metadata_rows": len(rows), "keys": len(keys), "main_file_keys": len(in_main), "read": sum(s.samples for s in stats.values()),
-            "splits": dict(Counter(split for _, split, _ in rows)),
+            "splits": dict(Counter(split or "invalid" for _, split, _ in rows)),
         },
         "labels": dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))),
         "sources": {name: {"sensor": s.sensor, "samples": s.samples, "nonfinite_pixels": s.nonfinite_pixels,
@@ -193,15 +193,16 @@ def _metadata(path: Path, problems: _Problems) -> list[tuple[str, str, list[str]
         if seen[key] == 2:
             problems.add("error", "duplicate-key", f"key listed more than once in {METADATA_FILE}", key)
         if split not in ("train", "test", "corpus"):
+            # still listed: its image and judgements are checked, but not blamed on the split again
             problems.add("error", "bad-split", f"split is not train or test ({split!r})", key)
-            continue
+            split = None
         parsed, joined = parse_labels(labels)
         if parsed is None:
             problems.add("error", "bad-labels", "labels are not a list of strings", key)
         elif joined:
             problems.add("warning", "joined-labels", f"labels stored as one string, read as {len(parsed)} labels", key)
         labels = parsed or []
-        rows.append((key, "test" if split == "corpus" else split, labels))
+        rows.append((key, "test" if split == "corpus" else split, labels))  # split None: reported above
     return rows
 
 
@@ -339,6 +340,6 @@ def _check_topics(root: Path, keys: set[str], split_of: dict[str, str], problems
         for doc in docs:
             if doc not in keys:
                 problems.add("error", "qrels-unknown-key", f"qrels judge a key missing from {METADATA_FILE}", doc)
-            elif split_of.get(doc) != "test":
+            elif split_of.get(doc) not in ("test", None):  # None: its bad split is the one error to show
                 problems.add("warning", "qrels-train-key", "qrels judge a train-split key (not in the retrieval corpus)", doc)
     return out

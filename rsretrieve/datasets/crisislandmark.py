@@ -400,6 +400,9 @@ def _read_image(dataset, key: str, sensor: Sensor, out: np.ndarray | None = None
             f"{where(dataset.parent)}: key '{key}': image dtype {dtype} (integers); CrisisLandMark images are float32 "
             "(S2 reflectance x 10000, S1 dB). Convert the shard to float32 with those units"
         )
+    if dtype.kind == "c":
+        raise DataError(f"{where(dataset.parent)}: key '{key}': image dtype {dtype} (complex); CrisisLandMark images are "
+                        "real float32, and reading this one would drop its imaginary part (rsretrieve check calls it an error too)")
     expected = (len(BANDS[sensor]), PATCH_SIZE, PATCH_SIZE)
     if dataset.shape != expected:
         raise DataError(

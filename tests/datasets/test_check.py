@@ -175,3 +175,18 @@ def test_index_refuses_listed_keys_missing_from_the_hdf5_before_the_encoder_load
     with pytest.raises(DataError, match="1 key\\(s\\) listed in metadata.parquet are not in it \\('benv2s2_999999'\\)"):
         run_index_job(IndexJob(data=str(sample_copy), model="random"), tmp_path / "idx")
     assert not (tmp_path / "idx.partial").exists() and not (tmp_path / "idx").exists()
+
+
+def test_a_bad_split_is_one_error_not_a_cascade(sample_copy) -> None:  # noqa: ANN001
+    """The key is still listed: its image is read and its judgements count, with no
+    'missing from metadata.parquet' or 'unlisted' lines burying the one real error."""
+    import pyarrow.parquet as pq_
+
+    table = pq_.read_table(sample_copy / "metadata.parquet")
+    splits = table.column("split").to_pylist()
+    judged = next(i for i, s in enumerate(splits) if s == "test")
+    splits[judged] = "tset"
+    pq_.write_table(table.set_column(table.schema.get_field_index("split"), "split", pa.array(splits)), sample_copy / "metadata.parquet")
+    report = check_dataset(sample_copy)
+    assert [(p["code"], p["count"]) for p in report["problems"]] == [("bad-split", 1)]
+    assert report["counts"]["read"] == 40 and report["counts"]["splits"]["invalid"] == 1

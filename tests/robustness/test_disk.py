@@ -42,7 +42,7 @@ def test_the_faults_are_recognised_with_and_without_an_errno() -> None:
     assert disk_fault(OSError(errno.ENOSPC, "No space left on device")) == "no space left on device"
     assert disk_fault(OSError(errno.EDQUOT, "Disk quota exceeded")) == "disk quota exceeded"
     assert disk_fault(OSError(errno.EIO, "Input/output error")) == "input/output error"
-    assert disk_fault(OSError("147456 requested and 93152 written")) == "no space left on device"  # numpy's short write
+    assert disk_fault(OSError("147456 requested and 93152 written")).startswith("a short write")  # numpy's, no errno
     assert disk_fault(RuntimeError("Error in faiss::FileIOWriter: write error (No space left on device)")) == "no space left on device"
     assert disk_fault(OSError(errno.ENOENT, "No such file")) is None and disk_fault(ValueError("x")) is None
 
@@ -96,7 +96,7 @@ def test_numpy_short_write_and_a_batch_write_are_one_error(sample_root, tiny_pip
         raise OSError("147456 requested and 93152 written")
 
     monkeypatch.setattr(np, "save", short)
-    with pytest.raises(DiskError, match="idx: no space left on device"):
+    with pytest.raises(DiskError, match=r"idx: a short write \(a full disk, a quota or a file-size limit"):
         build_index(ds, tiny_pipeline, tmp_path / "idx", batch_size=8)
     monkeypatch.undo()
 
@@ -138,3 +138,25 @@ def test_a_fault_outside_the_writers_is_still_one_line(monkeypatch, tmp_path: Pa
     a = tmp_path / "a.trec"
     a.write_text("q1 Q0 d1 1 1.0 x\n")
     assert_user_error(invoke("fuse", a, a, "--out", tmp_path / "fused.json"), r"cannot write .*fused\.json: no space left on device")
+
+
+def test_a_file_size_limit_is_one_line_and_the_rerun_resumes(sample_root: Path, tmp_path: Path) -> None:
+    """ulimit -f, for real, in a child process: the kernel refuses the write past the limit."""
+    import resource
+    import sys
+
+    command = [str(Path(sys.executable).with_name("rsretrieve")), "index", "--data", str(sample_root), "--model", "random",
+               "--batch-size", "8", "--out", str(tmp_path / "idx")]
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (6_000, 6_000))
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=limited)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(lines) == 1, done.stderr
+    assert "cannot write" in lines[0] and ("file too large" in lines[0] or "short write" in lines[0])
+    assert not (tmp_path / "idx").exists() and not _leftovers(tmp_path)
+    saved = len(list((tmp_path / "idx.partial").glob("batch-*.npz")))
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert saved >= 1 and load_index(tmp_path / "idx").embeddings.shape[0] == 35  # the test split, saved batches reused

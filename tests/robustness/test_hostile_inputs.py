@@ -249,6 +249,17 @@ def test_integer_images_are_refused(sample_copy, tmp_path) -> None:  # noqa: ANN
     assert_user_error(_index(sample_copy, tmp_path / "idx"), rf"key '{key}': image dtype int16 \(integers\); CrisisLandMark images are float32")
 
 
+def test_complex_images_are_refused_by_index_as_check_calls_them_an_error(sample_copy, tmp_path) -> None:  # noqa: ANN001
+    """Reading complex64 as float32 drops the imaginary part: index and check agree it is an error."""
+    key = first_key(sample_copy, "benv2s2")
+    replace_image(sample_copy, key, np.ones((12, 120, 120), np.complex64) * (1 + 2j))
+    assert_user_error(_index(sample_copy, tmp_path / "idx"), rf"key '{key}': image dtype complex64 \(complex\); .*imaginary part")
+    report = tmp_path / "c.json"
+    assert invoke("check", "--data", sample_copy, "--out", report).exit_code != 0
+    problems = json.loads(report.read_text())["problems"]
+    assert any(p["code"] == "dtype" and p["level"] == "error" and key in p["examples"] for p in problems)
+
+
 def test_nan_summary_names_the_worst_and_the_all_nan_keys(sample_copy, tmp_path) -> None:  # noqa: ANN001
     blank, spotty = first_key(sample_copy, "benv2s1"), first_key(sample_copy, "cabuar")
     replace_image(sample_copy, blank, np.full((2, 120, 120), np.nan, np.float32))
