@@ -406,6 +406,9 @@ def test_readme_caption_example_works_as_written(tmp_path, monkeypatch) -> None:
                       "--sensor applies to image indexes; runs/captions is a caption index")
     result = invoke("search", "--index", "runs/captions", "--text", "flooded farmland near a river", "-k", 5,
                     "--min-quality", "0.5", "--max-resolution", "2", "--bbox", "5,43,15,50")
+    # 300 captions here (the README's 2,000): none passes all three filters, and search says so
+    assert result.exit_code == 0 and "no caption of the index passes the filters" in result.stderr
+    result = invoke("search", "--index", "runs/captions", "--text", "flooded farmland near a river", "-k", 5, "--min-quality", "0.5")
     assert result.exit_code == 0 and "approximate index" in result.stderr
     assert invoke("describe", "--captions", "runs/captions", "--data", "data/clm", "--key", "benv2s2_000000", "-k", 5).exit_code == 0
     rgb = ("describe", "--dataset", "git10m", "--data", "data/git10m", "--key", "git10m_00000001.png")

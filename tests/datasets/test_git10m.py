@@ -66,5 +66,5 @@ def test_schema_and_value_errors(tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(DataError, match="loc.parquet: row 0: Google_location '17_x_1'"):
         list(Git10M(tmp_path / "loc.parquet").iter_captions(10))
     pq.write_table(pa.table({**row, "Google_location": ["17_1_1"], "caption": [" "]}), tmp_path / "cap.parquet")
-    with pytest.raises(DataError, match="row 0: field 'caption' is empty"):
+    with pytest.raises(DataError, match=r"row 0 \(img_name 'a'\): field 'caption' is empty; fix the row, or pass --lenient"):
         list(Git10M(tmp_path / "cap.parquet").iter_captions(10))
