@@ -15,7 +15,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # torch/torchvision are pinned in pyproject.toml to the pair on this machine's disk.
     # --no-compile: byte-compiling torch's thousands of modules took about half of the
     # install; it is done below, in the background, so that the first result does not wait.
-    PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install --quiet --no-compile -e '.[test]'
+    # PYTHONWARNINGS: setuptools' editable-install advice, which pip 26 passes through, is noise here.
+    PYTHONWARNINGS=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install --quiet --no-compile -e '.[test]'
     # clip_benchmark's own retrieval code is what the caption-benchmark tests compare with.
     # Its declared dependencies (pycocoevalcap, webdataset, scikit-learn...) serve other tasks;
     # zeroshot_retrieval needs only torch and tqdm, so it is installed without them.
