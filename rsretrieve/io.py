@@ -27,6 +27,7 @@ DISK_FAULTS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quot
 _FAULT_TEXTS = {"No space left on device": DISK_FAULTS[errno.ENOSPC], "Disk quota exceeded": DISK_FAULTS[errno.EDQUOT],
                 "Input/output error": DISK_FAULTS[errno.EIO], "File too large": DISK_FAULTS[errno.EFBIG]}
 _SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+SHORT_WRITE = "a short write (a full disk, a quota or a file-size limit such as ulimit -f)"  # numpy names none
 
 
 def disk_fault(exc: BaseException) -> str | None:
@@ -39,19 +40,18 @@ def disk_fault(exc: BaseException) -> str | None:
     text = str(exc)
     found = next((reason for needle, reason in _FAULT_TEXTS.items() if needle in text), None)
     if found is None and _SHORT_WRITE.search(text):
-        found = SHORT_WRITE  # numpy says no more: any of the faults above
+        found = SHORT_WRITE
     return found
 
 
-SHORT_WRITE = "a short write (a full disk, a quota or a file-size limit such as ulimit -f)"
-
-
 def human_bytes(count: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as df -H and disk vendors count)."""
+    unit = "B"
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if count < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+            break
         count /= 1000
-    return f"{count:.1f} TB"
+    return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
 
 
 def free_bytes(path: Path) -> int | None:
