@@ -229,7 +229,7 @@ def _save_batch(path: Path, batch: Batch, vectors: np.ndarray) -> None:
     locations = batch.locations if batch.locations is not None else np.full((len(batch.keys), 2), np.nan)
     np.savez(buffer, embeddings=vectors, keys=np.array(batch.keys), nonfinite=np.int64(batch.nonfinite),
              nonfinite_per_sample=np.array(counts, np.int64), locations=np.asarray(locations, np.float64))
-    with atomic_path(path) as tmp:
+    with atomic_path(path, need=buffer.getbuffer().nbytes) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
 

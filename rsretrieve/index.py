@@ -426,7 +426,8 @@ def _write_folder(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with atomic_dir(out, replace=force, what=INDEX) as tmp:
+    need = 2 * embeddings.nbytes + len(keys) * ROW_OVERHEAD  # embeddings.npy, FAISS's copy of the vectors, ids
+    with atomic_dir(out, replace=force, what=INDEX, need=need) as tmp:
         np.save(tmp / EMBEDDINGS, embeddings, allow_pickle=False)
         if locations is None:
             locations = np.full((len(keys), 2), np.nan)

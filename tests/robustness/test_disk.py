@@ -75,7 +75,7 @@ def test_a_full_disk_while_the_index_folder_is_written_resumes_after(sample_root
         raise RuntimeError(f"Error in faiss::FileIOWriter::FileIOWriter: write error in {path}: 0 != 1 (No space left on device)")
 
     monkeypatch.setattr(faiss, "write_index", full)
-    with pytest.raises(DiskError, match=rf"cannot write {out}: no space left on device \(.* free there\); nothing half-written"):
+    with pytest.raises(DiskError, match=rf"cannot write {out}: no space left on device \(.* free there; this step needs about [\d.]+ kB\); nothing half-written"):
         build_index(ds, tiny_pipeline, out, batch_size=8)
     assert not out.exists() and not _leftovers(tmp_path)  # no folder, no temporary folder
     saved = sorted((tmp_path / "idx.partial").glob("batch-*.npz"))
