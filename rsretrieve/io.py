@@ -65,13 +65,16 @@ def free_bytes(path: Path) -> int | None:
         return None
 
 
-def disk_message(target: Path, reason: str, need: int | None = None) -> str:
-    free = free_bytes(target)
+def disk_message(target: Path | None, reason: str, need: int | None = None, atomic: bool = True) -> str:
+    """The one line of a disk fault (``target`` None: a write that did not say where; ``atomic``:
+    the write went through a temporary file, so nothing half-written is left)."""
+    free = free_bytes(target) if target is not None else None
     parts = [f"{human_bytes(free)} free there" if free is not None else None,
              f"this step needs about {human_bytes(need)}" if need else None]
     detail = "; ".join(p for p in parts if p)
-    return (f"cannot write {target}: {reason}" + (f" ({detail})" if detail else "")
-            + "; nothing half-written was kept: free some space (or raise the limit) and rerun the same command")
+    return (f"cannot write {target if target is not None else 'an output'}: {reason}" + (f" ({detail})" if detail else "")
+            + ("; nothing half-written was kept: " if atomic else "; ")
+            + "free some space (or raise the limit) and rerun the same command")
 
 
 def check_space(target: Path, need: int, what: str) -> None:

@@ -63,14 +63,13 @@ class _Group(TyperGroup):
             err.print("interrupted; rerun the same command to resume")
             raise typer.Exit(130) from None
         except OSError as exc:  # a write that no atomic writer wrapped: still one line when the disk is at fault
-            from rsretrieve.io import disk_fault
+            from rsretrieve.io import disk_fault, disk_message
 
             reason = disk_fault(exc)
             if reason is None:
                 raise
-            where = exc.filename or "an output"
-            err.print(f"[bold red]error:[/] {escape(f'cannot write {where}: {reason}; free some space (or raise the limit) and rerun the same command')}",
-                      highlight=False, soft_wrap=True)
+            where = Path(exc.filename) if exc.filename else None
+            err.print(f"[bold red]error:[/] {escape(disk_message(where, reason, atomic=False))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         finally:
             warnings.showwarning = shown
