@@ -247,8 +247,7 @@ def build_index(
         damage = damaged_files(out, existing, verify)
         if damage and not differences:
             if not replace_stale:
-                raise DataError(f"{out} was built with these options but is damaged ({'; '.join(damage)}); "
-                                "pass --force to rebuild it")
+                raise damaged_error(out, damage)
             differences = damage  # the demo's own index: rebuilt
         if not differences:
             return {**existing, "reused": True}
@@ -306,9 +305,14 @@ def damaged_files(folder: Path, manifest: Mapping[str, Any], hashes: bool = Fals
         fourcc = handle.read(4)
     if len(fourcc) < 4 or not fourcc.startswith(b"I"):  # every FAISS index file opens with a fourcc I...
         problems.append(f"{FAISS_INDEX} does not start with a FAISS header")
-    if rows != ids or rows != manifest.get("counts", {}).get("total", rows):
-        problems.append(f"{EMBEDDINGS} holds {rows} rows, {IDS} {ids}, the manifest {manifest.get('counts', {}).get('total')}")
+    listed = manifest.get("counts", {}).get("total", rows)
+    if rows != ids or rows != listed:
+        problems.append(f"{EMBEDDINGS} holds {rows} rows, {IDS} {ids}, the manifest {listed}")
     return problems
+
+
+def damaged_error(folder: Path, damage: Sequence[str]) -> DataError:
+    return DataError(f"{folder} was built with these options but is damaged ({'; '.join(damage)}); pass --force to rebuild it")
 
 
 def _differences(

@@ -146,7 +146,7 @@ def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", wor
     """Index ``count`` shards (resumable, each its own folder under ``OUT.shards``) and merge
     them into ``out``. ``engine`` dask runs them as tasks of a dask.distributed cluster: the
     one at ``scheduler``, or a LocalCluster of ``workers`` processes started here."""
-    from rsretrieve.index import damaged_files, merge_indexes, read_manifest
+    from rsretrieve.index import damaged_error, damaged_files, merge_indexes, read_manifest
 
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got '{engine}'")
@@ -169,8 +169,7 @@ def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", wor
             if existing.get("plan_id") == sharded_plan_id(job, count, device) and existing.get("index") == dataclasses.asdict(index_settings(job)):
                 damage = damaged_files(out, existing, job.verify)
                 if damage:
-                    raise DataError(f"{out} was built with these options but is damaged ({'; '.join(damage)}); "
-                                    "pass --force to rebuild it")
+                    raise damaged_error(out, damage)
                 return {**existing, "reused": True}
             raise DataError(f"{out} was built differently (dataset, encoder or settings changed); pass --force to replace it")
         if force:
