@@ -260,8 +260,7 @@ class CaptionIndex:
         vectors = np.ascontiguousarray(vectors, np.float32)
         selector = None
         if where.active():
-            meta = {c: self.table.column(c).to_numpy() for c in ("quality", "resolution", "lon", "lat")}
-            rows = np.flatnonzero(where.mask(meta)).astype(np.int64)
+            rows = np.flatnonzero(where.mask(self._filter_columns())).astype(np.int64)
             if rows.size == 0:
                 return [[] for _ in range(len(vectors))]
             if self.approximate and rows.size <= EXACT_FILTER_ROWS:
@@ -270,12 +269,16 @@ class CaptionIndex:
         k = min(k, self.index.ntotal)
         return self._hits(*widening_search(self.index, self.manifest["index"], vectors, k, selector))
 
-    def empty_filter_note(self, where: CaptionFilter) -> str | None:
-        """Why nothing can come back, when no caption of the index passes ``where``: the ranges
-        the index holds, so that a threshold outside them is seen for what it is."""
-        if not where.active():
+    def _filter_columns(self) -> dict[str, np.ndarray]:
+        return {c: self.table.column(c).to_numpy() for c in ("quality", "resolution", "lon", "lat")}
+
+    def empty_filter_note(self, where: CaptionFilter, hits: Sequence[Sequence[Any]]) -> str | None:
+        """Why nothing came back, when no caption of the index passes ``where``: the ranges the
+        index holds, so that a threshold outside them is seen for what it is. Looked at only
+        when ``hits`` are all empty (the mask is not built twice for a search that found some)."""
+        if not where.active() or any(hits):
             return None
-        meta = {c: self.table.column(c).to_numpy() for c in ("quality", "resolution", "lon", "lat")}
+        meta = self._filter_columns()
         if where.mask(meta).any() or not len(meta["quality"]):
             return None
         return (f"no caption of the index passes the filters: its quality runs from {meta['quality'].min():.3g} to "
@@ -399,8 +402,8 @@ def search_caption_folder(
     index = CaptionIndex(folder)
     index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
     encoder = encoder_for_manifest(index.manifest, Path(folder), requested, device)
-    return CaptionSearch(search_captions(index, encoder, texts, k, where), index.manifest["index"]["factory"], index.approximate,
-                         index.empty_filter_note(where))
+    hits = search_captions(index, encoder, texts, k, where)
+    return CaptionSearch(hits, index.manifest["index"]["factory"], index.approximate, index.empty_filter_note(where, hits))
 
 
 def write_caption_hits(path: Path, query_ids: Sequence[str], hits: Sequence[Sequence[Mapping[str, Any]]]) -> int:
@@ -429,4 +432,5 @@ def describe_key(
     batch = open_dataset(dataset, Path(data)).read_batch([key])
     pipeline = build_pipeline(manifest_spec(index.manifest, Path(folder), requested), sensors=(batch.sensor,), device=device)
     check_weights(index.manifest, pipeline.encoder, Path(folder))
-    return batch.sensor, describe_images(index, pipeline, batch, k, where)[0], index.empty_filter_note(where)
+    hits = describe_images(index, pipeline, batch, k, where)[0]
+    return batch.sensor, hits, index.empty_filter_note(where, [hits])

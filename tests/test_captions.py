@@ -126,8 +126,8 @@ def test_a_box_across_the_antimeridian_wraps_around() -> None:
 def test_a_filter_that_passes_nothing_says_so_with_the_index_ranges(flat, tmp_path) -> None:  # noqa: ANN001
     from tests.cli.test_cli import invoke
 
-    assert flat.empty_filter_note(CaptionFilter(min_quality=0.0)) is None and flat.empty_filter_note(CaptionFilter()) is None
-    note = flat.empty_filter_note(CaptionFilter(min_quality=2.0))
+    assert flat.empty_filter_note(CaptionFilter(min_quality=0.0), [[]]) is None and flat.empty_filter_note(CaptionFilter(), [[]]) is None
+    note = flat.empty_filter_note(CaptionFilter(min_quality=2.0), [[]])
     assert note.startswith("no caption of the index passes the filters: its quality runs from")
     result = invoke("search", "--index", flat.path, "--text", "water", "--min-quality", 2)
     assert result.exit_code == 0 and "note: no caption of the index passes the filters" in result.stderr
