@@ -355,7 +355,6 @@ def _leaderboard(
         "metrics": list(suite.metrics),
         "significance": dataclasses.asdict(suite.significance),
         "significance_tested": qrels is not None,
-        "kind": "qrels" if qrels is not None else "paired",
         "tolerance": suite.tolerance,
         "rows": rows,
         "skipped": skipped,

@@ -118,7 +118,7 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     if not models:
         raise DataError(f"{board_path}: no evaluated models")
     records = {m: _record(results, m) for m in models}
-    if board.get("kind") == "paired":
+    if not board.get("significance_tested", True):  # a paired (caption) benchmark: no qrels
         return _paired_report(board, records, models, Path(out))
     first = records[models[0]]
     queries = load_queries(first["dataset"]["queries"])
@@ -156,7 +156,9 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
                 if where is not None:
                     where.save(tmp / f"map-{n}.png")
                     grid_files.append((f"map-{n}.png", qid, f"{queries[qid]} (map of the same hits)"))
-        (tmp / "index.html").write_text(_html(board, records, grid_files, main_metric, main_slice), encoding="utf-8")
+        figures = (("metrics.png", "every metric across models"), ("sensors.png", f"{main_metric} per sensor"),
+                   ("labels.png", f"{main_metric} per query"), ("pr.png", "precision-recall curves"))
+        (tmp / "index.html").write_text(_html(board, records, figures, grid_files, main_metric, main_slice), encoding="utf-8")
     return Path(out) / "index.html"
 
 
@@ -172,17 +174,14 @@ def _paired_report(board: Mapping[str, Any], records: Mapping[str, Any], models:
         _bars(tmp / "directions.png", directions,
               {m: [records[m]["scores"]["all"].get(metric) for metric in directions] for m in models},
               "text -> image (t2i) and image -> text (i2t)", "recall")
-        html_text = _html(board, records, [], board["main"]["metric"], board["main"]["slice"], figures)
+        html_text = _html(board, records, figures, None, board["main"]["metric"], board["main"]["slice"])
         (tmp / "index.html").write_text(html_text, encoding="utf-8")
     return out / "index.html"
 
 
-FIGURES = (("metrics.png", "every metric across models"), ("sensors.png", "the main score per sensor"),
-           ("labels.png", "the main score per query"), ("pr.png", "precision-recall curves"))
-
-
-def _html(board: Mapping[str, Any], records: Mapping[str, Any], grids: Sequence[tuple[str, str, str]],
-          main_metric: str, main_slice: str, figure_files: Sequence[tuple[str, str]] = FIGURES) -> str:
+def _html(board: Mapping[str, Any], records: Mapping[str, Any], figure_files: Sequence[tuple[str, str]],
+          grids: Sequence[tuple[str, str, str]] | None, main_metric: str, main_slice: str) -> str:
+    """The report page; ``grids`` None: a benchmark without patches to draw (no grid section)."""
     esc = html.escape
     slices = sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
     head = "".join(f"<th>{esc(m)}</th>" for m in board["metrics"]) + "".join(
@@ -202,7 +201,7 @@ def _html(board: Mapping[str, Any], records: Mapping[str, Any], grids: Sequence[
     grid_html = "".join(
         f'<figure><img src="{name}" alt="query {esc(qid)}"><figcaption>{esc(qid)}: {esc(text)} '
         f"(top patches of {esc(board['rows'][0]['model'])}; green: relevant, red: not)</figcaption></figure>"
-        for name, qid, text in grids
+        for name, qid, text in grids or ()
     )
     sig = board.get("significance", {})
     tested = (f'"beats": significantly better ({esc(str(sig.get("test", "")))} test, p &lt; {esc(str(sig.get("max_p", "")))}).'
@@ -226,7 +225,7 @@ figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
 {published}
 {f'<p>Skipped:</p><ul>{skipped}</ul>' if skipped else ''}
 <h2>Metrics</h2>{figures}
-{'' if figure_files is not FIGURES else "<h2>Query grids</h2>" + (grid_html or '<p>No index folders to draw from.</p>')}
+{'' if grids is None else "<h2>Query grids</h2>" + (grid_html or '<p>No index folders to draw from.</p>')}
 <script>
 window.addEventListener("load", function () {{
   var images = Array.prototype.slice.call(document.images);
