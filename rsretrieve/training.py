@@ -31,7 +31,7 @@ from rsretrieve.datasets.base import PatchDataset, SampleInfo
 from rsretrieve.datasets.labels import CLASSES
 from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
 from rsretrieve.encoders.trained import WEIGHTS_FILE, DualEncoder, ModelConfig, TowerConfig, save_model
-from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.evaluate import score_run
 from rsretrieve.io import check_writable, write_json
 from rsretrieve.locks import output_lock
@@ -72,8 +72,6 @@ class TrainConfig:
                      adapters: Mapping[str, str | None], **settings: Any) -> "TrainConfig":
         """``train``'s options: ``--backbone``, ``--s2-adapter``/``--s1-adapter`` as ``index`` names
         them, and the old ``--adapter`` (both towers) kept with a note."""
-        from rsretrieve.errors import warn
-
         given = {sensor: name for sensor, name in adapters.items() if name is not None}
         if old_adapter is not None:
             if given:
@@ -98,8 +96,6 @@ class TrainConfig:
 
 def old_backbone_option(backbone: str | None, model: str | None, pretrained: str | None) -> str | None:
     """``--backbone`` from the old ``--backbone-model``/``--backbone-pretrained`` pair, with a note."""
-    from rsretrieve.errors import warn
-
     if model is None and pretrained is None:
         return backbone
     if model is None:
