@@ -199,14 +199,18 @@ def index_cells(index: Any) -> int:
 ROW_OVERHEAD = 160  # bytes a row costs besides its vector: key, sensor, labels, lon/lat, batch bookkeeping
 
 
+def folder_bytes(rows: int, dim: int, settings: IndexSettings) -> int:
+    """Bytes of an index folder (an estimate): embeddings.npy and the FAISS file (flat and IVF
+    keep every vector, HNSW adds its graph links), and the ids table."""
+    links = 8 * settings.hnsw_m if settings.kind == "hnsw" else 8 if settings.kind == "ivf" else 0
+    return rows * (2 * 4 * dim + links + ROW_OVERHEAD)
+
+
 def space_needed(rows: int, dim: int, settings: IndexSettings, work_dir: Path | None = None) -> int:
     """Bytes an index build writes at its peak (an estimate): the batches still to save, then,
-    beside them, embeddings.npy and the FAISS file (flat and IVF keep every vector, HNSW adds
-    its graph links)."""
-    vector = 4 * dim
-    links = 8 * settings.hnsw_m if settings.kind == "hnsw" else 8 if settings.kind == "ivf" else 0
+    beside them, the index folder."""
     saved = sum(p.stat().st_size for p in work_dir.glob("batch-*.npz")) if work_dir is not None and work_dir.is_dir() else 0
-    return max(0, rows * (vector + ROW_OVERHEAD) - saved) + rows * (2 * vector + links + ROW_OVERHEAD)
+    return max(0, rows * (4 * dim + ROW_OVERHEAD) - saved) + folder_bytes(rows, dim, settings)
 
 
 def _work_dir(out: Path) -> Path:
@@ -430,7 +434,7 @@ def _write_folder(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    need = 2 * embeddings.nbytes + len(keys) * ROW_OVERHEAD  # embeddings.npy, FAISS's copy of the vectors, ids
+    need = folder_bytes(len(keys), embeddings.shape[1], IndexSettings(**manifest["index"]))
     with atomic_dir(out, replace=force, what=INDEX, need=need) as tmp:
         np.save(tmp / EMBEDDINGS, embeddings, allow_pickle=False)
         if locations is None:
