@@ -240,6 +240,9 @@ def _train(
     text_encoder = text_encoder or load_text_encoder(config.text)
     text = _TextCache(text_encoder)
     sensors = sorted({s.sensor for s in dataset.samples})
+    unused = sorted(set(config.adapters) - set(sensors))
+    if unused:
+        raise ConfigError(f"--{unused[0]}-adapter: the train split of {data} has no {unused[0]} samples, so no tower would use it")
     torch.manual_seed(config.seed)  # right before the weights are drawn: reproducible init
     model = DualEncoder(ModelConfig(config.text, text_encoder.dim, {s: config.tower_of(s) for s in sensors}))
     if config.freeze == "encoder":

@@ -175,3 +175,22 @@ def test_labels_stored_as_one_string_train_as_index_and_check_read_them(train_ro
         s.labels for s in CrisisLandMark(train_root, split="train").samples]
     record = train(root, tmp_path / "run", TrainConfig(**{**SMALL.__dict__, "epochs": 1}))
     assert record["n_fit"] > 0 and record["history"]
+
+
+def test_an_adapter_for_a_sensor_the_data_lacks_is_an_error(train_root, tmp_path) -> None:  # noqa: ANN001
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(shutil.copytree(train_root, tmp_path / "s2only"))
+    table = pq.read_table(root / "metadata.parquet")
+    from rsretrieve.datasets.sensors import sensor_of_key
+
+    splits = ["test" if sensor_of_key(k) == "s1" else s
+              for k, s in zip(table.column("key").to_pylist(), table.column("split").to_pylist())]
+    pq.write_table(table.set_column(table.schema.get_field_index("split"), "split", pa.array(splits)), root / "metadata.parquet")
+    settings = {k: v for k, v in SMALL.__dict__.items() if k not in ("tower", "adapters")}
+    config = TrainConfig.from_options(None, 16, None, {"s2": None, "s1": "sar"}, **{**settings, "epochs": 1})
+    with pytest.raises(ConfigError, match="--s1-adapter: the train split of .* has no s1 samples"):
+        train(root, tmp_path / "run", config)
