@@ -265,7 +265,7 @@ def _check_head(path: Path, start: bytes, whole: bool) -> None:
 def _read_spaced_trec(path: Path) -> Run | None:
     """The fast path for TREC files separated by tabs or runs of spaces (trec_eval accepts any
     whitespace): the bytes are normalised to single spaces in C, not split line by line in
-    Python (2 million lines: 1.95 s and 447 MB, against 4.66 s and 1,680 MB line by line;
+    Python (2 million lines: 2.22 s and 446 MB, against 5.71 s and 1,680 MB line by line;
     benchmarks/run_files.py)."""
     import pyarrow as pa
 
