@@ -32,7 +32,7 @@ from rsretrieve.encoders import Encoder, EncoderSpec
 from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.index import EXACT_FILTER_ROWS, FORMAT_VERSION, package_versions, read_manifest, top_rows, widening_search
 from rsretrieve.geo import GeoFilter
-from rsretrieve.io import INDEX, atomic_dir, check_writable, write_json
+from rsretrieve.io import INDEX, atomic_dir, check_writable, read_pinned, write_json
 from rsretrieve.locks import output_lock
 from rsretrieve.registry import unknown_name_error
 
@@ -235,11 +235,14 @@ class CaptionIndex:
         import pyarrow.parquet as pq
 
         self.path = Path(folder)
-        self.manifest = read_manifest(self.path)
-        if self.manifest.get("kind") != KIND:
-            raise DataError(f"{self.path} is an image index; this needs a caption index (rsretrieve index --what captions)")
-        self.index = faiss.read_index(str(self.path / FAISS_INDEX))
-        self.table = pq.read_table(self.path / METADATA, memory_map=True)
+
+        def read(view: Path) -> tuple[dict[str, Any], Any, Any]:  # one build's files, even during --force
+            manifest = read_manifest(self.path, view)
+            if manifest.get("kind") != KIND:
+                raise DataError(f"{self.path} is an image index; this needs a caption index (rsretrieve index --what captions)")
+            return manifest, faiss.read_index(str(view / FAISS_INDEX)), pq.read_table(view / METADATA, memory_map=True)
+
+        self.manifest, self.index, self.table = read_pinned(self.path, read)
 
     @property
     def approximate(self) -> bool:

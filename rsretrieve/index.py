@@ -29,7 +29,7 @@ from rsretrieve.datasets.base import PatchDataset
 from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import (INDEX, atomic_dir, check_replaceable, check_space, check_writable, clean_leftovers, read_json,
-                           sha256_file, write_json)
+                           read_pinned, sha256_file, write_json)
 from rsretrieve.registry import unknown_name_error
 
 MANIFEST = "manifest.json"
@@ -55,6 +55,17 @@ class IndexSettings:
             raise unknown_name_error("index kind", self.kind, INDEX_KINDS)
 
 
+@dataclass(frozen=True)
+class _OpenFile:
+    """A file kept open for later reads (the ids table of the build that was loaded); a copy
+    of the index shares it."""
+
+    file: Any
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _OpenFile:
+        return self
+
+
 @dataclass
 class LoadedIndex:
     path: Path
@@ -65,6 +76,10 @@ class LoadedIndex:
     faiss_index: Any = field(repr=False)
     _labels: list[list[str]] | None = field(default=None, repr=False)
     _locations: np.ndarray | None = field(default=None, repr=False)
+    _ids: _OpenFile | None = field(default=None, repr=False)  # the ids table of this build (None: read by name)
+
+    def _ids_source(self) -> Any:
+        return self.path / IDS if self._ids is None else self._ids.file
 
     @property
     def labels(self) -> list[list[str]]:
@@ -72,7 +87,7 @@ class LoadedIndex:
         if self._labels is None:
             import pyarrow.parquet as pq
 
-            self._labels = pq.read_table(self.path / IDS, columns=["labels"]).column("labels").to_pylist()
+            self._labels = pq.read_table(self._ids_source(), columns=["labels"]).column("labels").to_pylist()
         return self._labels
 
     @property
@@ -82,10 +97,10 @@ class LoadedIndex:
         if self._locations is None:
             import pyarrow.parquet as pq
 
-            if not {"lon", "lat"} <= set(pq.read_schema(self.path / IDS).names):
+            if not {"lon", "lat"} <= set(pq.read_schema(self._ids_source()).names):
                 raise DataError(f"index {self.path} holds no patch locations (built before rsretrieve stored them); "
                                 "rebuild it with `rsretrieve index ... --force`")
-            table = pq.read_table(self.path / IDS, columns=["lon", "lat"])
+            table = pq.read_table(self._ids_source(), columns=["lon", "lat"])
             self._locations = np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in ("lon", "lat")],
                                        axis=1).astype(np.float64)
         return self._locations
@@ -453,9 +468,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path, view: Path | None = None) -> dict[str, Any]:
+    """The manifest of the index at ``folder`` (read through ``view``, its pinned folder, when given)."""
     path = Path(folder) / MANIFEST
-    manifest = read_json(path, DataError, "an index folder")
+    manifest = read_json(path, DataError, "an index folder", source=None if view is None else Path(view) / MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != "rsretrieve-index":
         raise DataError(f"{path}: not an rsretrieve index manifest (field 'format')")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -464,26 +480,39 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def load_index(folder: Path) -> LoadedIndex:
+    """The index at ``folder``, every file from one build of it (``io.read_pinned``): a search
+    that runs while ``index --force`` rebuilds the folder sees the old index or the new one,
+    whole, never one build's manifest beside the other's vectors."""
+    folder = Path(folder)
+    return read_pinned(folder, lambda view: _load_index(folder, view))
+
+
+def _load_index(folder: Path, view: Path) -> LoadedIndex:
     import faiss
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, view)
     for name in (EMBEDDINGS, IDS, FAISS_INDEX):
-        if not (folder / name).is_file():
+        if not (view / name).is_file():
             raise DataError(f"index folder {folder}: {name} is missing")
     damaged = "is damaged ({}); rebuild the index with `rsretrieve index ... --force`"
     try:
-        table = pq.read_table(folder / IDS, columns=["key", "sensor"])
+        ids = pa.memory_map(str(view / IDS))  # kept open: labels and locations are read from this file later
+        table = pq.read_table(ids, columns=["key", "sensor"])
+    except FileNotFoundError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
         raise DataError(f"{folder / IDS} " + damaged.format(_first_line(exc))) from None
     try:
-        embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r", allow_pickle=False)  # read on demand: search uses FAISS
-    except (ValueError, OSError, EOFError) as exc:
+        embeddings = np.load(view / EMBEDDINGS, mmap_mode="r", allow_pickle=False)  # read on demand: search uses FAISS
+    except (ValueError, EOFError) as exc:
         raise DataError(f"{folder / EMBEDDINGS} " + damaged.format(_first_line(exc))) from None
     try:
-        index = faiss.read_index(str(folder / FAISS_INDEX))
+        index = faiss.read_index(str(view / FAISS_INDEX))
     except RuntimeError as exc:
+        if not (view / FAISS_INDEX).is_file():
+            raise FileNotFoundError(folder / FAISS_INDEX) from None
         raise DataError(f"{folder / FAISS_INDEX} " + damaged.format(_first_line(exc))) from None
     if not (table.num_rows == embeddings.shape[0] == index.ntotal):
         raise DataError(
@@ -495,6 +524,12 @@ def load_index(folder: Path) -> LoadedIndex:
     if len(set(widths.values())) != 1:
         raise DataError(f"index folder {folder}: vector widths disagree ({', '.join(f'{k} {v}' for k, v in widths.items())}); "
                         "rebuild it with --force")
+    recorded = manifest.get("files") or {}
+    for name in (EMBEDDINGS, IDS, FAISS_INDEX):
+        size = (view / name).stat().st_size
+        if name in recorded and recorded[name].get("bytes") not in (None, size):
+            raise DataError(f"index folder {folder}: {name} is {size} bytes, the manifest records "
+                            f"{recorded[name].get('bytes')}; rebuild it with --force")
     sensors = table.column("sensor").dictionary_encode().combine_chunks()
     names = sensors.dictionary.to_pylist()  # one string object per sensor, shared by all rows
     return LoadedIndex(
@@ -504,6 +539,7 @@ def load_index(folder: Path) -> LoadedIndex:
         sensors=[names[i] for i in sensors.indices.to_numpy()],
         embeddings=embeddings,
         faiss_index=index,
+        _ids=_OpenFile(ids),
     )
 
 

@@ -263,15 +263,19 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def read_json(path: Path, error: type[Exception], what: str) -> Any:
-    """Parse a JSON file; a missing or malformed file raises ``error`` naming it."""
+def read_json(path: Path, error: type[Exception], what: str, source: Path | None = None) -> Any:
+    """Parse a JSON file (read from ``source`` when given, named ``path``); a missing file, or
+    one that is not UTF-8 JSON, raises ``error`` naming it."""
     path = Path(path)
-    if not path.is_file():
+    source = path if source is None else Path(source)
+    if not source.is_file():
         raise error(f"{path.parent} is not {what}: {path.name} not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(source.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except ValueError as exc:
-        raise error(f"{path}: invalid JSON: {exc}") from exc
+        raise error(f"{path}: invalid JSON: {exc}") from None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -280,3 +284,43 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+
+PIN_TRIES = 5
+
+
+def read_pinned(folder: Path, read: Any) -> Any:
+    """``read(view)`` over one state of ``folder``: ``view`` is a path to the folder opened once
+    (``/proc/self/fd/N`` on Linux), so every file read through it comes from the same folder even
+    while ``--force`` swaps a rebuilt one into its place. A read that failed while the folder was
+    swapped (the old one removed under it) starts over on the new one. ``read`` names
+    ``folder``, not ``view``, in its messages."""
+    from rsretrieve.errors import RsRetrieveError
+
+    folder = Path(folder)
+    proc = Path("/proc/self/fd")
+    if not proc.is_dir():  # pragma: no cover - not Linux: the folder is read by name
+        return read(folder)
+    for attempt in range(PIN_TRIES):
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return read(folder)  # missing, or not a folder: the reader's own checks name it
+        try:
+            return read(proc / str(fd))
+        except (OSError, RsRetrieveError):
+            if attempt < PIN_TRIES - 1 and _swapped(fd, folder):
+                continue
+            raise
+        finally:
+            os.close(fd)
+    raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
+
+
+def _swapped(fd: int, folder: Path) -> bool:
+    """Whether ``folder`` names another folder than the open ``fd`` now (or none, mid-swap)."""
+    try:
+        return not os.path.samestat(os.fstat(fd), os.stat(folder))
+    except OSError:
+        return True

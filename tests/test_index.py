@@ -1,6 +1,7 @@
 """Index folders: contents, manifest, reuse, resume after an interruption, ANN kinds."""
 
 import json
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -130,3 +131,63 @@ def test_a_damaged_index_is_not_reused(sample_root, tiny_pipeline, tmp_path) -> 
     with pytest.raises(DataError, match="embeddings.npy does not hash as recorded \\(--verify\\)"):
         build_index(ds, tiny_pipeline, out, batch_size=8, verify=True)
     assert "reused" not in build_index(ds, tiny_pipeline, out, batch_size=8, force=True, verify=True)
+
+
+def test_a_load_during_a_forced_rebuild_reads_one_build_whole(sample_root, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """`index --force` swaps the rebuilt folder in (rename old away, rename new in, remove old).
+    A load that reads the manifest just before that swap must still get one build's files: the
+    old one whole, or, once the old files are gone, the new one whole."""
+    import shutil
+
+    import rsretrieve.index as index_module
+    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.encoders import EncoderSpec
+
+    builds = {}
+    for seed in (1, 2):
+        folder = tmp_path / f"build{seed}"
+        build_index(CrisisLandMark(sample_root, limit=16), build_pipeline(EncoderSpec("random", "random", None, seed)), folder)
+        builds[seed] = np.load(folder / "embeddings.npy")
+    assert not np.array_equal(builds[1], builds[2])
+    target = tmp_path / "idx"
+    real = index_module.read_manifest
+
+    def swap() -> None:  # what io.atomic_dir does when --force replaces an index
+        fresh = tmp_path / ".idx.tmp"
+        shutil.copytree(tmp_path / "build2", fresh)
+        old = tmp_path / ".idx.old"
+        os.replace(target, old)
+        os.replace(fresh, target)
+        shutil.rmtree(old)
+
+    for when in ("before the files", "after the ids"):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(tmp_path / "build1", target)
+        swapped = []
+
+        def manifest_then_swap(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            manifest = real(*args, **kwargs)
+            if not swapped and when == "before the files":
+                swapped.append(True)
+                swap()
+            return manifest
+
+        def memory_map_then_swap(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            mapped = pa_memory_map(*args, **kwargs)
+            if not swapped and when == "after the ids":
+                swapped.append(True)
+                swap()
+            return mapped
+
+        import pyarrow as pa
+
+        pa_memory_map = pa.memory_map
+        monkeypatch.setattr(index_module, "read_manifest", manifest_then_swap)
+        monkeypatch.setattr(pa, "memory_map", memory_map_then_swap)
+        loaded = load_index(target)
+        monkeypatch.undo()
+        seed = loaded.manifest["encoder"]["seed"]
+        assert swapped, when
+        assert np.array_equal(np.asarray(loaded.embeddings), builds[seed]), f"{when}: manifest of build {seed}, other vectors"
+        assert loaded.labels and loaded.keys
+

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,6 +56,7 @@ class _Group(TyperGroup):
                 shown(message, category, *args, **kwargs)
 
         warnings.showwarning = show
+        previous = _catch_sigterm()
         try:
             return super().invoke(ctx)
         except RsRetrieveError as exc:
@@ -62,6 +65,9 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             err.print("interrupted; rerun the same command to resume")
             raise typer.Exit(130) from None
+        except _Terminated:
+            err.print("terminated (SIGTERM); rerun the same command to resume")
+            raise typer.Exit(143) from None
         except OSError as exc:  # a write that no atomic writer wrapped: still one line when the disk is at fault
             from rsretrieve.io import disk_fault, disk_message
 
@@ -73,6 +79,24 @@ class _Group(TyperGroup):
             raise typer.Exit(2) from None
         finally:
             warnings.showwarning = shown
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM (``timeout``, slurm, docker) raised in the main thread, so that every ``finally``
+    runs: locks are released, temporary folders go, saved batches stay for the rerun."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _catch_sigterm() -> object:
+    """Install the SIGTERM handler (main thread only); the handler it replaced, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
 
 
 app = typer.Typer(

@@ -34,6 +34,7 @@ from rsretrieve.datasets.base import Batch, PatchDataset, SampleInfo
 from rsretrieve.errors import ConfigError, DataError
 
 T = TypeVar("T")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MAX_DEFAULT_READERS = 8
 DEPTH = 2  # slots per worker: one being filled while the consumer embeds the other
 
@@ -108,6 +109,21 @@ def _batch_bytes(dataset: PatchDataset, batch: Sequence[SampleInfo], shapes: dic
     return len(batch) * int(np.prod(shapes[sensor])) * 4
 
 
+def _die_with(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies. A SIGKILL or SIGTERM to the
+    main process (what ``timeout``, slurm and docker send) runs no cleanup there, and a reader
+    left behind, reparented to init, would read on for nothing. Linux only; elsewhere the
+    readers end when they next find their pipe closed."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
 class _Pool:
     """Forked readers over slots of one shared map; iterating yields batches in plan order."""
 
@@ -130,7 +146,7 @@ class _Pool:
         try:
             for worker in range(self.workers):
                 mine, theirs = context.Pipe()
-                process = context.Process(target=self._work, args=(worker, theirs), daemon=True,
+                process = context.Process(target=self._work, args=(worker, theirs, os.getpid()), daemon=True,
                                           name=f"rsretrieve-reader-{worker}")
                 process.start()
                 theirs.close()
@@ -180,10 +196,12 @@ class _Pool:
             f"({len(self.batches[index])} samples from key '{first}'); rerun to resume from the saved batches"
         )
 
-    def _work(self, worker: int, link: Connection) -> None:
+    def _work(self, worker: int, link: Connection, parent: int) -> None:
         """A worker: read its batches with the dataset's own reader into its free slots, send
-        keys and counts. Ctrl-C is the consumer's to handle."""
+        keys and counts. Ctrl-C is the consumer's to handle; the worker ends with its parent."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the CLI's handler is the main process's
+        _die_with(parent)
         mine = list(self.batches[worker :: self.workers])
         free = list(range(DEPTH))
         index = worker

@@ -109,3 +109,63 @@ def test_reader_counts(monkeypatch) -> None:  # noqa: ANN001
     assert check_readers(3) == 3
     with pytest.raises(ConfigError, match="--readers must be at least 1"):
         check_readers(0)
+
+
+STUCK_READER = """
+import sys, time
+from rsretrieve.datasets.crisislandmark import CrisisLandMark
+from rsretrieve.datasets.readers import read_batches
+
+class Slow(CrisisLandMark):
+    def iter_batches_into(self, batches, allocate):  # a reader stuck on slow storage
+        for batch in super().iter_batches_into(batches, allocate):
+            time.sleep(60)
+            yield batch
+
+dataset = Slow(sys.argv[1], limit=8)
+print("reading", flush=True)
+for batch in read_batches(dataset, dataset.plan_batches(2), readers=2):
+    pass
+"""
+
+
+def test_readers_end_with_their_parent(sample_root, tmp_path) -> None:  # noqa: ANN001
+    """A SIGKILL to the main process (no cleanup runs there) still ends its readers, even
+    while they are busy reading: the kernel kills them with their parent."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_READER)
+    main = subprocess.Popen([sys.executable, str(script), str(sample_root)], stdout=subprocess.PIPE, text=True)
+    assert main.stdout.readline().strip() == "reading"
+
+    def children() -> list[int]:
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == main.pid]
+
+    deadline = time.monotonic() + 30
+    while len(children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    readers = children()
+    assert len(readers) == 2
+    main.kill()
+    main.wait()
+    deadline = time.monotonic() + 5
+    while [p for p in readers if _alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in readers if _alive(p)], "a reader outlived its parent"
+
+
+def _ppid(proc: Path) -> int | None:
+    try:
+        return next(int(line.split()[1]) for line in (proc / "status").read_text().splitlines() if line.startswith("PPid:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False

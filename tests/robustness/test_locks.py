@@ -81,3 +81,132 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(sample_root: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     assert f"took over the lock of {out} from a run that is gone (pid {holder.pid} on" in result.stderr
     assert not lock_path(out).exists()
+
+
+def _lock_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """A lock path made hostile in every way: each is refused, and the thing there is untouched."""
+    users = tmp_path / "users-file.txt"
+    users.write_text("precious\n")
+    cases = {}
+    link = tmp_path / "link"
+    lock_path(link).symlink_to(users)
+    cases["symlink"] = (link, "is a symbolic link")
+    folder = tmp_path / "folder"
+    lock_path(folder).mkdir()
+    cases["folder"] = (folder, "is a folder")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(lock_path(fifo))
+    cases["fifo"] = (fifo, "is not a regular file")
+    binary = tmp_path / "binary"
+    lock_path(binary).write_bytes(b"\xff\xfe not utf-8 \x80")
+    cases["not utf-8"] = (binary, "holds something else")
+    hard = tmp_path / "hard"
+    os.link(users, lock_path(hard))
+    cases["hard link"] = (hard, "has 2 names")
+    other = tmp_path / "other"
+    lock_path(other).write_text('{"some": "json of the user"}')
+    cases["foreign json"] = (other, "holds something else")
+    return cases
+
+
+def test_a_lock_path_that_is_not_our_lock_file_is_refused_and_left_alone(sample_root: Path, tmp_path: Path) -> None:
+    cases = _lock_cases(tmp_path)
+    before = {name: (lock_path(out).lstat().st_mode, lock_path(out).read_bytes() if lock_path(out).is_file() else None)
+              for name, (out, _) in cases.items() if name != "fifo"}
+    for name, (out, says) in cases.items():
+        result = invoke("index", "--data", sample_root, "--model", "random", "--out", out)
+        assert_user_error(result, rf"lock .*{lock_path(out).name} {says}.*: it is not an rsretrieve lock file")
+        assert not out.exists(), name
+    for name, (mode, data) in before.items():
+        path = lock_path(cases[name][0])
+        assert path.lstat().st_mode == mode, name
+        if data is not None:
+            assert path.read_bytes() == data, name
+    assert (tmp_path / "users-file.txt").read_text() == "precious\n"  # the link was not followed
+
+
+def _reader_pids(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), None)
+            if ppid == parent and b"--readers" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+HOLDER_THAT_FORKS = """
+import os, sys, time
+from rsretrieve.locks import output_lock
+with output_lock(sys.argv[1], "rsretrieve index (forking holder)"):
+    if os.fork() == 0:  # a child that outlives its parent, as a stuck reader would
+        time.sleep(30)
+        os._exit(0)
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
+    """flock belongs to the open file, which fork shares: without care, any child left behind
+    by a killed run would block every rerun."""
+    out = tmp_path / "idx"
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER_THAT_FORKS)
+    holder = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.kill()
+        holder.wait()
+        with pytest.warns(Warning, match="took over the lock"), output_lock(out):
+            pass
+    finally:
+        holder.kill()
+        subprocess.run(["pkill", "-f", str(script)], check=False)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM])
+def test_a_killed_index_with_readers_leaves_no_reader_and_no_lock(sample_root: Path, tmp_path: Path, sig: int) -> None:
+    """Killing the main process of `index --readers 2` ends its readers; the rerun is not
+    blocked, resumes, and gives a clean run's embeddings. (SIGKILL: the two tests above.)"""
+    import numpy as np
+
+    from rsretrieve.index import load_index
+
+    out = tmp_path / "idx"
+    partial = tmp_path / "idx.partial"
+    command = [str(Path(sys.executable).with_name("rsretrieve")), "index", "--data", str(sample_root), "--out", str(out),
+               "--model", "ViT-B-32", "--batch-size", "2", "--limit", "40", "--readers", "2"]
+    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(partial.glob("batch-*.npz"))) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    readers = _reader_pids(process.pid)
+    assert readers, "the run had no reader processes to leave behind"
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    if sig == signal.SIGTERM:
+        assert process.returncode == 143 and "terminated (SIGTERM); rerun the same command to resume" in stderr
+        assert not lock_path(out).exists()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+              for pid in readers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in readers if Path(f"/proc/{pid}").exists()
+                and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()], "a reader outlived its run"
+    rerun = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "being written by another" not in rerun.stderr
+    clean = tmp_path / "clean"
+    subprocess.run([*command[:5], str(clean), *command[6:]], env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True,
+                   capture_output=True, timeout=300)
+    resumed, fresh = load_index(out), load_index(clean)
+    assert resumed.keys == fresh.keys
+    np.testing.assert_array_equal(np.asarray(resumed.embeddings), np.asarray(fresh.embeddings))
