@@ -278,6 +278,19 @@ def read_json(path: Path, error: type[Exception], what: str, source: Path | None
         raise error(f"{path}: invalid JSON: {exc}") from None
 
 
+def read_json_object(path: Path, error: type[Exception], what: str, fields: tuple[str, ...] = (),
+                     source: Path | None = None) -> dict[str, Any]:
+    """``read_json`` of a file that must hold an object with ``fields``: a list, a truncated
+    file or a missing field is ``error`` naming the file and the field."""
+    data = read_json(path, error, what, source)
+    if not isinstance(data, dict):
+        raise error(f"{path}: not {what} (a JSON {type(data).__name__} where an object belongs)")
+    missing = [f for f in fields if f not in data]
+    if missing:
+        raise error(f"{path}: not {what} (field {', '.join(repr(f) for f in missing)} missing)")
+    return data
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

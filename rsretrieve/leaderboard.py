@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from rsretrieve.config import from_mapping, read_mapping
-from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, restrict, scored_queries
-from rsretrieve.io import check_writable, write_json, write_text
+from rsretrieve.io import check_writable, read_json_object, write_json, write_text
 from rsretrieve.locks import output_lock
 from rsretrieve.registry import did_you_mean
 from rsretrieve.runs import Run, read_run, write_run
@@ -196,7 +196,7 @@ def _evaluate_model(
     key = hashlib.sha256(json.dumps([manifest["plan_id"], topics_key, list(suite.metrics)]).encode()).hexdigest()
     record_path = out / "records" / card.name / f"{suite.dataset}.json"
     if record_path.is_file() and not force:
-        cached = json.loads(record_path.read_text())
+        cached = _cached_record(record_path)
         if cached.get("cache_key") == key and all(_run_path(out, card.name, s).is_file() for s in cached["scores"]):
             return {**cached, "cached": True}, None
     evaluation = evaluate_index(index_dir, qrels_path, queries_path, suite.metrics, encoder=pipeline.encoder)
@@ -259,7 +259,7 @@ def _run_caption_suite(
         key = hashlib.sha256(json.dumps([spec.to_dict(), stamp, data.fingerprint(), protocol, data.split]).encode()).hexdigest()
         record_path = out / "records" / card.name / f"{suite.name}.json"
         if record_path.is_file() and not force:
-            cached = json.loads(record_path.read_text())
+            cached = _cached_record(record_path)
             if cached.get("cache_key") == key:
                 records.append({**cached, "cached": True})
                 if on_model:
@@ -459,14 +459,21 @@ def expected_view(board: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cached_record(path: Path) -> dict[str, Any]:
+    """A result record written by an earlier run ({} when it is damaged: it is computed again)."""
+    try:
+        return read_json_object(path, DataError, "a result record", ("cache_key", "scores"))
+    except DataError as exc:
+        warn(f"{exc}; computing it again")
+        return {}
+
+
 def read_expected(path: Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise DataError(f"expected leaderboard {path} not found")
-    try:
-        data = json.loads(Path(path).read_text())
-        data["rows"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not an expected leaderboard (needs 'rows'): {exc}") from exc
+    data = read_json_object(Path(path), DataError, "an expected leaderboard", ("rows",))
+    if not isinstance(data["rows"], list):
+        raise DataError(f"{path}: not an expected leaderboard (field 'rows' must be a list)")
     return data
 
 

@@ -9,7 +9,6 @@ best model's top patches with relevant ones outlined in green.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries
 from rsretrieve.errors import DataError
 from rsretrieve.evaluate import restrict, score_run
-from rsretrieve.io import atomic_dir, check_writable
+from rsretrieve.io import atomic_dir, check_writable, read_json_object
 from rsretrieve.runs import Run, as_run, read_run
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 11)
@@ -101,7 +100,7 @@ def _record(results: Path, model: str) -> dict[str, Any]:
     files = sorted((results / "records" / model).glob("*.json"))
     if not files:
         raise DataError(f"{results}: no result record for model '{model}' under records/{model}/")
-    return json.loads(files[0].read_text())
+    return read_json_object(files[0], DataError, "a result record", ("scores",))
 
 
 def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
@@ -113,13 +112,18 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     board_path = results / "leaderboard.json"
     if not board_path.is_file():
         raise DataError(f"{results} is not a leaderboard folder: leaderboard.json not found (run rsretrieve leaderboard)")
-    board = json.loads(board_path.read_text())
-    models = [row["model"] for row in board["rows"]]
+    board = read_json_object(board_path, DataError, "a leaderboard", ("rows", "metrics"))
+    rows = board["rows"]
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and "model" in row for row in rows):
+        raise DataError(f"{board_path}: not a leaderboard (field 'rows' must be a list of rows naming their model)")
+    models = [row["model"] for row in rows]
     if not models:
         raise DataError(f"{board_path}: no evaluated models")
     records = {m: _record(results, m) for m in models}
     if not board.get("significance_tested", True):  # a paired (caption) benchmark: no qrels
         return _paired_report(board, records, models, Path(out))
+    if not isinstance(board.get("main"), dict) or not {"metric", "slice"} <= set(board["main"]):
+        raise DataError(f"{board_path}: not a leaderboard (field 'main' must name the main metric and slice)")
     first = records[models[0]]
     queries = load_queries(first["dataset"]["queries"])
     qrels = load_qrels(first["dataset"]["qrels"])

@@ -33,7 +33,7 @@ from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
 from rsretrieve.encoders.trained import WEIGHTS_FILE, DualEncoder, ModelConfig, TowerConfig, save_model
 from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.evaluate import score_run
-from rsretrieve.io import check_writable, write_json
+from rsretrieve.io import check_writable, read_json_object, write_json
 from rsretrieve.locks import output_lock
 
 TEMPLATES: tuple[str, ...] = (
@@ -193,9 +193,22 @@ def _optimizer_files(optimizer: torch.optim.Optimizer, state: Mapping[str, Any])
 
 
 def _resume(folder: Path, model: DualEncoder, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The saved state of ``folder`` (``last/``) loaded into model and optimizer; a damaged
+    one is one error naming the folder."""
+    from safetensors import SafetensorError
+
+    try:
+        return _load_last(folder, model, optimizer)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{folder}: the saved training state cannot be resumed ({type(exc).__name__}: {first}); "
+                        "train again without --resume, or with --force") from None
+
+
+def _load_last(folder: Path, model: DualEncoder, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     from safetensors.torch import load_file
 
-    state = json.loads((folder / "state.json").read_text())
+    state = read_json_object(folder / "state.json", DataError, "a training state", ("optimizer_scalars", "record"))
     model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
     entries: dict[int, dict[str, Any]] = {}
     for key, value in load_file(str(folder / "optimizer.safetensors")).items():

@@ -124,3 +124,13 @@ document.body.setAttribute("data-result", n + " bars; hidden: " + (hit.join(",")
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout
     assert 'data-result="12 bars; hidden: none"' in dom
+
+
+@pytest.mark.parametrize("text, says", [('{"rows": [{"model": "a"', "invalid JSON"), ('[1, 2]', "a JSON list where an object belongs"),
+                                        ('{"rows": 3, "metrics": []}', "field 'rows' must be a list"),
+                                        ('{"metrics": []}', "field 'rows' missing"), (b"\xff\xfe", "not UTF-8 text")])
+def test_a_damaged_leaderboard_file_is_one_line(tmp_path, text, says) -> None:  # noqa: ANN001
+    (tmp_path / "leaderboard.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(DataError, match=rf"leaderboard.json: .*{says}"):
+        build_report(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -194,3 +194,18 @@ def test_an_adapter_for_a_sensor_the_data_lacks_is_an_error(train_root, tmp_path
     config = TrainConfig.from_options(None, 16, None, {"s2": None, "s1": "sar"}, **{**settings, "epochs": 1})
     with pytest.raises(ConfigError, match="--s1-adapter: the train split of .* has no s1 samples"):
         train(root, tmp_path / "run", config)
+
+
+def test_a_damaged_saved_state_is_one_line(run_dir, train_root, tmp_path) -> None:  # noqa: ANN001
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir[0], copy)
+    for damage in ("{truncated", "[]", '{"record": {}}'):
+        (copy / "last" / "state.json").write_text(damage)
+        with pytest.raises(DataError, match=r"last: the saved training state cannot be resumed|state.json: "):
+            train(train_root, copy, SMALL, resume=True)
+    (copy / "last" / "optimizer.safetensors").write_bytes(b"\x00" * 3)
+    shutil.copy(run_dir[0] / "last" / "state.json", copy / "last" / "state.json")
+    with pytest.raises(DataError, match=r"last: the saved training state cannot be resumed"):
+        train(train_root, copy, SMALL, resume=True)

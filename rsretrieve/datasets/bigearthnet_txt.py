@@ -31,7 +31,7 @@ import numpy as np
 from rsretrieve.datasets.base import Batch, PatchDataset, SampleInfo
 from rsretrieve.datasets.sensors import BANDS, SENSORS, Sensor
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.io import atomic_dir, check_writable, write_json
+from rsretrieve.io import atomic_dir, check_writable, read_json_object, write_json
 
 COLUMNS = ("ID", "s1_name", "patch_id", "input", "output", "type", "category", "split",
            "latitude", "longitude", "country", "season", "climate_zone")
@@ -171,7 +171,7 @@ class BigEarthNetTask(PatchDataset):
         for name in ("task.json", "patches.parquet"):
             if not (self.root / name).is_file():
                 raise DataError(f"{self.root / name} not found: not a BigEarthNet task folder (rsretrieve bigearthnet-task)")
-        task = json.loads((self.root / "task.json").read_text())
+        task = read_json_object(self.root / "task.json", DataError, "a BigEarthNet task file", ("images", "format"))
         self.images, self.format = Path(task["images"]), task["format"]
         table = pq.read_table(self.root / "patches.parquet").to_pylist()
         samples = []

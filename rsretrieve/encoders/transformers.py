@@ -19,11 +19,36 @@ import torch.nn.functional as F
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.weights import weights_digest
 from rsretrieve.errors import ModelError
+from rsretrieve.io import read_json
 
 
 def _features(output: Any) -> torch.Tensor:
     """transformers 4 returns a tensor from get_*_features, 5 an output with pooler_output."""
     return output if torch.is_tensor(output) else output.pooler_output
+
+
+CODE_FIELDS = ("auto_map",)  # config fields that make transformers import the folder's own Python files
+CONFIG_FILES = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse, in one line and before transformers reads anything, a folder that is not a
+    transformers model or that asks to run its own code (``auto_map``): rsretrieve never runs
+    code from a model folder and never asks whether it may."""
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{folder} is not a transformers model folder: config.json not found")
+    for name in CONFIG_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        data = read_json(path, ModelError, "a transformers model folder")
+        if not isinstance(data, dict):
+            raise ModelError(f"{path}: not a JSON object")
+        for field in CODE_FIELDS:
+            if field in data:
+                raise ModelError(f"{path}: field '{field}' asks to run the folder's own Python code "
+                                 f"({', '.join(sorted(map(str, data[field])))[:120] if isinstance(data[field], dict) else data[field]}); "
+                                 "rsretrieve never runs code from a model folder")
 
 
 class TransformersEncoder:
@@ -38,22 +63,30 @@ class TransformersEncoder:
         self.spec = spec
         source = spec.model
         local = Path(source).expanduser()
-        if local.exists() and not (local / "config.json").is_file():
-            raise ModelError(f"{local} is not a transformers model folder: config.json not found")
-        try:
-            self.model = AutoModel.from_pretrained(str(local) if local.exists() else source, revision=spec.pretrained)
-            self.tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else source, revision=spec.pretrained)
+        if local.exists():
+            check_model_folder(local)
+        where = str(local) if local.exists() else source
+        try:  # trust_remote_code=False: transformers refuses a folder's own code instead of asking
+            self.model = AutoModel.from_pretrained(where, revision=spec.pretrained, trust_remote_code=False)
+            self.tokenizer = AutoTokenizer.from_pretrained(where, revision=spec.pretrained, trust_remote_code=False)
         except (OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            if local.exists():
+                raise ModelError(f"cannot load the transformers model folder {local}: {first}") from None
             raise ModelError(
-                f"cannot load transformers model '{source}': {str(exc).splitlines()[0][:160]}. Offline, download "
+                f"cannot load transformers model '{source}': {first}. Offline, download "
                 f"it on a machine with internet (hf download {source} --local-dir DIR) and pass --model DIR"
-            ) from exc
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - torch's refusal to unpickle code comes as many types
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{where}: its weights cannot be read without unpickling code ({first}); rsretrieve "
+                             "never runs code from a model folder. Use its model.safetensors") from None
         if not hasattr(self.model, "get_image_features") or not hasattr(self.model, "get_text_features"):
             raise ModelError(f"'{source}' ({type(self.model).__name__}) is not an image-text dual encoder")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = self.model.to(self.device).eval()
         try:
-            processor = AutoImageProcessor.from_pretrained(str(local) if local.exists() else source)
+            processor = AutoImageProcessor.from_pretrained(where, trust_remote_code=False)
             mean, std = processor.image_mean, processor.image_std
         except (OSError, ValueError):
             mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)

@@ -78,10 +78,26 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)[0]
 
 
+def is_safetensors(path: Path) -> bool:
+    """Whether the file's bytes are safetensors (an 8-byte little-endian header length, then a
+    JSON object of that length), whatever its name says: a safetensors file saved as ``w.bin``
+    must not go to torch's unpickler, nor a torch file named ``.safetensors`` to safetensors."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+            size = Path(path).stat().st_size
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 2 <= length <= size - 8 and head[8:9] == b"{"
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
     """``read_state_dict`` plus the checkpoint's ``hyper_parameters`` (Lightning), or {}."""
     path = find_weights_file(path)
-    if path.suffix == ".safetensors":
+    if is_safetensors(path) or (path.suffix == ".safetensors" and not zipfile.is_zipfile(path)):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -119,6 +135,11 @@ def unwrap(data: object, path: Path) -> dict[str, torch.Tensor]:
     for prefix in KEY_PREFIXES:
         if tensors and all(k.startswith(prefix) for k in tensors):
             tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+        elif sum(k.startswith(prefix) for k in tensors) * 2 > len(tensors):
+            bare = sorted(k for k in tensors if not k.startswith(prefix))
+            raise ModelError(f"{path}: {len(tensors) - len(bare)} keys start with '{prefix}' but {len(bare)} do not "
+                             f"({', '.join(bare[:5])}), so the prefix cannot be removed: a checkpoint mixing "
+                             "prefixed and bare keys (re-save it with one naming)")
     return tensors
 
 

@@ -164,3 +164,11 @@ def test_closp_card_works_as_model_from_the_cli(rn_reference, sample_root, tmp_p
     result = runner.invoke(app, ["eval", "--index", str(tmp_path / "idx"), "--model", "closp-rn", "--pretrained", str(weights),
                                  "-m", "ndcg@10", "--out", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("name", ["w.bin", "w.w", "w.pt"])
+def test_a_safetensors_file_is_known_by_its_bytes_not_its_name(rn_reference, tmp_path, name: str) -> None:  # noqa: ANN001
+    path = save(dict(rn_reference.state_dict()), tmp_path / "st", "safetensors")
+    renamed = path.rename(tmp_path / name)
+    encoder = load_encoder(EncoderSpec("closp", "closp-rn", str(renamed)))
+    assert encoder.embed_dim == 384

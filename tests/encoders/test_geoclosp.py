@@ -165,3 +165,20 @@ def test_location_queries_from_the_cli(state, sample_root, tmp_path, monkeypatch
     assert [line.split()[2] for line in lines if line] == expected
     bad = runner.invoke(app, ["search", "--index", str(tmp_path / "idx"), "--location", "200,10"])
     assert bad.exit_code == 2 and "--location 200.0,10.0 is not lon,lat in degrees" in bad.stderr
+
+
+def test_an_unknown_harmonics_field_names_the_file_and_field(state, tmp_path) -> None:  # noqa: ANN001
+    folder = hub_folder(state, tmp_path / "hub", harmonics_calculation="spherical-bessel")
+    with pytest.raises(ModelError, match=r"hub/config.json: field 'harmonics_calculation' is 'spherical-bessel'; "
+                                         r"rsretrieve knows analytic, closed-form"):
+        load_encoder(EncoderSpec("closp", "geoclosp-rn", str(folder)))
+
+
+def test_a_lightning_checkpoint_with_one_bare_key_is_diagnosed(state, tmp_path) -> None:  # noqa: ANN001
+    path = lightning(state, tmp_path / "mixed.ckpt")
+    saved = torch.load(path, weights_only=True)
+    key = "s1_projection.bias"
+    saved["state_dict"][key] = saved["state_dict"].pop(f"model.{key}")
+    torch.save(saved, path)
+    with pytest.raises(ModelError, match=rf"mixed.ckpt: \d+ keys start with 'model.' but 1 do not \({key}\), so the prefix cannot be removed"):
+        load_encoder(EncoderSpec("closp", "geoclosp-rn", str(path)))

@@ -61,3 +61,45 @@ def test_random_baseline_is_content_hashed() -> None:
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, rtol=1e-5)
     other = load_encoder(EncoderSpec("random", "random", None, 1))
     assert not np.allclose(other.encode_texts(["q"]), encoder.encode_texts(["q"]))
+
+
+def test_a_folder_asking_to_run_its_own_code_is_refused_without_a_question(sample_root, tmp_path) -> None:  # noqa: ANN001
+    """`auto_map` makes transformers import the folder's Python files (and, at a terminal, ask
+    whether it may). rsretrieve refuses in one line, asks nothing, and runs nothing, even
+    when a `y` is waiting on standard input."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from rsretrieve.cli.app import app
+
+    folder = make_tiny_siglip(tmp_path / "custom")
+    marker = tmp_path / "code-ran"
+    (folder / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    for name in ("config.json", "tokenizer_config.json"):
+        config = json.loads((folder / name).read_text())
+        config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+        (folder / name).write_text(json.dumps(config))
+        result = CliRunner().invoke(app, ["index", "--data", str(sample_root), "--model", str(folder), "--limit", "4",
+                                          "--out", str(tmp_path / "idx")], input="y\ny\n")
+        assert result.exit_code == 2 and f"{name}: field 'auto_map' asks to run" in result.stderr, result.output
+        with pytest.raises(ModelError, match=rf"{name}: field 'auto_map' asks to run the folder's own Python code"):
+            load_encoder(EncoderSpec("transformers", str(folder)))
+        assert "[y/N]" not in result.output and "trust_remote_code" not in result.output
+        config.pop("auto_map")
+        (folder / name).write_text(json.dumps(config))
+    assert not marker.exists()
+
+
+def test_pickled_weights_in_a_model_folder_are_one_line(tmp_path) -> None:  # noqa: ANN001
+    import pathlib
+
+    from transformers import SiglipModel
+
+    folder = make_tiny_siglip(tmp_path / "pickled")
+    state = SiglipModel.from_pretrained(folder).state_dict()
+    state["payload"] = pathlib.PurePosixPath("/etc/passwd")  # any object: weights_only refuses it
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"cannot be read without unpickling code .*never runs code from a model folder"):
+        load_encoder(EncoderSpec("transformers", str(folder)))

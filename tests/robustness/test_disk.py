@@ -17,7 +17,7 @@ from rsretrieve.datasets.crisislandmark import CrisisLandMark
 from rsretrieve.errors import DiskError
 from rsretrieve.evaluate import save_slice_runs
 from rsretrieve.index import build_index, load_index
-from rsretrieve.io import disk_fault, write_json
+from rsretrieve.io import disk_fault
 from rsretrieve.runs import Run, write_run
 from tests.cli.test_cli import assert_user_error, invoke
 

@@ -3,7 +3,6 @@ file is one error line, and no encoder (image or text) has been loaded when it c
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -54,5 +53,5 @@ def test_every_output_is_checked_before_the_encoder_loads(no_model, sample_root,
     for name, args in commands.items():
         result = invoke(*args)
         assert "loading encoder" not in result.stderr, name
-        assert_user_error(result, rf"cannot write .*a-file.*(is not a folder|it is a file)")
+        assert_user_error(result, r"cannot write .*a-file.*(is not a folder|it is a file)")
     assert not (tmp_path / "board").exists()  # the suite did not run before its expected file was refused
