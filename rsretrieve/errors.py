@@ -1,5 +1,12 @@
 """User-facing errors: the CLI prints their message on one line, never a traceback."""
 
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class RsRetrieveError(Exception):
     """Base class for problems the user can fix (bad input, missing files, unknown names)."""
@@ -33,3 +40,26 @@ def warn(message: str) -> None:
     import warnings
 
     warnings.warn(message, RsRetrieveWarning, stacklevel=2)
+
+
+class Terminated(BaseException):
+    """SIGTERM (what ``timeout``, slurm and docker send) raised in the main thread, so that
+    every ``finally`` runs: locks are released, temporary folders go, saved batches stay for
+    the rerun. A BaseException, like KeyboardInterrupt: no ``except Exception`` swallows it."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``Terminated`` (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

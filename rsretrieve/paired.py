@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.evaluate import EvalOutput, check_backend, score_run
 from rsretrieve.registry import unknown_name_error
 from rsretrieve.runs import Run
@@ -38,7 +38,9 @@ class Protocol:
     ``group_by_filename``: images in sorted file-name order (``np.unique``), the captions of
     one file grouped whatever entries they came from. ``deduplicate``: one text query per
     distinct caption, relevant to every image that carries it. ``percent``: the script
-    prints percent rounded to 2 decimals, mR the mean of the unrounded six."""
+    prints percent rounded to 2 decimals, mR the mean of the unrounded six (RemoteCLIP) or of
+    the six already rounded (``mean_of_rounded``, GeoRSCLIP). ``ties``: the script's tie rule
+    (``hits``)."""
 
     name: str
     source: str
@@ -47,6 +49,8 @@ class Protocol:
     group_by_filename: bool = False
     deduplicate: bool = False
     percent: bool = False
+    mean_of_rounded: bool = False  # GeoRSCLIP's script averages the six values it has already rounded
+    ties: str = "topk"  # how the script breaks tied scores: see hits()
 
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
@@ -54,9 +58,9 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
     Protocol("remoteclip", "RemoteCLIP remoteclip_retrieval.py: raw.capitalize(), captions grouped per file name, x100",
              capitalize=True, group_by_filename=True, percent=True),
     Protocol("georsclip", "RS5M (GeoRSCLIP) inference_tool.py: captions as given, grouped per file name, x100",
-             group_by_filename=True, percent=True),
+             group_by_filename=True, percent=True, mean_of_rounded=True),
     Protocol("skyscript", "SkyScript cross_modal_retrieval.ipynb: 'a satellite image. ' + caption, distinct captions",
-             prefix="a satellite image. ", deduplicate=True),
+             prefix="a satellite image. ", deduplicate=True, ties="argsort"),
 )}
 
 
@@ -120,38 +124,104 @@ def hit_metrics(ks: Sequence[int]) -> list[str]:
     return [f"hit_rate@{k}" for k in ks]
 
 
-def score_pairs(text_vectors: np.ndarray, image_vectors: np.ndarray, pairs: Pairs, ks: Sequence[int] = RECALL_KS,
-                backend: str = "trec_eval") -> tuple[dict[str, float], dict[str, Run]]:
-    """t2i_recall@k, i2t_recall@k and mean_recall of embedded pairs, and the two runs.
+TIE_TEXT = {"topk": "torch.topk(scores, k) per cutoff, as clip_benchmark's recall_at_k",
+            "argsort": "one torch.argsort per query, cut at each k, as SkyScript's notebook"}
+REFERENCE_BATCH = 64  # clip_benchmark's (and RemoteCLIP's) batch of query rows for torch.topk
+TIE_RULES = ("topk", "argsort")
 
-    Scores are ``texts @ images.T`` in float32, as clip_benchmark computes them."""
+
+def query_scores(queries: Any, documents: Any, rule: str) -> Any:
+    """The (queries x documents) scores the protocol's script ranks: clip_benchmark's one
+    float32 product ``queries @ documents.T``, or SkyScript's ``100 * query @ documents.T``
+    computed one query at a time (the rounding, and so the ties, follow the script's own)."""
     import torch
 
-    scores = torch.from_numpy(np.ascontiguousarray(text_vectors, np.float32)) @ torch.from_numpy(
-        np.ascontiguousarray(image_vectors, np.float32)).T
+    if rule == "topk":
+        return queries @ documents.T
+    return torch.stack([100 * row @ documents.T for row in queries]) if len(queries) else queries @ documents.T
+
+
+def hits(scores: Any, positives: Any, k: int, rule: str) -> np.ndarray:
+    """Per query, whether a positive is among the first ``k`` as the protocol's script ranks
+    them, ties included. ``topk`` (clip_benchmark's ``recall_at_k``, which RemoteCLIP and
+    GeoRSCLIP call): ``torch.topk(scores, k)`` per cutoff, over batches of 64 query rows.
+    ``argsort`` (SkyScript's notebook): one ``torch.argsort(descending=True)`` per query, its
+    first k. Where tied scores straddle the cutoff, the two rules may pick different documents."""
+    import torch
+
+    k = min(k, scores.shape[1])
+    found = []
+    for start in range(0, scores.shape[0], REFERENCE_BATCH):
+        block, wanted = scores[start : start + REFERENCE_BATCH], positives[start : start + REFERENCE_BATCH]
+        if rule == "topk":
+            top = torch.topk(block, k, dim=1)[1]
+        else:
+            top = torch.stack([torch.argsort(row, descending=True)[:k] for row in block])
+        found.append(torch.gather(wanted, 1, top).any(dim=1).numpy())
+    return np.concatenate(found) if found else np.zeros(0, bool)
+
+
+def tie_bounds(scores: Any, positives: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, whether a positive is in the top ``k`` under the most and the least
+    favourable order of tied scores. They differ only where documents tied at the k-th
+    score straddle the cutoff and some of them are positive."""
+    values = scores.double().numpy()
+    wanted = positives.numpy()
+    k = min(k, values.shape[1])
+    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]
+    above, tied = values > kth, values == kth
+    slots = k - above.sum(axis=1)
+    sure = (wanted & above).any(axis=1)
+    tied_positive = (wanted & tied).sum(axis=1)
+    tied_negative = tied.sum(axis=1) - tied_positive
+    return sure | (tied_positive > 0), sure | (tied_negative < slots)
+
+
+def score_pairs(text_vectors: np.ndarray, image_vectors: np.ndarray, pairs: Pairs, ks: Sequence[int] = RECALL_KS,
+                ties: str = "topk") -> tuple[dict[str, float], dict[str, Run], dict[str, dict[str, float]]]:
+    """t2i_recall@k, i2t_recall@k and mean_recall of embedded pairs as the protocol's script
+    computes them (``hits``), the two runs, and the spread that tied scores allow: for each
+    recall whose value a tie at its cutoff makes arbitrary, the optimistic and pessimistic
+    value and the number of queries affected.
+
+    Embeddings are float32, as clip_benchmark computes its scores."""
+    import torch
+
+    if ties not in TIE_RULES:
+        raise unknown_name_error("tie rule", ties, TIE_RULES)
+    texts = torch.from_numpy(np.ascontiguousarray(text_vectors, np.float32))
+    images = torch.from_numpy(np.ascontiguousarray(image_vectors, np.float32))
+    positives = torch.zeros((len(pairs.texts), len(pairs.images)), dtype=torch.bool)
+    for row, owners in enumerate(pairs.text_images):
+        positives[row, list(owners)] = True
     text_ids = [f"t{i:07d}" for i in range(len(pairs.texts))]
     image_ids = [f"i{i:07d}" for i in range(len(pairs.images))]
-    t2i_qrels = {q: {image_ids[j]: 1 for j in owners} for q, owners in zip(text_ids, pairs.text_images)}
-    i2t_qrels: dict[str, dict[str, int]] = {}
-    for q, owners in zip(text_ids, pairs.text_images):
-        for j in owners:
-            i2t_qrels.setdefault(image_ids[j], {})[q] = 1
-    depth = max(ks)
-    runs = {"t2i": ranked(scores, text_ids, image_ids, depth), "i2t": ranked(scores.T, image_ids, text_ids, depth)}
-    metrics = hit_metrics(ks)
+    directions = {"t2i": (query_scores(texts, images, ties), positives, text_ids, image_ids),
+                  "i2t": (query_scores(images, texts, ties), positives.T.contiguous(), image_ids, text_ids)}
     out: dict[str, float] = {}
-    for direction, qrels in (("t2i", t2i_qrels), ("i2t", i2t_qrels)):
-        scored = score_run(qrels, runs[direction], metrics, backend)
-        out.update({f"{direction}_recall@{k}": scored["scores"][m] for k, m in zip(ks, metrics)})
+    spread: dict[str, dict[str, float]] = {}
+    runs: dict[str, Run] = {}
+    for direction, (scores, wanted, qids, names) in directions.items():
+        runs[direction] = ranked(scores, qids, names, max(ks))
+        for k in ks:
+            name = f"{direction}_recall@{k}"
+            out[name] = float(hits(scores, wanted, k, ties).mean()) if len(qids) else 0.0
+            best, worst = tie_bounds(scores, wanted, k)
+            affected = int((best != worst).sum())
+            if affected:
+                spread[name] = {"optimistic": float(best.mean()), "pessimistic": float(worst.mean()), "queries": affected}
     out["mean_recall"] = float(np.mean([out[f"{d}_recall@{k}"] for d in ("i2t", "t2i") for k in ks]))
-    return out, runs
+    return out, runs, spread
 
 
 def as_reported(scores: Mapping[str, float], protocol: Protocol) -> dict[str, float] | None:
     """The scores as the protocol's script prints them (percent, 2 decimals), or None."""
     if not protocol.percent:
         return None
-    return {name: round(float(value) * 100, 2) for name, value in scores.items()}
+    shown = {name: round(float(value) * 100, 2) for name, value in scores.items()}
+    if protocol.mean_of_rounded:
+        shown["mean_recall"] = round(float(np.mean([v for name, v in shown.items() if name != "mean_recall"])), 2)
+    return shown
 
 
 def embed_texts(encoder: Any, texts: Sequence[str]) -> np.ndarray:
@@ -162,17 +232,17 @@ def embed_texts(encoder: Any, texts: Sequence[str]) -> np.ndarray:
 def caption_report(
     data: Path, requested: Any = None, protocol: str = "clip_benchmark", split: str | None = None,
     images: Path | None = None, device: str | None = None, ks: Sequence[int] = RECALL_KS,
-    backend: str = "trec_eval", on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Run]]:
     """What ``eval --dataset rs-captions`` runs: embed the split's images with the model's own
-    open_clip preprocessing and its captions, score both directions under ``protocol``."""
+    open_clip preprocessing and its captions, score both directions under ``protocol`` with
+    its script's own tie rule (no metric backend: the reference is the script)."""
     from rsretrieve.datasets import open_dataset
     from rsretrieve.encoders import load_encoder
     from rsretrieve.index import package_versions
     from rsretrieve.zoo import resolve_model
 
     chosen = get_protocol(protocol)
-    check_backend(backend)
     dataset = open_dataset("rs-captions", Path(data), split=split, images=images)
     pairs = make_pairs(dataset.items, chosen)
     spec = requested if requested is not None else resolve_model(None)
@@ -180,15 +250,24 @@ def caption_report(
         raise ConfigError(f"caption benchmarks embed RGB files with an open_clip model's own preprocessing; "
                           f"{spec.label()} is not an open_clip model (give --model with a zoo card such as "
                           "remoteclip-vit-b-32, or an open_clip architecture with --pretrained FILE)")
+    if dataset.repeated:
+        first, count = next(iter(dataset.repeated.items()))
+        warn(f"{dataset.annotations}: {len(dataset.repeated)} image file(s) named by more than one entry of split "
+             f"'{dataset.split}' (first: '{first}', {count} entries); each file is embedded once"
+             + ("; the protocol groups the entries of one file" if chosen.group_by_filename or chosen.deduplicate
+                else "; clip_benchmark's protocol scores each entry as its own image, as the reference does"))
     encoder = load_encoder(spec, device)
     started = time.perf_counter()
+    distinct = list(dict.fromkeys(pairs.images))
     vectors = []
-    for start in range(0, len(pairs.images), IMAGE_BATCH):
-        names = pairs.images[start : start + IMAGE_BATCH]
+    for start in range(0, len(distinct), IMAGE_BATCH):
+        names = distinct[start : start + IMAGE_BATCH]
         vectors.append(encoder.encode_files([dataset.open_image(n) for n in names]))
         if on_batch:
             on_batch(len(names))
-    scores, runs = score_pairs(embed_texts(encoder, pairs.texts), np.concatenate(vectors), pairs, ks, backend)
+    row = {name: i for i, name in enumerate(distinct)}
+    image_vectors = np.concatenate(vectors)[[row[name] for name in pairs.images]]
+    scores, runs, spread = score_pairs(embed_texts(encoder, pairs.texts), image_vectors, pairs, ks, chosen.ties)
     report = {
         "kind": "paired",
         "task": "caption-benchmark",
@@ -201,8 +280,9 @@ def caption_report(
             "protocol": dataclasses.asdict(chosen),
             "encoder": encoder.describe(),
             "counts": {"images": len(pairs.images), "texts": len(pairs.texts)},
-            "backend": backend,
+            "scoring": f"the protocol's own rule ({chosen.ties}): " + TIE_TEXT[chosen.ties],
         },
+        "ties": spread,
         "diagnostics": _no_diagnostics(),
         "timings": {"embed_and_score_s": round(time.perf_counter() - started, 3)},
         "versions": package_versions(),
@@ -328,10 +408,12 @@ PAIRED_REFUSED = {
     "--group-by": "paired queries have no fields", "--bbox": "not implemented for paired tasks",
     "--near": "not implemented for paired tasks", "--metrics": "paired tasks score recall@1/5/10, and mean recall or mrr@100",
 }
+CAPTION_REFUSED = {"--backend": "each protocol scores recall by its own script's rule, ties included "
+                                "(clip_benchmark's torch.topk per cutoff; SkyScript's argsort), not by a metric backend"}
 TAKES = {
     "caption-benchmark": {"--dataset", "--data", "--protocol", "--split", "--images", "--model", "--pretrained", "--device"},
-    "cross-sensor": {"--index", "--task"},
-    "image-to-caption": {"--index", "--limit", "--model", "--pretrained", "--device"},
+    "cross-sensor": {"--index", "--task", "--backend"},
+    "image-to-caption": {"--index", "--limit", "--model", "--pretrained", "--device", "--backend"},
 }
 PAIRED_ONLY = ("--protocol", "--split", "--images", "--limit", "--task")
 
@@ -366,7 +448,9 @@ def refuse_options(task: str | None, given: Mapping[str, object]) -> None:
     for name in present:
         if name in PAIRED_REFUSED:
             raise ConfigError(f"{name} cannot be used with the {task} evaluation: {PAIRED_REFUSED[name]}")
-        if name not in TAKES[task] and name not in ("--out", "--save-run", "--backend"):
+        if task == "caption-benchmark" and name in CAPTION_REFUSED:
+            raise ConfigError(f"{name} cannot be used with the {task} evaluation: {CAPTION_REFUSED[name]}")
+        if name not in TAKES[task] and name not in ("--out", "--save-run"):
             raise ConfigError(f"{name} cannot be used with the {task} evaluation (it takes {', '.join(sorted(TAKES[task]))})")
     if task == "caption-benchmark" and given.get("--data") is None:
         raise ConfigError("--dataset rs-captions needs --data (the benchmark's folder or annotation file)")
@@ -394,7 +478,7 @@ def paired_to_files(
             check_writable(Path(path))
     if task == "caption-benchmark":
         report, runs = caption_report(scored, requested, str(given.get("--protocol") or "clip_benchmark"),
-                                      given.get("--split"), given.get("--images"), device, backend=backend, on_batch=on_batch)  # type: ignore[arg-type]
+                                      given.get("--split"), given.get("--images"), device, on_batch=on_batch)  # type: ignore[arg-type]
     elif task == "cross-sensor":
         report, runs = cross_sensor_report(scored, backend=backend)
     else:

@@ -133,7 +133,7 @@ def test_skyscript_protocol_prefixes_and_deduplicates(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     text_vectors = rng.normal(size=(len(pairs.texts), 16)).astype(np.float32)
     image_vectors = rng.normal(size=(len(pairs.images), 16)).astype(np.float32)
-    scores, _ = score_pairs(text_vectors, image_vectors, pairs)
+    scores, _, _ = score_pairs(text_vectors, image_vectors, pairs, ties="argsort")
     expected = _skyscript_reference(text_vectors, image_vectors, rows)
     assert {k: scores[k] for k in expected} == pytest.approx(expected, abs=1e-12)
 
@@ -152,7 +152,7 @@ def test_image_to_text_hit_means_any_caption() -> None:
     pairs = Pairs(["a", "b"], ["a1", "a2", "b1"], [(0,), (0,), (1,)])
     texts = np.array([[0, 1], [1, 0], [0.6, 0.8]], np.float32)
     images = np.array([[1, 0], [0, 1]], np.float32)
-    scores, runs = score_pairs(texts, images, pairs, ks=(1,))
+    scores, runs, _ = score_pairs(texts, images, pairs, ks=(1,))
     assert scores["i2t_recall@1"] == 0.5  # a: a2 first (hit); b: a1 first (miss)
     assert scores["t2i_recall@1"] == pytest.approx(2 / 3)  # a1 -> b (miss), a2 -> a (hit), b1 -> b (hit)
     assert runs["i2t"].ranked("i0000000")[0][0] == "t0000001"
@@ -191,13 +191,71 @@ def test_cross_sensor_finds_the_paired_patch_as_a_bare_argsort_does(tmp_path: Pa
     assert report["source"]["counts"]["pairs"] == len(s1) == len(s2)
 
 
-def test_ranx_backend_gives_the_same_paired_scores() -> None:
-    rng = np.random.default_rng(5)
-    pairs = Pairs([f"im{i}" for i in range(12)], [f"c{j}" for j in range(36)], [(j // 3,) for j in range(36)])
-    texts, images = rng.normal(size=(36, 8)).astype(np.float32), rng.normal(size=(12, 8)).astype(np.float32)
-    trec, _ = score_pairs(texts, images, pairs)
-    ranx, _ = score_pairs(texts, images, pairs, backend="ranx")
-    assert ranx == pytest.approx(trec, abs=1e-12)
+def _tied_benchmark() -> tuple[Pairs, np.ndarray, np.ndarray]:
+    """30 images in 10 groups of 3 identical images (as repeated scenes embed alike), one
+    caption per group, paired with the group's first image: every score ties with 2 others, so
+    ties straddle the cutoffs 1, 5 and 10, with the positive inside the tie."""
+    rng = np.random.default_rng(3)
+    groups = rng.normal(size=(10, 8)).astype(np.float32)
+    groups /= np.linalg.norm(groups, axis=1, keepdims=True)
+    images = np.repeat(groups, 3, axis=0)
+    texts = groups + rng.normal(scale=0.3, size=groups.shape).astype(np.float32)
+    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    pairs = Pairs([f"im{i}" for i in range(30)], [f"c{j}" for j in range(10)], [(3 * j,) for j in range(10)])
+    return pairs, texts, images
+
+
+def test_straddling_ties_score_as_clip_benchmark_scores_them() -> None:
+    """clip_benchmark's recall_at_k takes torch.topk(k) per cutoff; a ranked list cut at each
+    k, re-sorted by trec_eval, gives other numbers when a tie straddles k."""
+    import torch
+
+    pairs, texts, images = _tied_benchmark()
+    from rsretrieve.evaluate import score_run
+
+    scores, runs, spread = score_pairs(texts, images, pairs)
+    matrix = torch.from_numpy(texts) @ torch.from_numpy(images).T
+    positive = torch.zeros((10, 30), dtype=torch.bool)
+    positive[torch.arange(10), torch.arange(0, 30, 3)] = True
+    for k in (1, 5, 10):
+        for name, x, y in (("t2i", matrix, positive), ("i2t", matrix.T, positive.T)):
+            reference = (zeroshot_retrieval.batchify(zeroshot_retrieval.recall_at_k, x, y, 64, "cpu", k=k) > 0).float().mean().item()
+            assert scores[f"{name}_recall@{k}"] == pytest.approx(reference, abs=1e-7), (name, k)
+    at_one = spread["t2i_recall@1"]
+    assert at_one["pessimistic"] == 0.0 < at_one["optimistic"] and at_one["queries"] == round(at_one["optimistic"] * 10)
+    qrels = {f"t{j:07d}": {f"i{3 * j:07d}": 1} for j in range(10)}
+    resorted = score_run(qrels, runs["t2i"], ["hit_rate@1", "hit_rate@5", "hit_rate@10"])["scores"]
+    assert any(resorted[f"hit_rate@{k}"] != pytest.approx(scores[f"t2i_recall@{k}"]) for k in (1, 5, 10))  # ties matter here
+    for name, bounds in spread.items():
+        assert bounds["pessimistic"] <= scores[name] <= bounds["optimistic"]
+
+
+def test_straddling_ties_score_as_skyscript_scores_them() -> None:
+    import torch
+
+    pairs, texts, images = _tied_benchmark()
+    scores, _, _ = score_pairs(texts, images, pairs, ties="argsort")
+    tv, iv = torch.from_numpy(texts), torch.from_numpy(images)
+    for k in (1, 5, 10):
+        t2i = np.mean([3 * n in torch.argsort(100 * tv[n] @ iv.T, descending=True)[:k].tolist() for n in range(10)])
+        i2t = np.mean([n % 3 == 0 and n // 3 in torch.argsort(100 * iv[n] @ tv.T, descending=True)[:k].tolist() for n in range(30)])
+        assert scores[f"t2i_recall@{k}"] == pytest.approx(t2i, abs=1e-12)
+        assert scores[f"i2t_recall@{k}"] == pytest.approx(i2t, abs=1e-12)
+
+
+def test_the_spread_ties_allow_by_hand() -> None:
+    from rsretrieve.paired import tie_bounds
+    import torch
+
+    scores = torch.tensor([[0.9, 0.5, 0.5, 0.5, 0.1]])
+    positive = torch.tensor([[False, False, True, False, False]])
+    best, worst = tie_bounds(scores, positive, 2)  # one slot left for three tied: the positive may or may not get it
+    assert best.tolist() == [True] and worst.tolist() == [False]
+    best, worst = tie_bounds(scores, positive, 4)  # three slots for three tied: it is in
+    assert best.tolist() == worst.tolist() == [True]
+    positive = torch.tensor([[False, True, True, False, False]])
+    best, worst = tie_bounds(scores, positive, 3)  # two slots, one tied negative: a positive is always in
+    assert best.tolist() == worst.tolist() == [True]
 
 
 def test_a_model_that_is_not_open_clip_is_refused_before_it_loads(bench: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,7 +13,7 @@ from typer.core import TyperGroup
 
 from rsretrieve import __version__
 from rsretrieve.cli import render
-from rsretrieve.errors import RsRetrieveError, RsRetrieveWarning
+from rsretrieve.errors import RsRetrieveError, RsRetrieveWarning, Terminated, sigterm_raises
 
 
 
@@ -56,16 +54,16 @@ class _Group(TyperGroup):
                 shown(message, category, *args, **kwargs)
 
         warnings.showwarning = show
-        previous = _catch_sigterm()
         try:
-            return super().invoke(ctx)
+            with sigterm_raises():
+                return super().invoke(ctx)
         except RsRetrieveError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; rerun the same command to resume")
             raise typer.Exit(130) from None
-        except _Terminated:
+        except Terminated:
             err.print("terminated (SIGTERM); rerun the same command to resume")
             raise typer.Exit(143) from None
         except OSError as exc:  # a write that no atomic writer wrapped: still one line when the disk is at fault
@@ -79,24 +77,6 @@ class _Group(TyperGroup):
             raise typer.Exit(2) from None
         finally:
             warnings.showwarning = shown
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-
-
-class _Terminated(BaseException):
-    """SIGTERM (``timeout``, slurm, docker) raised in the main thread, so that every ``finally``
-    runs: locks are released, temporary folders go, saved batches stay for the rerun."""
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
-def _catch_sigterm() -> object:
-    """Install the SIGTERM handler (main thread only); the handler it replaced, or None."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _terminated)
 
 
 app = typer.Typer(
@@ -360,7 +340,7 @@ def evaluate(
     results_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Results JSON (default: beside what was scored, INDEX.results.json or RUN.results.json).")] = None,
     run_out: Annotated[Optional[Path], typer.Option("--save-run", help="Also write the runs of every slice and the corpus (.json or TREC), for eval --run.")] = None,
     group_by: Annotated[Optional[str], typer.Option("--group-by", help="Query fields to slice metrics by, e.g. country,season,climate_zone.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="trec_eval (pytrec_eval, default) or ranx: equal numbers.")] = "trec_eval",
+    backend: Annotated[Optional[str], typer.Option("--backend", help="trec_eval (pytrec_eval, default) or ranx: equal numbers.")] = None,
     bbox: Annotated[Optional[str], typer.Option("--bbox", help="Score only the region lon_min,lat_min,lon_max,lat_max (its documents and their qrels).")] = None,
     near: Annotated[Optional[str], typer.Option("--near", help="Score only the documents within --radius-km of lon,lat.")] = None,
     radius_km: RadiusOpt = None,
@@ -387,9 +367,10 @@ def evaluate(
     given = {"--index": index_dir, "--run": run_file, "--qrels": qrels, "--queries": queries, "--depth": depth or old_k,
              "--group-by": group_by, "--bbox": bbox, "--near": near, "--metrics": metrics, "--dataset": dataset, "--data": data,
              "--protocol": protocol, "--split": split, "--images": images, "--task": task, "--limit": limit,
-             "--model": model, "--pretrained": pretrained, "--device": device}
+             "--model": model, "--pretrained": pretrained, "--device": device, "--backend": backend}
     kind = paired_task(index_dir, dataset, task)
     refuse_options(kind, given)
+    backend = backend or "trec_eval"
     if kind is not None:
         with render.progress(err, "embedding images") as bar:
             result = paired_to_files(kind, given, results_out, run_out, backend, _requested(model, pretrained, seed), device, on_batch=bar)

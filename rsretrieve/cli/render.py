@@ -138,6 +138,10 @@ def report(console: Console, warn: Console, result: Mapping[str, Any]) -> None:
     if result.get("as_reported"):
         console.print("as the protocol's script prints them (percent): "
                       + ", ".join(f"{name} {value:.2f}" for name, value in result["as_reported"].items()), markup=False, soft_wrap=True)
+    for name, spread in result.get("ties", {}).items():
+        warn.print(f"note: {name}: tied scores straddle the cutoff for {_count(spread['queries'], 'query', 'queries')}; "
+                   f"any order of the ties gives {spread['pessimistic']:.4f} to {spread['optimistic']:.4f} "
+                   "(the value above is the reference script's own order)", markup=False, soft_wrap=True)
     for field, groups in result.get("groups", {}).items():
         grouped = Table(title=f"by {field} (all)")
         grouped.add_column(field)

@@ -16,8 +16,10 @@ The default split is ``test``, the split the papers report. Items keep the file'
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rsretrieve.datasets.base import Dataset
-from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.errors import ConfigError, DataError, warn
 
 LAYOUTS = ("karpathy", "nwpu", "csv")
 SPLITS = ("test", "train", "val")
@@ -69,19 +71,26 @@ class RSCaptions(Dataset):
             present = sorted({split for _, split in listed})
             raise DataError(f"{self.annotations}: no image of split '{self.split}' (its splits: {', '.join(present) or 'none'})")
         self.images_dir = _images_dir(self.folder, images)
-        self.items = chosen
-        self.paths = {item.filename: self._locate(item) for item in chosen}
+        self.paths: dict[str, Path] = {}
+        self.items = []
+        for item in chosen:  # each item named by its file's path under images_dir: NWPU's name.jpg of two categories are two
+            key, path = self._locate(item)
+            self.paths[key] = path
+            self.items.append(dataclasses.replace(item, filename=key))
+        self.repeated = _repeated(self.items)
 
-    def _locate(self, item: CaptionedImage) -> Path:
-        name = Path(item.filename)
-        if name.is_absolute() or ".." in name.parts or not item.filename.strip():
-            raise DataError(f"{self.annotations}: image '{item.filename}' is not a file name inside the dataset folder")
-        candidates = [self.images_dir / name]
-        if item.category:
-            candidates.append(self.images_dir / item.category / name)
-        for path in candidates:
+    def _locate(self, item: CaptionedImage) -> tuple[str, Path]:
+        """The item's path under ``images_dir`` (as a key) and on disk. Every path the
+        annotation file names, file names and NWPU's category folders alike, must stay inside
+        ``images_dir``."""
+        name = _inside(self.annotations, "image", item.filename)
+        candidates = [name]
+        if item.category is not None:
+            candidates.append(_inside(self.annotations, "category", item.category) / name)
+        for relative in candidates:
+            path = self.images_dir / relative
             if path.is_file():
-                return path
+                return relative.as_posix(), path
         raise DataError(f"{self.annotations}: image '{item.filename}' not found in {self.images_dir}"
                         + (f" (nor in {self.images_dir / item.category})" if item.category else ""))
 
@@ -101,9 +110,14 @@ class RSCaptions(Dataset):
         if path is None:
             raise DataError(f"{self.annotations}: no image '{filename}' in split '{self.split}'")
         try:
-            with Image.open(path) as image:
-                return _as_rgb(image, path)
-        except (UnidentifiedImageError, OSError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    return _as_rgb(image, path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise DataError(f"{path}: the image header claims more pixels than rsretrieve decodes "
+                            f"({Image.MAX_IMAGE_PIXELS:,} px, PIL's decompression-bomb limit)") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise DataError(f"{path}: cannot read image: {exc}") from None
 
     def read_raw(self, key: str) -> np.ndarray:
@@ -112,6 +126,24 @@ class RSCaptions(Dataset):
 
     def sensor_of(self, key: str) -> str:
         return "rgb"
+
+
+def _inside(annotations: Path, what: str, name: str) -> Path:
+    """``name``, a relative path the annotation file gives, refused when it could leave the
+    images folder: absolute, with a ``..`` part, empty, or holding a NUL or backslash."""
+    path = Path(name)
+    if (not name.strip() or path.is_absolute() or ".." in path.parts or "\0" in name or "\\" in name
+            or path.parts[:1] == ("~",)):
+        raise DataError(f"{annotations}: {what} '{name}' is not a name inside the dataset folder")
+    return path
+
+
+def _repeated(items: list[CaptionedImage]) -> dict[str, int]:
+    """Files that more than one entry of the split names, with how many entries do."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.filename] = counts.get(item.filename, 0) + 1
+    return {name: n for name, n in counts.items() if n > 1}
 
 
 def find_annotations(root: Path, split: str) -> tuple[Path, str]:
@@ -145,6 +177,8 @@ def _layout_of(path: Path) -> str:
 def _text(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise DataError(f"{where}: caption {value!r} is not text")
+    if not value.strip():
+        raise DataError(f"{where}: empty caption")
     return value
 
 
@@ -195,7 +229,7 @@ def _read_csv(path: Path) -> tuple[list[tuple[CaptionedImage, str]], str]:
     raw = path.read_bytes()
     for encoding in CSV_ENCODINGS:
         try:
-            text = raw.decode(encoding)
+            text = raw.decode(encoding).removeprefix("\ufeff")  # gb18030 has a byte-order mark of its own
             break
         except UnicodeDecodeError:
             continue
@@ -228,14 +262,33 @@ def _images_dir(folder: Path, given: Path | str | None) -> Path:
     return found[0]
 
 
+def _to_uint8(array: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """A 16-bit or float band as 8 bits. Unsigned integers are scaled by their maximum; floats
+    already in [0, 1] by 255, others stretched from their minimum to their maximum. Nothing
+    wraps around (values are clipped before the cast); a band without one finite value is an
+    error, and non-finite pixels become 0 with a warning."""
+    finite = np.isfinite(array)
+    if not finite.any():
+        raise DataError(f"{path}: a {mode} image without one finite pixel")
+    if not finite.all():
+        warn(f"{path}: {int((~finite).sum())} non-finite pixels of {array.size} read as 0")
+    values = array[finite]
+    low, high = float(values.min()), float(values.max())
+    if mode == "F" and low >= 0.0 and high <= 1.0:
+        scaled = array * 255.0
+    elif low >= 0.0:
+        scaled = array / (high or 1.0) * 255.0
+    else:
+        scaled = (array - low) / ((high - low) or 1.0) * 255.0
+    return np.clip(np.rint(np.where(finite, scaled, 0.0)), 0, 255).astype(np.uint8)
+
+
 def _as_rgb(image: Any, path: Path) -> Any:
     """RGB whatever the file holds: palette and grey images are converted, 16-bit TIFFs scaled."""
     from PIL import Image
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, np.float64)
-        top = array.max() or 1.0
-        image = Image.fromarray((array / top * 255).astype(np.uint8))
+        image = Image.fromarray(_to_uint8(np.asarray(image, np.float64), image.mode, path))
     if image.mode not in ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr"):
         raise DataError(f"{path}: image mode {image.mode} is not an RGB-convertible image")
     return image.convert("RGB")
