@@ -28,7 +28,7 @@ from rsretrieve.config import IndexJob, foreign_message
 from rsretrieve.datasets.base import Batch
 from rsretrieve.datasets.git10m import Git10M
 from rsretrieve.embeddings import ImagePipeline
-from rsretrieve.encoders import Encoder, EncoderSpec
+from rsretrieve.encoders import Encoder, EncoderSpec, check_finite
 from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.index import EXACT_FILTER_ROWS, FORMAT_VERSION, package_versions, read_manifest, top_rows, widening_search
 from rsretrieve.geo import GeoFilter
@@ -124,7 +124,8 @@ def build_caption_index(
                 on_batch(len(batch.skipped))
             if not batch.caption:
                 continue
-            vectors = np.ascontiguousarray(encoder.encode_texts(batch.caption), np.float32)
+            vectors = check_finite(np.ascontiguousarray(encoder.encode_texts(batch.caption), np.float32), encoder,
+                                   batch.img_name, "caption of img_name")
             if index.is_trained:
                 index.add(vectors)
             else:

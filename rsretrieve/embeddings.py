@@ -22,7 +22,7 @@ import numpy as np
 from rsretrieve.datasets.base import Batch, PatchDataset
 from rsretrieve.datasets.readers import read_batches
 from rsretrieve.datasets.sensors import BANDS, Sensor
-from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
+from rsretrieve.encoders import Encoder, EncoderSpec, check_finite, load_encoder
 from rsretrieve.config import check_precision
 from rsretrieve.errors import ConfigError, DataError, ModelError, warn
 from rsretrieve.io import atomic_path, write_json
@@ -165,7 +165,7 @@ def embed_dataset(
     if on_batch:
         on_batch(sum(len(b) for b in batches) - sum(len(batches[i]) for i in todo))
     for index, batch in zip(todo, read_batches(dataset, [batches[i] for i in todo], readers)):
-        vectors = pipeline.embed(batch)
+        vectors = check_finite(pipeline.embed(batch), pipeline.encoder, batch.keys, "key")
         _save_batch(_batch_path(work_dir, index), batch, vectors)
         if on_batch:
             on_batch(len(batch.keys))

@@ -22,6 +22,7 @@ import numpy as np
 
 from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.evaluate import EvalOutput, check_backend, score_run
+from rsretrieve.encoders import check_finite
 from rsretrieve.registry import unknown_name_error
 from rsretrieve.runs import Run
 
@@ -225,7 +226,8 @@ def as_reported(scores: Mapping[str, float], protocol: Protocol) -> dict[str, fl
 
 
 def embed_texts(encoder: Any, texts: Sequence[str]) -> np.ndarray:
-    parts = [encoder.encode_texts(list(texts[i : i + TEXT_BATCH])) for i in range(0, len(texts), TEXT_BATCH)]
+    parts = [check_finite(encoder.encode_texts(list(texts[i : i + TEXT_BATCH])), encoder, texts[i : i + TEXT_BATCH], "caption")
+             for i in range(0, len(texts), TEXT_BATCH)]
     return np.concatenate(parts) if parts else np.zeros((0, encoder.embed_dim), np.float32)
 
 
@@ -262,7 +264,7 @@ def caption_report(
     vectors = []
     for start in range(0, len(distinct), IMAGE_BATCH):
         names = distinct[start : start + IMAGE_BATCH]
-        vectors.append(encoder.encode_files([dataset.open_image(n) for n in names]))
+        vectors.append(check_finite(encoder.encode_files([dataset.open_image(n) for n in names]), encoder, names, "image"))
         if on_batch:
             on_batch(len(names))
     row = {name: i for i, name in enumerate(distinct)}

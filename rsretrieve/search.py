@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rsretrieve.encoders import Encoder, EncoderSpec, load_encoder
+from rsretrieve.encoders import Encoder, EncoderSpec, check_finite, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.geo import GeoFilter
 from rsretrieve.index import EXACT_FILTER_ROWS, LoadedIndex, top_rows, widening_search
@@ -69,7 +69,7 @@ def encode_queries(encoder: Encoder, queries: Mapping[str, str]) -> tuple[list[s
         [encoder.encode_texts([queries[q] for q in qids[i : i + QUERY_BATCH]])
          for i in range(0, len(qids), QUERY_BATCH)]
     )
-    return qids, vectors
+    return qids, check_finite(vectors, encoder, qids, "query")
 
 
 def search_vectors(

@@ -89,3 +89,26 @@ def test_out_of_memory_halves_the_forward_batch_with_a_warning() -> None:
         vectors = pipeline.embed(Batch("s1", [str(i) for i in range(10)], images, 0))
     np.testing.assert_array_equal(vectors, images.reshape(10, -1)[:, :4])
     assert pipeline.forward_batch == 2 and encoder.passes == [2, 2, 2, 2, 2]
+
+
+def test_weights_holding_a_nan_are_refused_naming_encoder_and_key(sample_root, tmp_path) -> None:  # noqa: ANN001
+    """One NaN in a weight makes every embedding NaN; an index of NaN rows ranks nothing and,
+    before this check, was built without a word."""
+    import torch
+    from safetensors.torch import save_file
+
+    from rsretrieve.encoders import load_encoder
+    from tests.cli.test_cli import assert_user_error, invoke
+    from tests.conftest import TINY
+
+    model = load_encoder(TINY).model
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    name = next(k for k in state if k.startswith("visual.") and state[k].is_floating_point() and state[k].ndim > 1)
+    state[name].view(-1)[0] = float("nan")
+    weights = tmp_path / "nan.safetensors"
+    save_file(state, str(weights))
+    result = invoke("index", "--data", sample_root, "--model", "rsretrieve-tiny", "--pretrained", weights, "--limit", "6",
+                    "--out", tmp_path / "idx")
+    assert_user_error(result, r"open_clip:rsretrieve-tiny \[.*nan.safetensors\] gave non-finite embeddings for \d+ of \d+ keys "
+                              r"of a batch \(first: key '.+'\)")
+    assert not (tmp_path / "idx").exists()

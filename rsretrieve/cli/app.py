@@ -298,7 +298,8 @@ def search(
                                like, exclude_self)
     if run_out is not None:
         write_run(run, run_out)
-    render.search_results(out, run, topics, index, run_out, depth)
+    given = [name for name, value in (("--sensor", sensor), ("--bbox", bbox), ("--near", near), ("--exclude-self", exclude_self)) if value]
+    render.search_results(out, run, topics, index, run_out, depth, given)
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -266,11 +266,12 @@ def caption_search(console: Console, warn: Console, topics: Mapping[str, str], f
 
 
 def search_results(console: Console, run: Run, topics: Mapping[str, str], index: Any, run_out: Path | None,
-                   shown: int) -> None:
+                   shown: int, filters: Sequence[str] = ()) -> None:
     """The top ``shown`` hits of each query (``-k``), or where the run was written
-    (``index``: the LoadedIndex)."""
+    (``index``: the LoadedIndex; ``filters``: the filter options given, named when nothing passes)."""
     if len(run.docs) == 0:
-        console.print("no document passes the filters given (--sensor, --bbox, --near): nothing to rank")
+        console.print(f"no document passes the filters given ({', '.join(filters)}): nothing to rank" if filters
+                      else "the index holds no document to rank")
     if run_out is not None:
         console.print(f"wrote run for {len(run)} queries to {run_out}")
     else:

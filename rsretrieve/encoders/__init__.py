@@ -68,6 +68,21 @@ ENCODERS: Registry[EncoderLoader] = Registry("encoder backend", "rsretrieve.enco
 register_encoder = ENCODERS.register
 
 
+def check_finite(vectors: np.ndarray, encoder: Any, names: Sequence[str], what: str) -> np.ndarray:
+    """``vectors`` when every one is finite. A NaN or inf embedding (weights holding a NaN, a
+    layer overflowing in half precision) would be indexed and ranked as if it were a score:
+    refuse it, naming the encoder and the first ``what`` (key, caption row, query) it hit."""
+    bad = ~np.isfinite(vectors).all(axis=1) if vectors.ndim == 2 else ~np.isfinite(vectors)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        from rsretrieve.errors import ModelError
+
+        raise ModelError(f"{encoder.spec.label()} gave non-finite embeddings for {int(bad.sum())} of {len(vectors)} "
+                         f"{what}s of a batch (first: {what} '{names[first]}'); its weights or its arithmetic "
+                         "produce NaN or inf, so nothing of this batch was kept")
+    return vectors
+
+
 def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
     return ENCODERS.get(spec.backend)(spec, device)  # type: ignore[call-arg]
 

@@ -128,7 +128,7 @@ def test_every_path_an_annotation_file_names_stays_inside(tmp_path: Path) -> Non
     for bad in ("../..", "..", "/etc", "", "a\\..\\b", "~"):
         moved = {bad: [entry], **{k: v for k, v in data.items() if k != category}}
         (root / "dataset_nwpu.json").write_text(json.dumps(moved))
-        with pytest.raises(DataError, match=rf"dataset_nwpu.json: (category|image) '.*' is not a name inside the dataset folder"):
+        with pytest.raises(DataError, match=r"dataset_nwpu.json: (category|image) '.*' is not a name inside the dataset folder"):
             RSCaptions(root)
 
 
