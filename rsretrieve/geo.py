@@ -2,8 +2,11 @@
 
 A CrisisLandMark patch's location is its centre pixel ``coords[:, 60, 60]`` in the sample's
 ``crs`` attribute (an EPSG code, stored as float32), turned into lon/lat degrees the way the
-authors do it (pyproj, inverse projection; EPSG:4326 is taken as it is). Unknown locations are
-NaN here and null in ``ids.parquet``.
+authors do it (pyproj, inverse projection; EPSG:4326 is taken as it is). Coords stored as
+integers are read as numbers, and a ``crs`` stored as text (``'EPSG:32610'``, ``'32610'``) as
+its code; a code that is not a whole number, or a CRS that is not two-dimensional (geocentric
+EPSG:4978, 3-D EPSG:4979), locates nothing (``crs_code``, ``LonLat.transformer``). Unknown
+locations are NaN here and null in ``ids.parquet``; ``rsretrieve check`` names each cause.
 
 Filters: a box ``lon_min,lat_min,lon_max,lat_max`` (lon_min > lon_max crosses the
 antimeridian) and a circle ``--near lon,lat --radius-km R`` by haversine distance on a sphere
@@ -13,6 +16,7 @@ of the Earth's mean radius. A row of unknown location passes no geographic filte
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,6 +123,34 @@ class GeoFilter:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
+EPSG_TEXT = re.compile(r"^\s*(?:epsg\s*:\s*)?(\d+)(?:\.0*)?\s*$", re.IGNORECASE)
+
+
+def crs_code(value: object) -> tuple[int | None, str | None]:
+    """The EPSG code a ``crs`` attribute holds, or None with why: absent, not finite, text that
+    is no EPSG code, or a number that is not whole (32610.7 is no code, not 32610)."""
+    if value is None:
+        return None, "no 'crs' attribute"
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.ravel()[0]
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        found = EPSG_TEXT.match(value)
+        if found is None:
+            return None, f"crs {value!r} is not an EPSG code"
+        return int(found.group(1)), None
+    try:
+        number = float(np.asarray(value, dtype=np.float64).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        return None, f"crs {value!r} is not an EPSG code"
+    if not np.isfinite(number):
+        return None, "the 'crs' attribute is not finite"
+    if number != round(number) or number <= 0:
+        return None, f"crs {number:g} is not a whole positive EPSG code"
+    return int(number), None
+
+
 class LonLat:
     """Projected centre coordinates -> lon/lat degrees, one cached pyproj transformer per CRS."""
 
@@ -147,14 +179,13 @@ class LonLat:
         return lon, lat
 
     def transformer(self, code: int) -> Any:
-        """pyproj's inverse transformer for EPSG ``code``; ``WGS84`` for lon/lat; None if unknown."""
+        """pyproj's inverse transformer for EPSG ``code``; ``WGS84`` for lon/lat; None if
+        unknown or not a 2-D CRS (a patch's two coords cannot place it in a geocentric or 3-D one)."""
         if code not in self._transformers:
-            from pyproj import CRS, Transformer
-            from pyproj.exceptions import CRSError
+            from pyproj import Transformer
 
-            try:
-                crs = CRS.from_epsg(code)
-            except CRSError:
+            crs = epsg_crs(code)
+            if crs is None or flat_problem(crs) is not None:
                 self._transformers[code] = None
             else:
                 self._transformers[code] = WGS84 if crs.to_epsg() == WGS84 else \
@@ -162,21 +193,69 @@ class LonLat:
         return self._transformers[code]
 
 
-def coords_problem(x: float, y: float, crs: float | None, converter: LonLat) -> tuple[str, str] | None:
-    """(code, why) when a centre coordinate is impossible for its CRS; None when plausible."""
+def epsg_crs(code: int) -> Any:
+    """pyproj's CRS of EPSG ``code``, or None when pyproj knows no such code."""
     from pyproj import CRS
     from pyproj.exceptions import CRSError
 
-    if crs is None or not np.isfinite(crs):
-        return "coords-crs", "no 'crs' attribute: the location cannot be converted"
+    try:
+        return CRS.from_epsg(code)
+    except CRSError:
+        return None
+
+
+def flat_problem(crs: Any) -> str | None:
+    """Why a CRS cannot hold a patch's 2-D centre (geocentric, or not two axes), else None."""
+    if crs.is_geocentric:
+        return "is geocentric (x, y, z from the Earth's centre)"
+    if len(crs.axis_info) != 2:
+        return f"has {len(crs.axis_info)} axes, not 2"
+    return None
+
+
+PIXEL_M = 10.0  # CrisisLandMark's documented pixel spacing (Sentinel-1 GRD and Sentinel-2 at 10 m)
+SPACING_SLACK = 3.0  # flagged beyond 3.3 m .. 30 m
+METRES_PER_DEGREE = 111_320.0
+
+
+def pixel_spacing_m(coords: np.ndarray, crs: Any) -> float | None:
+    """The median distance in metres between neighbouring pixels of a (2, H, W) coords grid
+    in ``crs`` (degrees turned to metres at the patch's latitude); None if not measurable."""
+    x, y = coords
+    steps = np.concatenate([np.hypot(np.diff(x, axis=1), np.diff(y, axis=1)).ravel(),
+                            np.hypot(np.diff(x, axis=0), np.diff(y, axis=0)).ravel()])
+    steps = steps[np.isfinite(steps)]
+    if steps.size == 0:
+        return None
+    step = float(np.median(steps))
+    if crs.is_geographic:
+        lat = float(np.nanmedian(y)) if np.isfinite(y).any() else 0.0
+        dx = np.median(np.abs(np.diff(x, axis=1))) * METRES_PER_DEGREE * np.cos(np.radians(lat))
+        dy = np.median(np.abs(np.diff(y, axis=0))) * METRES_PER_DEGREE
+        step = float(np.hypot(dx, dy) if dx and dy else max(dx, dy))
+    else:
+        unit = crs.axis_info[0].unit_conversion_factor or 1.0
+        step *= unit
+    return step
+
+
+def coords_problem(x: float, y: float, crs: object, converter: LonLat) -> tuple[str, str] | None:
+    """(code, why) when a centre coordinate is impossible for its CRS (the ``crs`` attribute
+    as stored); None when plausible."""
+    code, why = crs_code(crs)
+    if code is None:
+        return "coords-crs", f"{why}: the location cannot be converted"
     if not (np.isfinite(x) and np.isfinite(y)):
         return "coords-nonfinite", "centre coords are not finite: location unknown"
     if x == 0 and y == 0:
         return "coords-zero", "centre coords are (0, 0), a fill value: location unknown"
-    try:
-        info = CRS.from_epsg(int(crs))
-    except CRSError:
-        return "coords-crs", f"crs {crs:g} is not an EPSG code pyproj knows: location unknown"
+    info = epsg_crs(code)
+    if info is None:
+        return "coords-crs", f"crs {code} is not an EPSG code pyproj knows: location unknown"
+    flat = flat_problem(info)
+    if flat is not None:
+        return "coords-crs-not-2d", f"EPSG:{code} {flat}: a patch's two coords cannot be located in it"
+    crs = code
     if info.to_epsg() == WGS84 and not (-90 <= y <= 90 and -180 <= x <= 180):
         return "coords-range", f"centre ({x:g}, {y:g}) is beyond ±90° latitude or ±180° longitude for EPSG:4326"
     lon, lat = converter.convert(np.array([x]), np.array([y]), np.array([crs]))

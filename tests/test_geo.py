@@ -87,6 +87,7 @@ def test_filters_are_exact_on_every_index_kind(random_index, tmp_path, kind: str
         faiss.write_index(build_faiss(embeddings, settings), str(folder / "index.faiss"))
         manifest = read_manifest(folder)
         manifest["index"] = {**manifest["index"], **settings.__dict__}
+        manifest["files"]["index.faiss"] = {"bytes": (folder / "index.faiss").stat().st_size}  # as a build records it
         (folder / "manifest.json").write_text(json.dumps(manifest))
     index = load_index(folder)
     rng = np.random.default_rng(0)
@@ -184,3 +185,44 @@ def test_check_flags_impossible_coords(sample_copy) -> None:  # noqa: ANN001
     assert flagged["coords-area"]["examples"] == [keys[2]] and "outside the CRS's area of use" in flagged["coords-area"]["message"]
     assert flagged["coords-crs"]["examples"] == [keys[3]] and "not an EPSG code" in flagged["coords-crs"]["message"]
     assert len(flagged) == 4
+
+
+def test_coords_and_crs_as_datasets_store_them(sample_copy, tmp_path) -> None:  # noqa: ANN001
+    """Integer coords and a crs stored as text are read; a crs that is no whole code or not
+    2-D locates nothing and check says why; degrees under a UTM code are flagged twice."""
+    from rsretrieve.datasets.check import check_dataset
+
+    keys = [first_key(sample_copy, p) for p in ("benv2s2", "cabuar", "benv2s1", "mmflood")]
+    expected = raw_centres(sample_copy, keys[:2])
+    degrees_source = _source_keys(sample_copy, "quakeset")
+    with h5py.File(sample_copy / "crisislandmark.h5", "a") as main:
+        coords = np.rint(main[keys[0]]["coords"][()]).astype(np.int32)
+        del main[keys[0]]["coords"]
+        main[keys[0]]["coords"] = coords  # whole metres, as integers
+        code = int(main[keys[1]].attrs["crs"])
+        main[keys[1]].attrs["crs"] = f"EPSG:{code}"
+        main[keys[2]].attrs["crs"] = np.float32(32610.7)
+        main[keys[3]].attrs["crs"] = np.float32(4978)  # geocentric
+        for key in degrees_source:  # degrees written under a UTM code
+            main[key].attrs["crs"] = np.float32(32631)
+            lon, lat = np.meshgrid(4.5 + np.arange(120) * 1e-4, 52.3 - np.arange(120) * 1e-4)
+            main[key]["coords"][...] = np.stack([lon, lat]).astype(np.float32)
+    out = tmp_path / "idx"
+    build_index(CrisisLandMark(sample_copy), build_pipeline(RANDOM), out, batch_size=8)
+    index = load_index(out)
+    row = {k: i for i, k in enumerate(index.keys)}
+    np.testing.assert_allclose(index.locations[[row[keys[0]], row[keys[1]]]], expected, atol=1e-4)  # integers round to 1 m
+    assert np.isnan(index.locations[row[keys[2]]]).all() and np.isnan(index.locations[row[keys[3]]]).all()
+
+    report = check_dataset(sample_copy)
+    flagged = {p["code"]: p for p in report["problems"] if p["code"].startswith("coords")}
+    assert flagged["coords-crs"]["examples"] == [keys[2]] and "32610.7 is not a whole positive EPSG code" in flagged["coords-crs"]["message"]
+    assert flagged["coords-crs-not-2d"]["examples"] == [keys[3]] and "EPSG:4978 is geocentric" in flagged["coords-crs-not-2d"]["message"]
+    assert flagged["coords-spacing"]["count"] == len(degrees_source) and "not about 10 m" in flagged["coords-spacing"]["message"]
+    assert flagged["coords-one-point"]["examples"] == ["quakeset"]
+    assert keys[0] not in str(flagged) and keys[1] not in str(flagged)
+
+
+def _source_keys(root, source: str) -> list[str]:  # noqa: ANN001
+    with h5py.File(root / "crisislandmark.h5", "r") as main:
+        return [k for k in main if k.startswith(source)]

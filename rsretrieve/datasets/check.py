@@ -14,8 +14,12 @@ that do not exist, a source whose patches are all constant); warnings are plausi
 - non-finite pixels (per source), and patches without a single finite pixel;
 - keys of the main file that metadata.parquet does not list; labels outside the vocabulary;
 - coords impossible for their CRS: all zero, not finite, latitude beyond ±90 (EPSG:4326), a
-  CRS pyproj does not know, or a centre outside the CRS's area of use (3° of slack); such a
-  patch's location is unknown to geographic filters.
+  CRS pyproj does not know, a ``crs`` that is no whole EPSG code (32610.7) or not 2-D
+  (geocentric EPSG:4978), or a centre outside the CRS's area of use (3° of slack); such a
+  patch's location is unknown to geographic filters;
+- coords whose neighbouring pixels are not about 10 m apart (3.3 to 30 m), and a source whose
+  patches all sit at one point: degrees stored under a UTM code land a whole source at one
+  plausible-looking place, inside the CRS's area of use.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from rsretrieve.datasets.crisislandmark import MAIN_FILE, METADATA_FILE, PATCH_SIZE, QRELS_DIR, QUERIES_FILE, _scalar, _Shards
+from rsretrieve.datasets.crisislandmark import MAIN_FILE, METADATA_FILE, PATCH_SIZE, QRELS_DIR, QUERIES_FILE, _Shards
 from rsretrieve.datasets.labels import CLASSES, normalise_labels, parse_labels
 from rsretrieve.datasets.sensors import BANDS, SOURCES, sensor_of_key
 from rsretrieve.errors import DataError
-from rsretrieve.geo import CENTRE, LonLat, coords_problem
+from rsretrieve.geo import CENTRE, PIXEL_M, SPACING_SLACK, LonLat, coords_problem, crs_code, epsg_crs, pixel_spacing_m
 
 S2_MAX_PLAUSIBLE = 20_000.0
+ONE_POINT_DEG = 1e-4  # about 10 m: patches of a source closer than this are one place
 EXAMPLES = 5
 
 
@@ -71,6 +76,19 @@ class _SourceStats:
     low: np.ndarray | None = None
     high: np.ndarray | None = None
     outside_scale: int = 0
+    located: int = 0
+    lon_range: tuple[float, float] = (math.inf, -math.inf)
+    lat_range: tuple[float, float] = (math.inf, -math.inf)
+
+    def place(self, lon: float, lat: float) -> None:
+        """One patch centre of the source (running extent, not the list)."""
+        self.located += 1
+        self.lon_range = (min(self.lon_range[0], lon), max(self.lon_range[1], lon))
+        self.lat_range = (min(self.lat_range[0], lat), max(self.lat_range[1], lat))
+
+    def one_point(self) -> bool:
+        """Several located patches, all within about a pixel of one point."""
+        return self.located > 1 and max(self.lon_range[1] - self.lon_range[0], self.lat_range[1] - self.lat_range[0]) < ONE_POINT_DEG
 
     def add(self, image: np.ndarray) -> None:
         bands = image.shape[0]
@@ -250,10 +268,11 @@ def _check_sample(shards: _Shards, key: str, listed: list[str], stats: dict[str,
     if dataset.dtype != np.float32:
         loss = "loses precision (3 significant digits)" if dataset.dtype.itemsize < 4 else "is read as float32"
         problems.add("warning", "dtype", f"image stored as {dataset.dtype}, not float32: it {loss}", key)
+    centre = None
     if group.get("coords", getlink=True) is None:
         problems.add("warning", "no-coords", "no 'coords' dataset: the patch's location is unknown", key)
     else:
-        _check_coords(shards, group, key, problems)
+        centre = _check_coords(shards, group, key, problems)
     _check_label_attribute(group, listed, key, problems)
     try:
         image = np.asarray(dataset[()], dtype=np.float32)
@@ -261,6 +280,8 @@ def _check_sample(shards: _Shards, key: str, listed: list[str], stats: dict[str,
         problems.add("error", "damaged", f"cannot read the image ({str(exc).splitlines()[0][:80]})", key)
         return
     entry = stats.setdefault(source, _SourceStats(sensor))
+    if centre is not None:
+        entry.place(*centre)
     blank_before = entry.blank_patches
     entry.add(image)
     if entry.blank_patches > blank_before:
@@ -270,23 +291,36 @@ def _check_sample(shards: _Shards, key: str, listed: list[str], stats: dict[str,
 _LONLAT = LonLat()
 
 
-def _check_coords(shards: _Shards, group: Any, key: str, problems: _Problems) -> None:
-    """Coords that cannot be a place on Earth in the sample's CRS."""
+def _check_coords(shards: _Shards, group: Any, key: str, problems: _Problems) -> tuple[float, float] | None:
+    """Coords that cannot be a place on Earth in the sample's CRS, or whose pixels are not
+    about 10 m apart; the centre's lon/lat when it has one (for the per-source checks)."""
     try:
         coords = np.asarray(shards.member(group, "coords", key)[()], np.float64)
     except (DataError, OSError, RuntimeError, ValueError, TypeError) as exc:
         problems.add("warning", "coords-damaged", f"cannot read 'coords' ({str(exc).splitlines()[0][:80]})", key)
-        return
+        return None
     if coords.shape != (2, PATCH_SIZE, PATCH_SIZE):
         problems.add("warning", "coords-shape", f"'coords' shape is not (2, {PATCH_SIZE}, {PATCH_SIZE}): location unknown", key)
-        return
+        return None
     if not np.any(coords):
         problems.add("warning", "coords-zero", "'coords' are all zero: location unknown", key)
-        return
-    crs = _scalar(group.attrs.get("crs"))
-    problem = coords_problem(float(coords[0, CENTRE, CENTRE]), float(coords[1, CENTRE, CENTRE]), crs, _LONLAT)
+        return None
+    stored = group.attrs.get("crs")
+    x, y = float(coords[0, CENTRE, CENTRE]), float(coords[1, CENTRE, CENTRE])
+    problem = coords_problem(x, y, stored, _LONLAT)
     if problem is not None:
         problems.add("warning", problem[0], problem[1], key)
+        return None
+    code, _ = crs_code(stored)
+    crs = epsg_crs(code)  # known and 2-D: coords_problem said so
+    spacing = pixel_spacing_m(coords, crs)
+    if spacing is not None and not PIXEL_M / SPACING_SLACK <= spacing <= PIXEL_M * SPACING_SLACK:
+        unit = "degrees" if crs.is_geographic else crs.axis_info[0].unit_name
+        problems.add("warning", "coords-spacing",
+                     f"neighbouring pixels are {spacing:.3g} m apart in EPSG:{code} ({unit}), not about {PIXEL_M:g} m: "
+                     "coords in other units than the CRS's (degrees under a UTM code?)", key)
+    lon, lat = _LONLAT.convert(np.array([x]), np.array([y]), np.array([float(code)]))
+    return float(lon[0]), float(lat[0])
 
 
 def _check_label_attribute(group: Any, listed: list[str], key: str, problems: _Problems) -> None:
@@ -311,6 +345,10 @@ def _flag_sources(stats: dict[str, _SourceStats], problems: _Problems) -> None:
         if s.sensor == "s1" and bands["VV"]["mean"] is not None and bands["VV"]["mean"] < bands["VH"]["mean"]:
             problems.add("warning", "s1-band-order",
                          f"mean VV {bands['VV']['mean']:.2f} below mean VH {bands['VH']['mean']:.2f}: bands stored VH, VV?", name)
+        if s.one_point():
+            problems.add("warning", "coords-one-point",
+                         f"all {s.located} located patches sit at one point (lon {s.lon_range[0]:.5f}, lat {s.lat_range[0]:.5f}): "
+                         "coords stored in other units than the CRS's, or copied from one patch?", name)
         if s.sensor == "s2" and s.outside_scale:
             problems.add("warning", "s2-scale",
                          f"{s.outside_scale} values outside 0..{S2_MAX_PLAUSIBLE:.0f} (reflectance x 10000 expected)", name)

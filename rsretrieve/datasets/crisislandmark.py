@@ -21,7 +21,7 @@ from rsretrieve.datasets.base import Batch, PatchDataset, SampleInfo
 from rsretrieve.datasets.labels import normalise_labels, parse_labels
 from rsretrieve.datasets.sensors import BANDS, SENSORS, Sensor, sensor_of_key
 from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.geo import CENTRE, LonLat
+from rsretrieve.geo import CENTRE, LonLat, crs_code
 
 try:  # Real shards may be compressed with filters that only hdf5plugin registers.
     import hdf5plugin  # noqa: F401
@@ -215,14 +215,14 @@ class CrisisLandMark(PatchDataset):
             image = _read_image(shards.member(group, "image", key), key, info.sensor)
             self.clean(image, key, info.sensor)
             coords = np.asarray(shards.member(group, "coords", key), np.float32) if "coords" in group else None
-            crs = _scalar(group.attrs.get("crs"))
+            crs, _ = crs_code(group.attrs.get("crs"))
             timestamp = _scalar(group.attrs.get("timestamp"))
         return Sample(
             key=key,
             sensor=info.sensor,
             image=image,
             coords=coords,
-            crs=None if crs is None else int(crs),
+            crs=crs,
             timestamp=timestamp,
             labels=info.labels,
         )
@@ -428,18 +428,20 @@ def _read_image(dataset, key: str, sensor: Sensor, out: np.ndarray | None = None
 
 
 def _centre(shards: _Shards, group, key: str) -> tuple[float, float, float]:  # noqa: ANN001 - h5py.Group
-    """x, y of the centre pixel ``coords[:, 60, 60]`` and the sample's ``crs``; NaN for what is
-    missing or not shaped (2, 120, 120) (``rsretrieve check`` reports those)."""
+    """x, y of the centre pixel ``coords[:, 60, 60]`` (float or integer) and the sample's
+    ``crs`` code (``geo.crs_code``: numbers or text); NaN for what is missing, not shaped
+    (2, 120, 120) or not a whole EPSG code (``rsretrieve check`` reports those)."""
     import h5py
 
-    crs = _scalar(group.attrs.get("crs"))
+    crs, _ = crs_code(group.attrs.get("crs"))
     if "coords" not in group:
         return np.nan, np.nan, np.nan
     coords = shards.member(group, "coords", key)
-    if not isinstance(coords, h5py.Dataset) or coords.shape != (2, PATCH_SIZE, PATCH_SIZE) or coords.dtype.kind != "f":
+    if (not isinstance(coords, h5py.Dataset) or coords.shape != (2, PATCH_SIZE, PATCH_SIZE)
+            or coords.dtype.kind not in "fiu"):
         return np.nan, np.nan, np.nan
     x, y = coords[:, CENTRE, CENTRE].astype(np.float64)
-    return float(x), float(y), np.nan if crs is None else crs
+    return float(x), float(y), np.nan if crs is None else float(crs)
 
 
 def _scalar(value: object) -> float | None:
