@@ -94,7 +94,6 @@ def test_out_of_memory_halves_the_forward_batch_with_a_warning() -> None:
 def test_weights_holding_a_nan_are_refused_naming_encoder_and_key(sample_root, tmp_path) -> None:  # noqa: ANN001
     """One NaN in a weight makes every embedding NaN; an index of NaN rows ranks nothing and,
     before this check, was built without a word."""
-    import torch
     from safetensors.torch import save_file
 
     from rsretrieve.encoders import load_encoder
