@@ -125,8 +125,12 @@ def _shard_task(job: dict[str, Any], out: str, index: int, count: int, force: bo
 
 
 def engine_options(shards: int | None, engine: str, scheduler: str | None, workers: int | None,
-                   devices: str | None) -> list[str] | None:
-    """The --devices list; options of --shards given without it are an error, not ignored."""
+                   devices: str | None, shard: str | None = None) -> list[str] | None:
+    """The --devices list; options of --shards given without it are an error, not ignored,
+    and so is --shard I/N beside --shards N (one shard by hand, or all of them: not both)."""
+    if shards is not None and shard is not None:
+        raise ConfigError(f"--shard {shard} indexes one shard of a job run piece by piece (merge them later); "
+                          f"--shards {shards} runs every shard and merges them: give one of the two")
     if shards is None:
         given = [name for name, value in (("--engine", engine != "local"), ("--scheduler", scheduler),
                                           ("--workers", workers), ("--devices", devices)) if value]
@@ -174,6 +178,7 @@ def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", wor
             raise DataError(f"{out} was built differently (dataset, encoder or settings changed); pass --force to replace it")
         if force:
             check_replaceable(out, INDEX)
+        check_shard_count(job, count)
         if engine == "dask" and job.readers is None:
             job = dataclasses.replace(job, readers=1)  # each dask worker is a reader already
         args = [(dataclasses.asdict(job), str(out), i, count, force, device, devices) for i in range(count)]
@@ -185,6 +190,16 @@ def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", wor
         manifest = merge_indexes([Path(f) for f in folders], out, force=force)
         _remove_shards(out, [Path(f) for f in folders])
         return manifest
+
+
+def check_shard_count(job: IndexJob, count: int) -> None:
+    """Refuse, before any shard is submitted, more shards than samples: a shard without a
+    sample has nothing to embed (on a cluster it failed remotely, leaving empty folders)."""
+    selected = len(open_job_dataset(job).samples)
+    if count > selected:
+        limit = f" (--limit {job.limit})" if job.limit else ""
+        raise ConfigError(f"--shards {count} is more than the {selected} samples selected{limit}: every shard needs "
+                          f"at least one; give --shards {max(selected, 1)} or fewer")
 
 
 def sharded_plan_id(job: IndexJob, count: int, device: str | None = None) -> str:

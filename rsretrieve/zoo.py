@@ -173,11 +173,14 @@ def resolve_model(model: str | None = None, pretrained: str | None = None, seed:
     """
     if model is None and pretrained is not None:
         raise ConfigError("--pretrained needs --model (a zoo card or an open_clip architecture)")
+    pretrained = _resolved(pretrained)
     if model == DEFAULT_MODEL:
         warn(f"--model {DEFAULT_MODEL} is now --model {DEFAULT_CARD} (the shipped model's zoo card); the old name will go")
     if model is None or model == DEFAULT_MODEL:
         return EncoderSpec(DEFAULT_BACKEND, DEFAULT_MODEL, pretrained, seed)
     if model == "random":
+        if pretrained is not None:
+            raise ConfigError("--pretrained cannot be used with --model random: the chance baseline has no weights")
         return EncoderSpec("random", "random", None, seed)
     zoo = load_zoo()
     if model in zoo:
@@ -192,7 +195,7 @@ def resolve_model(model: str | None = None, pretrained: str | None = None, seed:
         return EncoderSpec("open_clip", model, pretrained, seed)
     folder = Path(model).expanduser()
     if (folder / "config.json").is_file():
-        return EncoderSpec(_folder_backend(folder), str(folder), pretrained, seed)
+        return EncoderSpec(_folder_backend(folder), str(folder.resolve()), pretrained, seed)
     from rsretrieve.encoders.open_clip import list_models
 
     architectures = list_models()
@@ -202,6 +205,15 @@ def resolve_model(model: str | None = None, pretrained: str | None = None, seed:
         f"unknown model '{model}'.{did_you_mean(model, [*zoo, *architectures])} Give a zoo card "
         "(rsretrieve models), an open_clip architecture (rsretrieve list architectures), hf-hub:org/name or a model folder"
     )
+
+
+def _resolved(pretrained: str | None) -> str | None:
+    """A weights path as an absolute path (what the manifest stores, so that ``search`` from
+    another folder finds the same file); an open_clip tag (``openai``) as given."""
+    if pretrained is None:
+        return None
+    path = Path(pretrained).expanduser()
+    return str(path.resolve()) if path.exists() else pretrained
 
 
 def _folder_backend(folder: Path) -> str:

@@ -193,7 +193,7 @@ def index(
                 "--scheduler": scheduler, "--workers": workers, "--devices": devices})
         render.caption_index_summary(out, out_dir, caption_manifest)
         return
-    device_list = engine_options(shards, engine, scheduler, workers, devices)
+    device_list = engine_options(shards, engine, scheduler, workers, devices, shard)
     if shards is not None:
         manifest = run_sharded(job, out_dir, shards, engine, workers, force, scheduler, device_list, device)
     else:

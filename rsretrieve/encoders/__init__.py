@@ -83,7 +83,37 @@ def check_finite(vectors: np.ndarray, encoder: Any, names: Sequence[str], what: 
     return vectors
 
 
+TORCHLESS_BACKENDS = ("random",)  # encoders that run no torch, and so on no device
+
+
+def check_device(device: str | None, spec: EncoderSpec | None = None) -> None:
+    """``--device`` refused before any model loads when it cannot be honoured: not a torch
+    device, CUDA on a machine whose torch sees none (or fewer devices), or a model that runs
+    no torch at all."""
+    if device is None:
+        return
+    from rsretrieve.errors import ConfigError
+
+    if spec is not None and spec.backend in TORCHLESS_BACKENDS:
+        raise ConfigError(f"--device {device}: {spec.label()} runs without torch, on no device; omit --device")
+    import torch
+
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device '{device}' is not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {device}: torch sees no CUDA device on this machine; omit --device or give cpu")
+        if chosen.index is not None and chosen.index >= count:
+            raise ConfigError(f"--device {device}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available on this machine")
+
+
 def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
+    check_device(device, spec)
     return ENCODERS.get(spec.backend)(spec, device)  # type: ignore[call-arg]
 
 

@@ -514,3 +514,51 @@ def test_paired_evaluation_refuses_options_it_cannot_honour(index_dir, tmp_path)
     assert_user_error(invoke("eval", "--index", index_dir, "--task", "cross-sensor"), "needs an index of a BigEarthNet.txt task")
     assert_user_error(invoke("eval", "--index", index_dir, "--task", "crossensor"), "Did you mean 'cross-sensor'")
     assert not list(tmp_path.glob("*.results.json"))
+
+
+def test_options_an_index_run_cannot_honour_are_refused_before_any_work(sample_root, tmp_path) -> None:  # noqa: ANN001
+    import torch
+
+    out = tmp_path / "idx"
+    both = invoke("index", "--data", sample_root, "--model", "random", "--out", out, "--shard", "0/2", "--shards", "2")
+    assert_user_error(both, r"--shard 0/2 indexes one shard .* --shards 2 runs every shard .*give one of the two")
+    for engine in ("local", "dask"):
+        many = invoke("index", "--data", sample_root, "--model", "random", "--out", out, "--shards", "8", "--limit", "5",
+                      "--engine", engine)
+        assert_user_error(many, r"--shards 8 is more than the 5 samples selected \(--limit 5\): every shard needs at least one")
+    assert not out.exists() and not Path(f"{out}.shards").exists()
+    random = invoke("index", "--data", sample_root, "--model", "random", "--out", out, "--device", "cpu", "--limit", "4")
+    assert_user_error(random, r"--device cpu: random:random runs without torch, on no device; omit --device")
+    if not torch.cuda.is_available():
+        cuda = invoke("index", "--data", sample_root, "--model", "rsretrieve-tiny", "--out", out, "--device", "cuda", "--limit", "4")
+        assert_user_error(cuda, r"--device cuda: torch sees no CUDA device on this machine")
+    bad = invoke("index", "--data", sample_root, "--model", "rsretrieve-tiny", "--out", out, "--device", "gpu0", "--limit", "4")
+    assert_user_error(bad, r"--device 'gpu0' is not a torch device")
+    assert not out.exists()
+
+
+def test_weights_paths_are_stored_resolved(sample_root, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """`--pretrained ../ckpt/x.safetensors` typed in one folder; `search` run from another."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from rsretrieve.encoders import load_encoder
+    from tests.conftest import TINY
+
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    state = {k: v.detach().clone().contiguous() for k, v in load_encoder(TINY).model.state_dict().items()}
+    save_file(state, str(tmp_path / "ckpt" / "x.safetensors"))
+    monkeypatch.chdir(tmp_path / "work")
+    built = invoke("index", "--data", sample_root, "--model", "rsretrieve-tiny", "--pretrained", "../ckpt/x.safetensors",
+                   "--limit", "4", "--out", "idx")
+    assert built.exit_code == 0, built.output
+    stored = json.loads((tmp_path / "work" / "idx" / "manifest.json").read_text())["encoder"]["pretrained"]
+    assert stored == str(tmp_path / "ckpt" / "x.safetensors")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    found = invoke("search", "--index", tmp_path / "work" / "idx", "--text", "water")
+    assert found.exit_code == 0, found.output
+    refused = invoke("index", "--data", sample_root, "--model", "random", "--pretrained", "w.pt", "--out", "x")
+    assert_user_error(refused, r"--pretrained cannot be used with --model random")
