@@ -276,9 +276,9 @@ def caption_report(
         "metrics": list(scores),
         "results": {"all": {"n_queries": len(pairs.texts) + len(pairs.images), "scores": scores}},
         "source": {
-            "dataset": {"name": dataset.name, "path": str(dataset.root.resolve()), "annotations": str(dataset.annotations),
+            "dataset": {"name": dataset.name, "path": str(dataset.root.resolve()), "annotations": str(dataset.annotations.resolve()),
                         "layout": dataset.layout, "encoding": dataset.encoding, "split": dataset.split,
-                        "images": str(dataset.images_dir), "fingerprint": dataset.fingerprint()},
+                        "images": str(dataset.images_dir.resolve()), "fingerprint": dataset.fingerprint()},
             "protocol": dataclasses.asdict(chosen),
             "encoder": encoder.describe(),
             "counts": {"images": len(pairs.images), "texts": len(pairs.texts)},

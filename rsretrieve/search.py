@@ -60,6 +60,12 @@ def encoder_for_index(index: LoadedIndex, requested: EncoderSpec | None = None, 
     return encoder_for_manifest(index.manifest, index.path, requested, device)
 
 
+def given_filters(options: Mapping[str, object]) -> list[str]:
+    """The filter options that were given (a value, or a flag set), for the note that names
+    what left nothing to rank."""
+    return [name for name, value in options.items() if value not in (None, False, "")]
+
+
 def encode_queries(encoder: Encoder, queries: Mapping[str, str]) -> tuple[list[str], np.ndarray]:
     """Embed query texts once, in batches; the vectors serve every slice's search."""
     qids = list(queries)

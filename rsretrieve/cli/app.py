@@ -280,7 +280,7 @@ def search(
     from rsretrieve.captions import CaptionFilter, is_caption_index, search_caption_folder, write_caption_hits
     from rsretrieve.geo import GeoFilter, parse_lonlat
     from rsretrieve.runs import write_run
-    from rsretrieve.search import query_topics, refuse_unusable_options, search_folder
+    from rsretrieve.search import given_filters, query_topics, refuse_unusable_options, search_folder
 
     topics, depth = query_topics(queries, text, k, run_out, location, like)
     requested = _requested(model, pretrained, seed)
@@ -298,8 +298,8 @@ def search(
                                like, exclude_self)
     if run_out is not None:
         write_run(run, run_out)
-    given = [name for name, value in (("--sensor", sensor), ("--bbox", bbox), ("--near", near), ("--exclude-self", exclude_self)) if value]
-    render.search_results(out, run, topics, index, run_out, depth, given)
+    render.search_results(out, run, topics, index, run_out, depth,
+                          given_filters({"--sensor": sensor, "--bbox": bbox, "--near": near, "--exclude-self": exclude_self}))
 
 
 @app.command()
