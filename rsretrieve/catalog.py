@@ -9,8 +9,19 @@ from __future__ import annotations
 from rsretrieve.errors import warn
 from rsretrieve.registry import unknown_name_error
 
-REGISTRIES = ("adapters", "encoders", "datasets", "fixtures", "architectures")
+REGISTRIES = ("adapters", "encoders", "datasets", "fixtures", "architectures", "bands")
 RENAMED = {"models": "architectures"}  # `list models` read like the zoo (`rsretrieve models`)
+
+
+def band_lines() -> list[str]:
+    """The band table, one aligned line a band (sensor, name, centre, width, DOFA's value)."""
+    from rsretrieve.datasets.bands import band_rows
+
+    lines = [f"{'sensor':<6} {'band':<4} {'centre um':>10} {'width um':>9} {'dofa um':>8}  note"]
+    for row in band_rows():
+        width = "-" if row["width_um"] is None else f"{row['width_um']:.3f}"
+        lines.append(f"{row['sensor']:<6} {row['band']:<4} {row['centre_um']:>10g} {width:>9} {row['dofa_um']:>8g}  {row['note']}")
+    return lines
 
 
 def registered_names(what: str) -> list[str]:
@@ -31,6 +42,8 @@ def registered_names(what: str) -> list[str]:
         from rsretrieve.encoders.open_clip import list_models
 
         return list(list_models())
+    elif what == "bands":
+        return band_lines()
     else:
         raise unknown_name_error("list", what, REGISTRIES)
     return registry.names()

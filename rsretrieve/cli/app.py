@@ -558,9 +558,9 @@ def report(
 
 @app.command("list")
 def list_names(
-    what: Annotated[str, typer.Argument(help="adapters, encoders, architectures (open_clip), datasets or fixtures")],
+    what: Annotated[str, typer.Argument(help="adapters, encoders, architectures (open_clip), datasets, fixtures or bands")],
 ) -> None:
-    """List registered adapters, encoder backends, open_clip architectures, dataset formats or fixture formats."""
+    """List registered adapters, encoder backends, open_clip architectures, dataset formats, fixture formats, or every sensor's bands."""
     from rsretrieve.catalog import registered_names
 
     out.print("\n".join(registered_names(what)))

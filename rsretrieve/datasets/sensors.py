@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
+from rsretrieve.datasets.bands import stored_bands
 from rsretrieve.errors import ConfigError, DataError
 
 Sensor = Literal["s1", "s2"]
 SENSORS: tuple[Sensor, ...] = ("s2", "s1")
 
-# Stored Sentinel-2 bands: the 13 TOA bands without B10 (the authors' loader inserts a zero B10).
-S2_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12",
-)
-S1_BANDS: tuple[str, ...] = ("VV", "VH")
-RGB_BANDS: tuple[str, ...] = ("R", "G", "B")  # 8-bit RGB images (Git-10M)
+# Stored bands, in stored order, from the band table (datasets.bands): Sentinel-2's 13 TOA
+# bands without B10 (the authors' loader inserts a zero B10), VV and VH, and 8-bit RGB (Git-10M).
+S2_BANDS: tuple[str, ...] = stored_bands("s2")
+S1_BANDS: tuple[str, ...] = stored_bands("s1")
+RGB_BANDS: tuple[str, ...] = stored_bands("rgb")
 BANDS: dict[str, tuple[str, ...]] = {"s2": S2_BANDS, "s1": S1_BANDS, "rgb": RGB_BANDS}
 
 # Source dataset names that appear inside sample keys.
