@@ -90,6 +90,25 @@ class ImagePipeline:
         return {"encoder": self.encoder.describe(), "adapters": dict(self.adapter_names), "precision": self.precision}
 
 
+SENSOR_NAMES = {"s1": "Sentinel-1", "s2": "Sentinel-2", "rgb": "RGB"}
+
+
+def check_sensors(spec: EncoderSpec, sensors: Sequence[Sensor]) -> None:
+    """A model with inputs for some sensors only (``sensors`` on its class) refuses the others
+    before it loads: never a silent skip of a sensor's patches."""
+    from rsretrieve.encoders import ENCODERS
+
+    takes = getattr(ENCODERS.get(spec.backend), "sensors", None)
+    if takes is None:
+        return
+    other = [s for s in sensors if s not in takes]
+    if other:
+        names = " and ".join(SENSOR_NAMES.get(s, s) for s in takes)
+        flag = f"--sensor {takes[0]}" if len(takes) == 1 else f"--sensor with one of {', '.join(takes)}"
+        raise ConfigError(f"{spec.label()} is a {names} model: it has no input for {', '.join(SENSOR_NAMES.get(s, s) for s in other)} "
+                          f"patches; index with {flag}")
+
+
 def build_pipeline(
     spec: EncoderSpec,
     adapter_names: Mapping[Sensor, str | None] | None = None,
@@ -101,6 +120,7 @@ def build_pipeline(
     from rsretrieve.adapters import ADAPTERS, build_adapter
 
     check_precision(precision)
+    check_sensors(spec, sensors)
     chosen = {s: (adapter_names or {}).get(s) for s in sensors}
     for name in chosen.values():
         if name is not None:

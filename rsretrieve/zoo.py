@@ -27,6 +27,9 @@ DEFAULT_CARD = "rsretrieve-default"  # the zoo card of the shipped model (encode
 
 CARDS_DIR = Path(__file__).resolve().parent / "cards"
 BACKENDS_WITHOUT_WEIGHTS = ("random",)
+# Backends whose spec names the architecture and takes the weights file as ``pretrained``
+# (the others, model folders, take the folder as the model).
+WEIGHTS_AS_PRETRAINED = ("open_clip", "closp", "msclip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +90,7 @@ class ModelCard:
     def spec(self, weights: str | None = None) -> EncoderSpec:
         """The encoder of this card; ``weights`` (``--pretrained FILE``) replaces its weights file."""
         path = Path(weights).expanduser() if weights else self.checkpoint_path()
-        if self.backend in ("open_clip", "closp"):
+        if self.backend in WEIGHTS_AS_PRETRAINED:
             return EncoderSpec(self.backend, self.model, str(path) if path else self.pretrained, self.seed)
         return EncoderSpec(self.backend, str(path) if path else self.model, self.pretrained, self.seed)
 

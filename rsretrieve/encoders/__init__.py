@@ -122,3 +122,4 @@ ENCODERS.register_lazy("rsretrieve", "rsretrieve.encoders.trained:TrainedEncoder
 ENCODERS.register_lazy("transformers", "rsretrieve.encoders.transformers:TransformersEncoder")
 ENCODERS.register_lazy("random", "rsretrieve.encoders.random:RandomEncoder")
 ENCODERS.register_lazy("closp", "rsretrieve.encoders.closp:ClospEncoder")
+ENCODERS.register_lazy("msclip", "rsretrieve.encoders.msclip:MsClipEncoder")
