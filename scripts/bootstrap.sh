@@ -21,6 +21,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # Its declared dependencies (pycocoevalcap, webdataset, scikit-learn...) serve other tasks;
     # zeroshot_retrieval needs only torch and tqdm, so it is installed without them.
     PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install --quiet --no-compile --no-deps 'clip-benchmark==1.6.2'
+    # torchgeo's own DOFA class is the reference the DOFA-CLIP test compares with. Importing
+    # torchgeo 0.8.1 whole needs geopandas, rasterio and lightning (25 packages); its dofa.py
+    # needs only torch and timm, so the package comes without dependencies and the test loads
+    # that one file.
+    PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install --quiet --no-compile --no-deps 'torchgeo==0.8.1'
     # ranx's numba kernels are compiled in the background too; a fuse, leaderboard or
     # eval --backend ranx that comes first waits for them, saying so (rsretrieve/kernels.py).
     echo "$want" > "$stamp"

@@ -123,3 +123,4 @@ ENCODERS.register_lazy("transformers", "rsretrieve.encoders.transformers:Transfo
 ENCODERS.register_lazy("random", "rsretrieve.encoders.random:RandomEncoder")
 ENCODERS.register_lazy("closp", "rsretrieve.encoders.closp:ClospEncoder")
 ENCODERS.register_lazy("msclip", "rsretrieve.encoders.msclip:MsClipEncoder")
+ENCODERS.register_lazy("dofa", "rsretrieve.encoders.dofa:DofaClipEncoder")
