@@ -82,6 +82,8 @@ class ImagePipeline:
         adapter = self.adapters.get(sensor)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            if getattr(adapter, "replaces_first_layer", False):
+                return adapter.embed(self.encoder, pixels)
             if adapter is not None:
                 pixels = adapter(pixels)
             return self.encoder.encode_images(pixels, sensor)
@@ -117,14 +119,14 @@ def build_pipeline(
     precision: str = "fp32",
 ) -> ImagePipeline:
     """Adapter names are checked before the encoder loads; None means the default one."""
-    from rsretrieve.adapters import ADAPTERS, build_adapter
+    from rsretrieve.adapters import ADAPTERS, build_adapter, parse_adapter
 
     check_precision(precision)
     check_sensors(spec, sensors)
     chosen = {s: (adapter_names or {}).get(s) for s in sensors}
     for name in chosen.values():
         if name is not None:
-            ADAPTERS.get(name)
+            ADAPTERS.get(parse_adapter(name)[0])
     encoder = load_encoder(spec, device)
     if encoder.adapters_bundled:
         given = [f"--{s}-adapter {n}" for s, n in chosen.items() if n is not None]
@@ -135,6 +137,9 @@ def build_pipeline(
         return ImagePipeline(encoder, {}, {s: "bundled" for s in sensors}, precision)
     names = {s: n or DEFAULT_ADAPTERS[s] for s, n in chosen.items()}
     adapters = {s: _on_device(build_adapter(name, BANDS[s]), getattr(encoder, "device", None)) for s, name in names.items()}
+    for adapter in adapters.values():
+        if hasattr(adapter, "bind"):  # a head: built from the encoder's own first layer
+            adapter.bind(encoder)
     return ImagePipeline(encoder, adapters, names, precision)
 
 

@@ -1,0 +1,123 @@
+"""Band-adapter heads: adapters that replace the encoder's first layer instead of squeezing the
+bands into three.
+
+``patch-embed`` widens an open_clip model's first convolution (``visual.conv1``: a ViT's patch
+embedding or a ResNet stem) to every band of the sensor. Each band is scaled to [0, 1] as the
+3-channel adapters scale it (Sentinel-2 reflectance / 0.3, the ``rgb`` adapter's scale;
+Sentinel-1 dB stretched as ``sar``), clipped, resized with the encoder's own interpolation and
+standardised: the bands that stand in for the model's red, green and blue with the model's
+own mean and std, the others with mean 0.5 and std 0.25. The RGB kernel goes onto B04, B03,
+B02 (S2) or VV, VH (S1, as the ``sar`` composite's first two channels), in the channel order
+the model expects (R, G, B). The other bands' kernels start at zero (``init=zero``, as
+Llama3-MS-CLIP initialises its extra bands), so that before training the head gives the
+``rgb`` adapter's embeddings on the same encoder, or at the mean of the three RGB kernels
+(``init=mean``).
+
+A head is an adapter like the others (one registry, one pipeline step): the pipeline binds it
+to the encoder once (``bind``), then ``embed`` runs the encoder with the head's convolution in
+place of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsretrieve.adapters.affine import S2_SCALE, SAR_RANGES_DB
+from rsretrieve.errors import ConfigError
+
+RGB_STANDINS = {"s2": ("B04", "B03", "B02"), "s1": ("VV", "VH")}
+RGB_MAX_REFLECTANCE = 0.3  # the rgb adapter's scale
+OTHER_MEAN, OTHER_STD = 0.5, 0.25
+INITS = ("zero", "mean")
+
+
+def _sensor_of(bands: Sequence[str]) -> str:
+    if set(bands) <= {"VV", "VH"}:
+        return "s1"
+    if {"B04", "B03", "B02"} <= set(bands):
+        return "s2"
+    raise ConfigError(f"band adapter 'patch-embed' needs Sentinel-2 bands with B04, B03, B02, or Sentinel-1 VV, VH; "
+                      f"this input has {', '.join(bands)}")
+
+
+class PatchEmbedHead(nn.Module):
+    """The encoder's first convolution widened to ``bands``; trainable."""
+
+    replaces_first_layer = True
+
+    def __init__(self, bands: Sequence[str], init: str = "zero") -> None:
+        super().__init__()
+        if init not in INITS:
+            raise ConfigError(f"band adapter 'patch-embed': init must be one of {', '.join(INITS)}, got '{init}'")
+        self.bands, self.init = tuple(bands), init
+        self.sensor = _sensor_of(self.bands)
+        scale, offset = [], []
+        for band in self.bands:
+            if self.sensor == "s2":
+                scale.append(1.0 / (S2_SCALE * RGB_MAX_REFLECTANCE))
+                offset.append(0.0)
+            else:
+                low, high = SAR_RANGES_DB[band]
+                scale.append(1.0 / (high - low))
+                offset.append(-low / (high - low))
+        self.register_buffer("scale", torch.tensor(scale)[None, :, None, None])
+        self.register_buffer("offset", torch.tensor(offset)[None, :, None, None])
+        self.conv: nn.Conv2d | None = None
+
+    def bind(self, encoder: Any) -> None:
+        """Build the widened convolution from the encoder's own first layer."""
+        model = getattr(encoder, "model", None)
+        first = getattr(getattr(model, "visual", None), "conv1", None)
+        if not isinstance(first, nn.Conv2d) or first.in_channels != 3:
+            raise ConfigError(f"band adapter 'patch-embed' widens an open_clip model's visual.conv1 (a ViT or a ResNet "
+                              f"stem); {encoder.spec.label()} has none")
+        conv = nn.Conv2d(len(self.bands), first.out_channels, first.kernel_size, first.stride, first.padding,
+                         bias=first.bias is not None).to(first.weight.device)
+        standins = RGB_STANDINS[self.sensor]
+        mean, std = [OTHER_MEAN] * len(self.bands), [OTHER_STD] * len(self.bands)
+        with torch.no_grad():
+            rgb = first.weight.detach()
+            conv.weight.zero_()
+            if self.init == "mean":
+                conv.weight[:] = rgb.mean(dim=1, keepdim=True)
+            for channel, band in enumerate(standins):
+                index = self.bands.index(band)
+                conv.weight[:, index] = rgb[:, channel]
+                mean[index], std[index] = float(encoder.mean[channel]), float(encoder.std[channel])
+            if first.bias is not None:
+                conv.bias.copy_(first.bias)
+        self.conv = conv
+        device = first.weight.device
+        self.register_buffer("mean", torch.tensor(mean, device=device)[None, :, None, None])
+        self.register_buffer("std", torch.tensor(std, device=device)[None, :, None, None])
+        self.size, self.interpolation = tuple(encoder.image_size), encoder.interpolation
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Stored bands -> the standardised input of the widened first layer."""
+        x = (pixels.float() * self.scale + self.offset).clamp(0.0, 1.0)
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode=self.interpolation, align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def embed(self, encoder: Any, pixels: torch.Tensor) -> np.ndarray:
+        """L2-normalised embeddings of ``pixels`` through the encoder with this head as its first layer."""
+        if self.conv is None:
+            raise ConfigError("band adapter 'patch-embed' was not bound to an encoder")
+        visual = encoder.model.visual
+        own = visual.conv1
+        visual.conv1 = self.conv
+        try:
+            features = encoder.model.encode_image(self(pixels.to(self.conv.weight.device)))
+        finally:
+            visual.conv1 = own
+        return F.normalize(features.float(), dim=-1).cpu().numpy()
+
+
+def patch_embed(bands: tuple[str, ...], init: str = "zero") -> PatchEmbedHead:
+    return PatchEmbedHead(bands, init)
