@@ -64,7 +64,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-IMAGE_ONLY_FIELDS = ("sensor", "limit", "verify", "s2_adapter", "s1_adapter", "readers", "precision")
+IMAGE_ONLY_FIELDS = ("sensor", "limit", "verify", "s2_adapter", "s1_adapter", "readers", "precision", "bands")
 CAPTION_ONLY_FIELDS = ("pq", "sq8", "train_size")
 
 
@@ -107,6 +107,7 @@ class IndexJob:
     pq: int | None = None
     sq8: bool = False
     train_size: int = 100_000
+    bands: str | None = None  # --bands B02,B03,B04,B08: keep these bands (names or wavelengths)
 
     def __post_init__(self) -> None:
         """Counts checked before any work (0 is an error, not 'the default'); an option the

@@ -13,12 +13,13 @@ import json
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rsretrieve.datasets.bands import SENSOR_NAMES, parse_band_selection
 from rsretrieve.datasets.base import Batch, PatchDataset
 from rsretrieve.datasets.readers import read_batches
 from rsretrieve.datasets.sensors import BANDS, Sensor
@@ -45,6 +46,7 @@ class ImagePipeline:
     adapter_names: Mapping[Sensor, str]
     precision: str = "fp32"
     forward_batch: int | None = None  # set once an out-of-memory error has halved the batch
+    bands: Mapping[Sensor, tuple[str, ...]] = field(default_factory=dict)  # --bands: kept per sensor
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -58,6 +60,9 @@ class ImagePipeline:
         import torch
 
         pixels = torch.from_numpy(batch.images)
+        kept = self.bands.get(batch.sensor)
+        if kept is not None:  # adapters and heads are built on the kept bands; models are told them
+            pixels = pixels[:, [BANDS[batch.sensor].index(b) for b in kept]]
         if device.type == "cuda":
             pixels = pixels.pin_memory().to(device, non_blocking=True)
         parts = []
@@ -86,13 +91,21 @@ class ImagePipeline:
                 return adapter.embed(self.encoder, pixels)
             if adapter is not None:
                 pixels = adapter(pixels)
+            if sensor in self.bands and not self.adapters:  # a model that takes bands itself: it is told which
+                return self.encoder.encode_images(pixels, sensor, bands=self.bands[sensor])
             return self.encoder.encode_images(pixels, sensor)
 
     def describe(self) -> dict[str, Any]:
-        return {"encoder": self.encoder.describe(), "adapters": dict(self.adapter_names), "precision": self.precision}
+        described = {"encoder": self.encoder.describe(), "adapters": dict(self.adapter_names), "precision": self.precision}
+        if self.bands:  # only then: the plans of indexes built without --bands stay as they were
+            described["bands"] = self.band_report()
+        return described
 
-
-SENSOR_NAMES = {"s1": "Sentinel-1", "s2": "Sentinel-2", "rgb": "RGB"}
+    def band_report(self) -> dict[str, dict[str, list[str]]]:
+        """Per sensor, the bands kept by --bands and those the model fills in (fixed-band models)."""
+        fills = getattr(self.encoder, "model_bands", None) if not self.adapters else None
+        return {s: {"kept": list(kept), "filled": [b for b in (fills or {}).get(s, ()) if b not in kept]}
+                for s, kept in self.bands.items()}
 
 
 def check_sensors(spec: EncoderSpec, sensors: Sequence[Sensor]) -> None:
@@ -111,36 +124,72 @@ def check_sensors(spec: EncoderSpec, sensors: Sequence[Sensor]) -> None:
                           f"patches; index with {flag}")
 
 
+def check_band_input(spec: EncoderSpec) -> None:
+    """--bands needs a model that can take a band subset: any model behind an adapter or head
+    (built on the kept bands), or one whose class says how it takes bands (``band_input``:
+    ``wavelength`` models take the subset, ``fixed`` ones fill the rest)."""
+    from rsretrieve.encoders import ENCODERS
+
+    cls = ENCODERS.get(spec.backend)
+    if getattr(cls, "adapters_bundled", False) and getattr(cls, "band_input", None) is None:
+        raise ConfigError(f"--bands: {spec.label()} holds its own band adapters and takes no band subset; "
+                          "use an open_clip model with an adapter or head, a wavelength model (dofa-clip) or llama3-ms-clip")
+
+
 def build_pipeline(
     spec: EncoderSpec,
     adapter_names: Mapping[Sensor, str | None] | None = None,
     sensors: Sequence[Sensor] = ("s2", "s1"),
     device: str | None = None,
     precision: str = "fp32",
+    bands: str | None = None,
+    dataset_name: str = "the dataset",
 ) -> ImagePipeline:
-    """Adapter names are checked before the encoder loads; None means the default one."""
-    from rsretrieve.adapters import ADAPTERS, build_adapter, parse_adapter
+    """Adapter names are checked before the encoder loads; None means the default one.
+    ``bands`` (``--bands B02,B03,B04,B08``) keeps those bands: adapters and heads are built on
+    them, wavelength models take them, fixed-band models fill the rest in their normalised
+    space; a model that can do neither refuses."""
+    from rsretrieve.adapters import ADAPTERS, parse_adapter
+    from rsretrieve.encoders import ENCODERS
 
     check_precision(precision)
     check_sensors(spec, sensors)
+    kept = {} if bands is None else parse_band_selection(bands, sensors, dataset_name)
+    if kept:
+        check_band_input(spec)
     chosen = {s: (adapter_names or {}).get(s) for s in sensors}
     for name in chosen.values():
         if name is not None:
             ADAPTERS.get(parse_adapter(name)[0])
-    encoder = load_encoder(spec, device)
-    if encoder.adapters_bundled:
+    if getattr(ENCODERS.get(spec.backend), "adapters_bundled", False):
         given = [f"--{s}-adapter {n}" for s, n in chosen.items() if n is not None]
         if given:
             raise ConfigError(
                 f"encoder {spec.model} holds its own band adapters per sensor; drop {', '.join(given)}"
             )
-        return ImagePipeline(encoder, {}, {s: "bundled" for s in sensors}, precision)
+        return ImagePipeline(load_encoder(spec, device), {}, {s: "bundled" for s in sensors}, precision, bands=kept)
     names = {s: n or DEFAULT_ADAPTERS[s] for s, n in chosen.items()}
-    adapters = {s: _on_device(build_adapter(name, BANDS[s]), getattr(encoder, "device", None)) for s, name in names.items()}
-    for adapter in adapters.values():
+    adapters = {s: _adapter(name, s, kept) for s, name in names.items()}  # before the encoder loads: errors come first
+    encoder = load_encoder(spec, device)
+    for s, adapter in adapters.items():
+        adapters[s] = _on_device(adapter, getattr(encoder, "device", None))
         if hasattr(adapter, "bind"):  # a head: built from the encoder's own first layer
             adapter.bind(encoder)
-    return ImagePipeline(encoder, adapters, names, precision)
+    return ImagePipeline(encoder, adapters, names, precision, bands=kept)
+
+
+def _adapter(name: str, sensor: Sensor, kept: Mapping[Sensor, tuple[str, ...]]) -> Any:
+    """Adapter ``name`` for the sensor's bands (those --bands kept); one it cannot build on
+    them names what --bands left."""
+    from rsretrieve.adapters import build_adapter
+
+    try:
+        return build_adapter(name, kept.get(sensor, BANDS[sensor]))
+    except ConfigError as exc:
+        if sensor not in kept:
+            raise
+        raise ConfigError(f"{exc} (--bands kept {', '.join(kept[sensor])} of {SENSOR_NAMES.get(sensor, sensor)}); keep "
+                          "the bands it needs, or choose an adapter or head that takes these") from None
 
 
 def _on_device(adapter: Any, device: Any) -> Any:

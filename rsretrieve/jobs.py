@@ -79,7 +79,8 @@ def job_pipeline(job: IndexJob, sensors: Any, device: str | None, stage: Callabl
 
     spec = resolve_model(job.model, job.pretrained, job.seed)
     stage(f"loading encoder {spec.label()}")
-    return build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, sensors, device, job.precision)
+    return build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, sensors, device, job.precision,
+                          job.bands, str(job.data or "the embedded sample"))
 
 
 def batch_size(job: IndexJob, pipeline: Any) -> int:

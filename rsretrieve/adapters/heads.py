@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsretrieve.adapters.affine import S2_SCALE, SAR_RANGES_DB
+from rsretrieve.datasets.sensors import S2_BANDS
 from rsretrieve.errors import ConfigError
 
 RGB_STANDINS = {"s2": ("B04", "B03", "B02"), "s1": ("VV", "VH")}
@@ -38,12 +39,11 @@ INITS = ("zero", "mean")
 
 
 def _sensor_of(bands: Sequence[str]) -> str:
-    if set(bands) <= {"VV", "VH"}:
+    if bands and set(bands) <= {"VV", "VH"}:
         return "s1"
-    if {"B04", "B03", "B02"} <= set(bands):
+    if bands and set(bands) <= set(S2_BANDS):
         return "s2"
-    raise ConfigError(f"band adapter 'patch-embed' needs Sentinel-2 bands with B04, B03, B02, or Sentinel-1 VV, VH; "
-                      f"this input has {', '.join(bands)}")
+    raise ConfigError(f"band adapter 'patch-embed' takes Sentinel-2 or Sentinel-1 bands; this input has {', '.join(bands)}")
 
 
 class PatchEmbedHead(nn.Module):
@@ -57,6 +57,10 @@ class PatchEmbedHead(nn.Module):
             raise ConfigError(f"band adapter 'patch-embed': init must be one of {', '.join(INITS)}, got '{init}'")
         self.bands, self.init = tuple(bands), init
         self.sensor = _sensor_of(self.bands)
+        if init == "zero" and not set(RGB_STANDINS[self.sensor]) & set(self.bands):
+            raise ConfigError(f"band adapter 'patch-embed' with init=zero starts from the RGB kernel on "
+                              f"{', '.join(RGB_STANDINS[self.sensor])}, none of which this input has ({', '.join(self.bands)}); "
+                              "use patch-embed:init=mean")
         scale, offset = [], []
         for band in self.bands:
             if self.sensor == "s2":
@@ -87,6 +91,8 @@ class PatchEmbedHead(nn.Module):
             if self.init == "mean":
                 conv.weight[:] = rgb.mean(dim=1, keepdim=True)
             for channel, band in enumerate(standins):
+                if band not in self.bands:  # left out by --bands
+                    continue
                 index = self.bands.index(band)
                 conv.weight[:, index] = rgb[:, channel]
                 mean[index], std[index] = float(encoder.mean[channel]), float(encoder.std[channel])

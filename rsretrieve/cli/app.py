@@ -151,7 +151,8 @@ def index(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of random initialisation [0].")] = None,
-    s2_adapter: Annotated[Optional[str], typer.Option("--s2-adapter", help="Band adapter for Sentinel-2 [rgb].")] = None,
+    s2_adapter: Annotated[Optional[str], typer.Option("--s2-adapter", help="Band adapter or head for Sentinel-2 [rgb]; NAME:key=value for parameters (patch-embed:init=mean).")] = None,
+    bands: Annotated[Optional[str], typer.Option("--bands", help="Keep only these bands, by name or wavelength (B02,B03,B04,B08; VV); rsretrieve list bands.")] = None,
     s1_adapter: Annotated[Optional[str], typer.Option("--s1-adapter", help="Band adapter for Sentinel-1 [sar].")] = None,
     kind: Annotated[Optional[str], typer.Option("--index", help="flat (exact), ivf or hnsw [flat].")] = None,
     nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells [~4 sqrt(N)].")] = None,
@@ -181,7 +182,7 @@ def index(
     job = IndexJob.load(config, {
         "data": None if data is None else str(data), "dataset": dataset, "split": split, "sensor": sensor,
         "limit": limit, "strict": strict, "verify": verify, "model": model, "pretrained": pretrained, "seed": seed,
-        "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "index": kind, "nlist": nlist,
+        "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "bands": bands, "index": kind, "nlist": nlist,
         "nprobe": nprobe, "hnsw_m": hnsw_m, "ef_search": ef_search, "batch_size": batch_size, "readers": readers, "precision": precision, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
     })
     if job.what == "captions":

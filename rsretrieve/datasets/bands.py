@@ -143,3 +143,42 @@ def band_rows() -> list[dict[str, object]]:
     return [{"sensor": b.sensor, "band": b.name, "centre_um": round(b.centre_um, 3), "width_um": b.width_um,
              "dofa_um": b.dofa_um, "stored": b.stored, "note": b.note}
             for sensor in BAND_TABLE for b in BAND_TABLE[sensor]]
+
+
+SENSOR_NAMES = {"s2": "Sentinel-2", "s1": "Sentinel-1", "rgb": "RGB"}
+
+
+def parse_band_selection(text: str, sensors: Sequence[str], dataset: str) -> dict[str, tuple[str, ...]]:
+    """``--bands B02,B03,B04,VV`` -> the bands kept per sensor, in stored order. Each item is
+    a band name or a wavelength; a sensor of the corpus none of whose bands is named is an
+    error (``--sensor`` leaves it out), as is a band the data does not hold."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ConfigError("--bands must name bands, e.g. B02,B03,B04,B08")
+    kept: dict[str, set[str]] = {s: set() for s in sensors}
+    for item in items:
+        owner = _owner(item, sensors)
+        kept[owner].add(canonical_band(owner, item, stored_bands(owner), dataset))
+    empty = [s for s, names in kept.items() if not names]
+    if empty:
+        sensor = empty[0]
+        others = [s for s in sensors if s != sensor]
+        hint = f" or index with --sensor {others[0]}" if others else ""
+        raise ConfigError(f"--bands names no {SENSOR_NAMES.get(sensor, sensor)} band ({', '.join(stored_bands(sensor))}) "
+                          f"of {dataset}; add some{hint}")
+    return {s: tuple(b for b in stored_bands(s) if b in names) for s, names in kept.items()}
+
+
+def _owner(item: str, sensors: Sequence[str]) -> str:
+    """The sensor whose band table names ``item`` (a wavelength: the optical sensor)."""
+    upper = item.strip().upper()
+    if SHORT_S2.match(upper):
+        upper = f"B0{upper[1]}"
+    for sensor in sensors:
+        if upper in {b.name.upper() for b in sensor_bands(sensor)}:
+            return sensor
+    optical = [s for s in sensors if s in ("s2", "rgb")]
+    if WAVELENGTH.match(item.strip()) and optical:
+        return optical[0]
+    known = ", ".join(b for s in sensors for b in stored_bands(s))
+    raise ConfigError(f"--bands: '{item}' is no band of the corpus' sensors ({known}) nor a wavelength (0.665, 665nm)")

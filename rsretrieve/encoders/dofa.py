@@ -211,6 +211,7 @@ class DofaClipEncoder:
 
     adapters_bundled = True  # wavelengths and scaling per sensor are the model's own
     sensors = ("s2", "s1", "rgb")
+    band_input = "wavelength"  # --bands: the kept bands, at their wavelengths
 
     def __init__(self, spec: EncoderSpec, device: str | None = None) -> None:
         from rsretrieve.encoders.open_clip import _open_clip
@@ -230,8 +231,9 @@ class DofaClipEncoder:
                 "input": "[0, 1] per sensor (S2 / 10000, S1 dB stretched, RGB / 255), then (x - 0.5) / 0.5"}
 
     @torch.no_grad()
-    def encode_images(self, pixels: torch.Tensor, sensor: str) -> np.ndarray:
-        x, waves = model_input(torch.as_tensor(pixels).to(self.device), sensor)
+    def encode_images(self, pixels: torch.Tensor, sensor: str, bands: Sequence[str] | None = None) -> np.ndarray:
+        """``pixels`` hold ``bands`` of ``sensor`` (default: all it stores), fed at their wavelengths."""
+        x, waves = model_input(torch.as_tensor(pixels).to(self.device), sensor, bands)
         features = self.model.image_projection(self.model.image_encoder(x, waves))
         return F.normalize(features.float(), dim=-1).cpu().numpy()
 

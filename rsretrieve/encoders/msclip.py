@@ -33,7 +33,7 @@ from torch import nn
 from rsretrieve.datasets.sensors import S2_BANDS
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.weights import check_keys, find_weights_file, read_state_dict, weights_digest
-from rsretrieve.errors import ConfigError, ModelError
+from rsretrieve.errors import ModelError
 
 ARCHITECTURE = "ViT-B-16"
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
@@ -104,13 +104,19 @@ def load_state(path: Any, model: nn.Module) -> dict[str, Any]:
 
 
 def preprocess(pixels: torch.Tensor, bands: Sequence[str] = S2_BANDS) -> torch.Tensor:
-    """(N, B, H, W) stored Sentinel-2 bands -> the normalised (N, 10, 224, 224) model input."""
+    """(N, B, H, W) Sentinel-2 ``bands`` -> the normalised (N, 10, 224, 224) model input. A
+    model band missing from ``bands`` (``--bands``) is filled with its mean, which is zero
+    after standardisation (the authors' ``AddMeanChannels``, fill ``channel_mean``)."""
     from torchvision.transforms.v2 import functional as TF
 
-    missing = [b for b in BANDS if b not in bands]
-    if missing:
-        raise ConfigError(f"Llama3-MS-CLIP needs bands {', '.join(missing)}; this input has {', '.join(bands)}")
-    x = pixels[:, [list(bands).index(b) for b in BANDS]].float()
+    n, _, h, w = pixels.shape
+    columns = []
+    for band, mean in zip(BANDS, MEAN):
+        if band in bands:
+            columns.append(pixels[:, list(bands).index(band)].float())
+        else:
+            columns.append(torch.full((n, h, w), mean - MEAN_SHIFT, dtype=torch.float32, device=pixels.device))
+    x = torch.stack(columns, dim=1)
     x = TF.resize(x, [SIZE], interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
     x = TF.center_crop(x, [SIZE])
     mean = torch.tensor(MEAN, device=x.device) - MEAN_SHIFT
@@ -123,6 +129,8 @@ class MsClipEncoder:
 
     adapters_bundled = True  # its own band selection and normalisation
     sensors = ("s2",)
+    band_input = "fixed"  # --bands: the model's other bands are filled (zero after standardisation)
+    model_bands = {"s2": BANDS}
 
     def __init__(self, spec: EncoderSpec, device: str | None = None) -> None:
         from rsretrieve.encoders.open_clip import _open_clip
@@ -142,10 +150,10 @@ class MsClipEncoder:
                 "mean": [m - MEAN_SHIFT for m in MEAN], "std": list(STD), "temperature": self.loaded["temperature"]}
 
     @torch.no_grad()
-    def encode_images(self, pixels: torch.Tensor, sensor: str | None = None) -> np.ndarray:
+    def encode_images(self, pixels: torch.Tensor, sensor: str | None = None, bands: Sequence[str] | None = None) -> np.ndarray:
         if sensor not in (None, "s2"):
             raise ModelError(f"Llama3-MS-CLIP takes Sentinel-2 bands, not {sensor}; index with --sensor s2")
-        x = preprocess(torch.as_tensor(pixels).to(self.device))
+        x = preprocess(torch.as_tensor(pixels).to(self.device), bands or S2_BANDS)
         return F.normalize(self.model.encode_image(x).float(), dim=-1).cpu().numpy()
 
     @torch.no_grad()

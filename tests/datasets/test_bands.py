@@ -39,3 +39,34 @@ def test_list_bands_shows_the_table() -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 1 + 13 + 2 + 3 and "B10" in result.stdout and "not stored" in result.stdout
     assert any(line.split()[:2] == ["s1", "VV"] and "3.75" in line for line in lines)
+
+
+def test_a_selection_names_bands_of_every_sensor_it_keeps() -> None:
+    from rsretrieve.datasets.bands import parse_band_selection
+
+    assert parse_band_selection("B2,b03,0.665,842nm,VV", ("s2", "s1"), "d") == {"s2": ("B02", "B03", "B04", "B08"), "s1": ("VV",)}
+    assert parse_band_selection("B08,B04", ("s2",), "d") == {"s2": ("B04", "B08")}  # stored order
+    with pytest.raises(ConfigError, match=r"--bands names no Sentinel-1 band \(VV, VH\) of d; add some or index with --sensor s2"):
+        parse_band_selection("B02,B03", ("s2", "s1"), "d")
+    with pytest.raises(ConfigError, match=r"'HH' is no band of the corpus' sensors"):
+        parse_band_selection("B02,HH", ("s2", "s1"), "d")
+
+
+def test_bands_from_the_cli_per_kind_of_model(sample_root, tmp_path) -> None:  # noqa: ANN001
+    """Adapters and heads are built on the kept bands; an adapter that needs a dropped band, and
+    a model that takes no subset, are refused before anything loads; the manifest records it."""
+    import json
+
+    from tests.cli.test_cli import assert_user_error
+
+    out = tmp_path / "idx"
+    rgb = invoke("index", "--data", sample_root, "--model", "rsretrieve-tiny", "--sensor", "s2", "--bands", "B08,B11",
+                 "--out", out)
+    assert_user_error(rgb, r"band adapter 'rgb' needs bands B04, B03, B02; this input has B08, B11 \(--bands kept B08, B11 of Sentinel-2\)")
+    closp = invoke("index", "--data", sample_root, "--model", "random", "--bands", "B02,VV", "--out", out)
+    assert_user_error(closp, r"--bands: random:random holds its own band adapters and takes no band subset")
+    head = invoke("index", "--data", sample_root, "--model", "rsretrieve-tiny", "--sensor", "s2", "--bands", "B08,B11,B12",
+                  "--s2-adapter", "patch-embed:init=mean", "--limit", "4", "--out", out)
+    assert head.exit_code == 0, head.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["bands"] == {"s2": {"kept": ["B08", "B11", "B12"], "filled": []}}

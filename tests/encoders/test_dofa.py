@@ -163,3 +163,20 @@ def test_both_sensors_index_from_the_cli(published, sample_root, tmp_path) -> No
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["encoder"]["wavelengths_um"]["s1"] == [3.75, 3.75] and manifest["counts"]["total"] == 4
+
+
+def test_a_band_subset_is_fed_at_its_wavelengths(encoder) -> None:  # noqa: ANN001
+    from rsretrieve.datasets.base import Batch
+    from rsretrieve.embeddings import ImagePipeline
+
+    patches = np.random.default_rng(3).uniform(0, 6000, size=(2, 12, 120, 120)).astype(np.float32)
+    kept = ("B02", "B03", "B04", "B08")
+    pipeline = ImagePipeline(encoder, {}, {"s2": "bundled"}, bands={"s2": kept})
+    got = pipeline.embed(Batch("s2", ["a", "b"], patches, 0, (0, 0), np.zeros((2, 2))))
+    from rsretrieve.encoders.dofa import model_input
+
+    x, waves = model_input(torch.from_numpy(patches[:, [1, 2, 3, 7]]), "s2", kept)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(encoder.model.image_projection(encoder.model.image_encoder(x, waves)), dim=-1)
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
+    assert waves == [0.49, 0.56, 0.665, 0.832] and pipeline.band_report() == {"s2": {"kept": list(kept), "filled": []}}

@@ -112,3 +112,22 @@ def test_sentinel1_patches_are_refused_before_the_model_loads(published, sample_
     result = invoke("index", "--data", sample_root, "--model", "llama3-ms-clip", "--pretrained", path, "--out", tmp_path / "idx")
     assert_user_error(result, r"msclip:llama3-ms-clip is a Sentinel-2 model: it has no input for Sentinel-1 patches; "
                               r"index with --sensor s2")
+
+
+def test_missing_bands_are_filled_with_their_mean(encoder) -> None:  # noqa: ANN001
+    """--bands B02,B03,B04,B08: the six other model bands get their mean, zero after
+    standardisation (the authors' channel_mean fill); the manifest names them."""
+    from rsretrieve.datasets.base import Batch
+    from rsretrieve.embeddings import ImagePipeline
+
+    patches = np.random.default_rng(4).uniform(0, 6000, size=(1, 12, 120, 120)).astype(np.float32)
+    kept = ("B02", "B03", "B04", "B08")
+    pipeline = ImagePipeline(encoder, {}, {"s2": "bundled"}, bands={"s2": kept})
+    got = pipeline.embed(Batch("s2", ["a"], patches, 0, (0,), np.zeros((1, 2))))
+    filled = patches.copy()
+    stored = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+    for band, mean in zip(("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"), MEANS):
+        if band not in kept:
+            filled[:, stored.index(band)] = mean - 1000
+    np.testing.assert_allclose(got, encoder.encode_images(torch.from_numpy(filled), "s2"), atol=1e-6)
+    assert pipeline.band_report()["s2"]["filled"] == ["B05", "B06", "B07", "B8A", "B11", "B12"]
