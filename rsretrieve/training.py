@@ -62,7 +62,8 @@ class TrainConfig:
     val_fraction: float = 0.2
     patience: int = 8
     seed: int = 0
-    freeze: str = "none"  # "encoder": train adapters and projections only
+    freeze: str = "none"  # "encoder": train adapters (heads included) and projections only
+    train_blocks: int = 0  # also train the image tower's last N blocks (the rest frozen)
     tower: TowerConfig = TowerConfig()
     text: TextSpec = TextSpec()
     adapters: Mapping[str, str] = dataclasses.field(default_factory=dict)  # sensor -> adapter, over tower.adapter
@@ -92,6 +93,23 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.train_blocks < 0:
+            raise ConfigError(f"--train-blocks must be 0 or more, got {self.train_blocks}")
+        if self.train_blocks and self.tower.backbone != "open_clip":
+            raise ConfigError("--train-blocks trains the last blocks of an open_clip image tower; give --backbone open_clip:ARCH")
+
+
+def set_trainable(model: DualEncoder, config: TrainConfig) -> None:
+    """What trains: everything, or (``--freeze encoder``, implied by ``--train-blocks N``) the
+    adapters, heads and projections, plus the tower's last N blocks."""
+    if config.freeze != "encoder" and not config.train_blocks:
+        return
+    for tower in model.towers.values():
+        tower.backbone.requires_grad_(False)
+        if getattr(tower.adapter, "replaces_first_layer", False):
+            tower.backbone.visual.conv1.requires_grad_(True)  # the head's widened first layer
+        for block in getattr(tower.backbone, "last_blocks", lambda n: [])(config.train_blocks):
+            block.requires_grad_(True)
 
 
 def old_backbone_option(backbone: str | None, model: str | None, pretrained: str | None) -> str | None:
@@ -258,9 +276,7 @@ def _train(
         raise ConfigError(f"--{unused[0]}-adapter: the train split of {data} has no {unused[0]} samples, so no tower would use it")
     torch.manual_seed(config.seed)  # right before the weights are drawn: reproducible init
     model = DualEncoder(ModelConfig(config.text, text_encoder.dim, {s: config.tower_of(s) for s in sensors}))
-    if config.freeze == "encoder":
-        for tower in model.towers.values():
-            tower.backbone.requires_grad_(False)
+    set_trainable(model, config)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     record: dict[str, Any] = {

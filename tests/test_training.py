@@ -209,3 +209,51 @@ def test_a_damaged_saved_state_is_one_line(run_dir, train_root, tmp_path) -> Non
     shutil.copy(run_dir[0] / "last" / "state.json", copy / "last" / "state.json")
     with pytest.raises(DataError, match=r"last: the saved training state cannot be resumed"):
         train(train_root, copy, SMALL, resume=True)
+
+
+HEAD = TrainConfig(epochs=6, batch_size=16, lr=3e-3, warmup_steps=2, patience=10, freeze="encoder",
+                   tower=TowerConfig(backbone="open_clip", model="rsretrieve-tiny"), adapters={"s2": "patch-embed:init=mean",
+                                                                                               "s1": "patch-embed"})
+
+
+def test_a_head_trains_alone_and_beats_the_untrained_head(train_root, tmp_path) -> None:  # noqa: ANN001
+    """patch-embed heads on a frozen open_clip tower: the loss falls, only the heads (the
+    towers' first layers) and projections move, and the trained model ranks the test split
+    better than the same model untrained."""
+    out = tmp_path / "head"
+    record = train(train_root, out, HEAD)
+    losses = [h["loss"] for h in record["history"][1:]]
+    assert losses[-1] < losses[0]
+    config, _ = read_model_config(out / "best")
+    assert config.towers["s2"].adapter == "patch-embed:init=mean"
+    torch.manual_seed(HEAD.seed)
+    untrained = DualEncoder(config)
+    trained = load_model(out / "last")
+    for sensor in trained.towers:
+        before, after = untrained.towers[sensor].backbone, trained.towers[sensor].backbone
+        assert not torch.allclose(before.visual.conv1.weight, after.visual.conv1.weight)  # the head trained
+        assert before.visual.conv1.in_channels == (12 if sensor == "s2" else 2)
+        frozen = {k: v for k, v in after.state_dict().items() if not k.startswith("visual.conv1")}
+        torch.testing.assert_close(frozen, {k: v for k, v in before.state_dict().items() if not k.startswith("visual.conv1")})
+    save_model(untrained, tmp_path / "untrained", {})
+    corpus = CrisisLandMark(train_root)  # the test split: never seen in training
+    scores = {}
+    for name, folder in (("trained", out / "best"), ("untrained", tmp_path / "untrained")):
+        build_index(corpus, build_pipeline(EncoderSpec("rsretrieve", str(folder)), sensors=corpus.sensors), tmp_path / f"i-{name}")
+        scores[name] = evaluate_index(tmp_path / f"i-{name}", metrics=["ndcg@10"]).report["results"]["all"]["scores"]["ndcg@10"]
+    assert scores["trained"] > scores["untrained"], scores
+
+
+def test_train_blocks_opens_the_last_blocks_only(train_root, tmp_path) -> None:  # noqa: ANN001
+    config = TrainConfig(**{**HEAD.__dict__, "epochs": 1, "freeze": "none", "train_blocks": 1})
+    train(train_root, tmp_path / "blocks", config)
+    model_config, _ = read_model_config(tmp_path / "blocks" / "last")
+    torch.manual_seed(config.seed)
+    start, end = DualEncoder(model_config), load_model(tmp_path / "blocks" / "last")
+    visual_start, visual_end = start.towers["s2"].backbone.visual, end.towers["s2"].backbone.visual
+    assert not torch.allclose(visual_start.transformer.resblocks[-1].mlp.c_fc.weight, visual_end.transformer.resblocks[-1].mlp.c_fc.weight)
+    torch.testing.assert_close(visual_start.transformer.resblocks[0].state_dict(), visual_end.transformer.resblocks[0].state_dict())
+    with pytest.raises(ConfigError, match="--train-blocks 5: this image tower has 2 blocks"):
+        train(train_root, tmp_path / "many", TrainConfig(**{**config.__dict__, "train_blocks": 5}))
+    with pytest.raises(ConfigError, match="is a head: it widens an open_clip image tower's first layer"):
+        train(train_root, tmp_path / "cnn", TrainConfig(**{**SMALL.__dict__, "adapters": {"s2": "patch-embed"}}))

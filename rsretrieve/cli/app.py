@@ -450,8 +450,9 @@ def train(
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (linear warm-up).")] = 2e-3,
     patience: Annotated[int, typer.Option("--patience", help="Stop after N epochs without a better validation nDCG@10.")] = 8,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Part of train held out for validation.")] = 0.2,
-    freeze: Annotated[str, typer.Option("--freeze", help="none, or encoder (train adapter + projection only).")] = "none",
-    s2_adapter: Annotated[Optional[str], typer.Option("--s2-adapter", help="Band adapter of the Sentinel-2 tower [all-bands].")] = None,
+    freeze: Annotated[str, typer.Option("--freeze", help="none, or encoder (train adapter or head + projection only).")] = "none",
+    train_blocks: Annotated[int, typer.Option("--train-blocks", help="Also train the image tower's last N blocks, the rest frozen (open_clip backbones).")] = 0,
+    s2_adapter: Annotated[Optional[str], typer.Option("--s2-adapter", help="Band adapter or head (patch-embed) of the Sentinel-2 tower [all-bands].")] = None,
     s1_adapter: Annotated[Optional[str], typer.Option("--s1-adapter", help="Band adapter of the Sentinel-1 tower [all-bands].")] = None,
     old_adapter: Annotated[Optional[str], typer.Option("--adapter", hidden=True, help="Old name: one adapter for both towers.")] = None,
     backbone: Annotated[Optional[str], typer.Option("--backbone", help="spectral-cnn, or open_clip:ARCH[:PRETRAINED] (an open_clip image tower; PRETRAINED a tag or checkpoint file) [spectral-cnn].")] = None,
@@ -473,7 +474,7 @@ def train(
     config = TrainConfig.from_options(
         old_backbone_option(backbone, old_model, old_pretrained), width, old_adapter, {"s2": s2_adapter, "s1": s1_adapter},
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, val_fraction=val_fraction, seed=seed, freeze=freeze,
-        text=TextSpec(kind=kind, model=arch or None, pretrained=tag or None),
+        train_blocks=train_blocks, text=TextSpec(kind=kind, model=arch or None, pretrained=tag or None),
     )
     with render.training_progress(err) as (on_step, on_epoch):
         record = run_training(data, out_dir, config, resume, on_step=on_step, on_epoch=on_epoch, dataset_format=dataset)

@@ -116,9 +116,11 @@ class SpectralCNN(nn.Module):
 
 
 class OpenClipVisual(nn.Module):
-    """An open_clip image tower behind its own resize/normalisation."""
+    """An open_clip image tower behind its own resize/normalisation, or, with a ``head``
+    (``patch-embed``), with the head's widened convolution as its first layer: the head then
+    does the scaling, resizing and standardising, and the tower takes what it gives."""
 
-    def __init__(self, model: str, pretrained: str | None) -> None:
+    def __init__(self, model: str, pretrained: str | None, head: nn.Module | None = None) -> None:
         super().__init__()
         from rsretrieve.encoders.open_clip import OpenClipEncoder
 
@@ -126,9 +128,30 @@ class OpenClipVisual(nn.Module):
         self.visual = encoder.model.visual
         self._preprocess = encoder.preprocess
         self.out_dim = encoder.embed_dim
+        if head is not None:
+            head.bind(encoder)
+            self.visual.conv1, head.conv = head.conv, None  # one module, held by the tower
+            self._preprocess = _identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.visual(self._preprocess(x))
+
+    def last_blocks(self, count: int) -> list[nn.Module]:
+        """The last ``count`` blocks of the image tower (ViT resblocks, ResNet layers) and what
+        follows them, for ``train --train-blocks``."""
+        if count <= 0:
+            return []
+        blocks = getattr(getattr(self.visual, "transformer", None), "resblocks", None)
+        if blocks is None:
+            blocks = [getattr(self.visual, f"layer{i}") for i in range(1, 5) if hasattr(self.visual, f"layer{i}")]
+        if count > len(blocks):
+            raise ConfigError(f"--train-blocks {count}: this image tower has {len(blocks)} blocks")
+        after = [m for m in (getattr(self.visual, "ln_post", None), getattr(self.visual, "attnpool", None)) if m is not None]
+        return [*list(blocks)[-count:], *after]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 class Tower(nn.Module):
@@ -136,7 +159,12 @@ class Tower(nn.Module):
         super().__init__()
         self.adapter = build_adapter(config.adapter, BANDS[sensor])
         channels = getattr(self.adapter, "out_channels", 3)
-        if config.backbone == "spectral-cnn":
+        if getattr(self.adapter, "replaces_first_layer", False):
+            if config.backbone != "open_clip" or not config.model:
+                raise ConfigError(f"band adapter '{config.adapter}' is a head: it widens an open_clip image tower's first "
+                                  "layer; give --backbone open_clip:ARCH[:PRETRAINED]")
+            self.backbone = OpenClipVisual(config.model, config.pretrained, head=self.adapter)
+        elif config.backbone == "spectral-cnn":
             self.backbone: nn.Module = SpectralCNN(channels, config.width)
         else:
             if channels != 3 or not config.model:
