@@ -52,3 +52,4 @@ _BUILT_IN = (("rgb", "rgb"), ("false-color", "false_color"), ("sar", "sar"), ("l
 for _name, _attr in _BUILT_IN:
     ADAPTERS.register_lazy(_name, f"rsretrieve.adapters.affine:{_attr}")
 ADAPTERS.register_lazy("patch-embed", "rsretrieve.adapters.heads:patch_embed")
+ADAPTERS.register_lazy("wavelength", "rsretrieve.adapters.heads:wavelength")

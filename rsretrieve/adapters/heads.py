@@ -119,11 +119,58 @@ class PatchEmbedHead(nn.Module):
         own = visual.conv1
         visual.conv1 = self.conv
         try:
-            features = encoder.model.encode_image(self(pixels.to(self.conv.weight.device)))
+            features = encoder.model.encode_image(self(pixels.to(self.mean.device)))
         finally:
             visual.conv1 = own
-        return F.normalize(features.float(), dim=-1).cpu().numpy()
+        return F.normalize(features.float(), dim=-1).detach().cpu().numpy()
 
 
 def patch_embed(bands: tuple[str, ...], init: str = "zero") -> PatchEmbedHead:
     return PatchEmbedHead(bands, init)
+
+
+class WavelengthConv(nn.Module):
+    """A ViT's patch embedding whose kernel and bias are generated from the input bands'
+    wavelengths (DOFA's dynamic patch embedding), at the ViT's own patch size and stride."""
+
+    def __init__(self, out_channels: int, patch: int, stride: int, micrometres: Sequence[float]) -> None:
+        from rsretrieve.encoders.dofa import WavelengthPatchEmbed
+
+        super().__init__()
+        self.embed = WavelengthPatchEmbed(out_channels, patch)
+        self.stride = stride
+        self.micrometres = tuple(float(w) for w in micrometres)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.embed.kernel(self.micrometres, x.device)
+        return F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), stride=self.stride)
+
+
+class WavelengthHead(PatchEmbedHead):
+    """``wavelength``: a DOFA-style patch embedding in front of an open_clip ViT. The kernel is
+    generated from the wavelengths of the bands given (any subset, any order: ``--bands``),
+    so one trained head serves every band combination; the bands are scaled and standardised
+    as ``patch-embed`` does it. Untrained, the generator is seeded random: train it with
+    ``rsretrieve train`` (the encoder frozen) before reading its numbers."""
+
+    def __init__(self, bands: Sequence[str], seed: int | str = 0) -> None:
+        super().__init__(bands, init="mean")
+        self.seed = int(seed)
+
+    def bind(self, encoder: Any) -> None:
+        from rsretrieve.datasets.bands import wavelengths
+
+        super().bind(encoder)
+        first = encoder.model.visual.conv1
+        if first.kernel_size[0] != first.kernel_size[1] or first.stride != first.kernel_size:
+            raise ConfigError(f"band adapter 'wavelength' generates a ViT's square patch embedding; {encoder.spec.label()}'s "
+                              f"first layer is a {first.kernel_size} convolution with stride {first.stride} (a ResNet stem?)")
+        generator = torch.random.fork_rng(devices=[])
+        with generator:
+            torch.manual_seed(self.seed)
+            self.conv = WavelengthConv(first.out_channels, first.kernel_size[0], first.stride[0],
+                                       wavelengths(self.sensor, self.bands, "dofa")).to(first.weight.device)
+
+
+def wavelength(bands: tuple[str, ...], seed: int | str = 0) -> WavelengthHead:
+    return WavelengthHead(bands, seed)

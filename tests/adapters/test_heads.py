@@ -82,3 +82,41 @@ def test_a_head_from_the_cli_is_recorded_in_the_manifest(sample_root, tmp_path) 
     assert json.loads((out / "manifest.json").read_text())["adapters"] == {"s2": "patch-embed:init=mean", "s1": "patch-embed"}
     wrong = invoke("index", "--data", sample_root, "--model", "rsretrieve-tiny", "--s2-adapter", "patch-embd", "--out", out)
     assert_user_error(wrong, r"unknown band adapter 'patch-embd'.*patch-embed")
+
+
+def test_the_wavelength_head_takes_any_subset_in_any_order() -> None:
+    """Its kernel comes from the bands' wavelengths: the same bands in another order give the
+    same embedding, a subset gives another, and a ResNet stem is refused."""
+    from rsretrieve.adapters.heads import WavelengthHead
+
+    batch = _batch("s2", 2)
+    full = build_pipeline(TINY_VIT, {"s2": "wavelength"}, ("s2",))
+    subset = build_pipeline(TINY_VIT, {"s2": "wavelength"}, ("s2",), bands="B02,B03,B04,B08")
+    a, b = full.embed(batch), subset.embed(batch)
+    assert a.shape == b.shape == (2, 64) and not np.allclose(a, b)
+    head = subset.adapters["s2"]
+    order = [3, 0, 2, 1]
+    shuffled = WavelengthHead(tuple(head.bands[i] for i in order))
+    shuffled.bind(subset.encoder)
+    shuffled.conv.load_state_dict(head.conv.state_dict())  # one trained generator
+    kept = torch.from_numpy(batch.images[:, [1, 2, 3, 7]])
+    np.testing.assert_allclose(shuffled.embed(subset.encoder, kept[:, order]), head.embed(subset.encoder, kept), atol=1e-5)
+    with pytest.raises(ConfigError, match=r"generates a ViT's square patch embedding; open_clip:RN50 .*ResNet stem"):
+        build_pipeline(EncoderSpec("open_clip", "RN50", None, 0), {"s2": "wavelength"}, ("s2",))
+
+
+def test_a_wavelength_head_trains_in_a_tower(tmp_path) -> None:  # noqa: ANN001
+    from rsretrieve.datasets.fixtures.crisislandmark import generate_sample
+    from rsretrieve.encoders.trained import DualEncoder, TowerConfig, load_model, read_model_config
+    from rsretrieve.training import TrainConfig, train
+
+    root = generate_sample(tmp_path / "clm", n_samples=40, seed=3, train_fraction=0.6)
+    config = TrainConfig(epochs=1, batch_size=16, lr=3e-3, warmup_steps=1, freeze="encoder",
+                         tower=TowerConfig(backbone="open_clip", model="rsretrieve-tiny"), adapters={"s2": "wavelength", "s1": "wavelength"})
+    train(root, tmp_path / "run", config)
+    model_config, _ = read_model_config(tmp_path / "run" / "last")
+    torch.manual_seed(config.seed)
+    start, end = DualEncoder(model_config), load_model(tmp_path / "run" / "last")
+    before = start.towers["s2"].backbone.visual.conv1.embed.weight_generator.fc_weight.weight
+    after = end.towers["s2"].backbone.visual.conv1.embed.weight_generator.fc_weight.weight
+    assert not torch.allclose(before, after)
