@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -49,6 +50,54 @@ class Significance:
 
 
 @dataclasses.dataclass(frozen=True)
+class SuiteEntry:
+    """One row of a suite: a zoo card, and the index options it runs with. ``models:`` lists
+    card names, or mappings ``{name: ROW, model: CARD, sensors: s2, bands: B02,B03,B04,B08,
+    s2_adapter: patch-embed, s1_adapter: sar}`` (``name`` required with options: it names the
+    row, its index and its records)."""
+
+    model: str
+    name: str | None = None
+    sensors: str | None = None
+    bands: str | None = None
+    s2_adapter: str | None = None
+    s1_adapter: str | None = None
+
+    @property
+    def row(self) -> str:
+        return self.name or self.model
+
+    def options(self) -> dict[str, str]:
+        return {k: v for k, v in (("sensors", self.sensors), ("bands", self.bands), ("s2_adapter", self.s2_adapter),
+                                  ("s1_adapter", self.s1_adapter)) if v is not None}
+
+
+ROW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def parse_entries(items: Any, path: Path) -> tuple[SuiteEntry, ...]:
+    """The suite's ``models:``: names, or mappings with index options (unknown keys refused)."""
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{path}: models must be a list of card names or {{name, model, ...}} mappings")
+    entries = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            entries.append(SuiteEntry(model=item))
+            continue
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{path}: models[{i}] must be a card name or a mapping")
+        entry = from_mapping(SuiteEntry, dict(item), f"{path}: models[{i}]")
+        if entry.options() and entry.name is None:
+            raise ConfigError(f"{path}: models[{i}] ({entry.model}) has index options, so it needs a name (its row)")
+        if not ROW_NAME.match(entry.row):
+            raise ConfigError(f"{path}: models[{i}]: name '{entry.row}' must be letters, digits, '.', '_', '+' or '-'")
+        if isinstance(item.get("bands"), (list, tuple)):
+            entry = dataclasses.replace(entry, bands=",".join(map(str, item["bands"])))
+        entries.append(entry)
+    return tuple(entries)
+
+
+@dataclasses.dataclass(frozen=True)
 class Suite:
     """configs/benchmarks/*.yaml. ``data`` None is the embedded sample."""
 
@@ -72,6 +121,7 @@ class Suite:
     # Caption benchmarks (dataset rs-captions): the paper's protocol and the image folder.
     protocol: str | None = None
     images: str | None = None
+    entries: tuple[SuiteEntry, ...] = ()  # the rows of ``models``, with their index options
 
 
 def _check_main_slice(suite: Suite, path: Path) -> None:
@@ -92,10 +142,14 @@ def load_suite(path: Path) -> Suite:
         str(model): tuple(from_mapping(Reference, r, f"{path}: references.{model}[{i}]") for i, r in enumerate(refs or []))
         for model, refs in (data.pop("references", None) or {}).items()
     }
-    for key in ("models", "metrics"):
-        if key in data:
-            data[key] = tuple(data[key])
-    suite = dataclasses.replace(from_mapping(Suite, data, str(path)), significance=sig, references=references)
+    entries = parse_entries(data.pop("models", ()), path)
+    data["models"] = tuple(e.row for e in entries)
+    if "metrics" in data:
+        data["metrics"] = tuple(data["metrics"])
+    suite = dataclasses.replace(from_mapping(Suite, data, str(path)), significance=sig, references=references,
+                                entries=entries)
+    if suite.dataset == CAPTIONS and any(e.options() for e in entries):
+        raise ConfigError(f"{path}: caption suites take card names only (index options are for image corpora)")
     if suite.dataset == CAPTIONS:
         _check_caption_suite(suite, path)
     else:
@@ -154,7 +208,9 @@ def run_suite(
     from rsretrieve.datasets.sensors import parse_sensor_filter
 
     zoo = load_zoo() if zoo is None else zoo
-    cards = [get_card(name, zoo) for name in suite.models]
+    entries = suite.entries or tuple(SuiteEntry(model=m) for m in suite.models)
+    cards = [dataclasses.replace(get_card(e.model, zoo), name=e.row) for e in entries]
+    options = {e.row: e for e in entries}
     if suite.dataset == CAPTIONS:
         return _run_caption_suite(suite, cards, out, force, on_model)
     root = Path(suite.data) if suite.data else ensure_default_sample()
@@ -169,7 +225,12 @@ def run_suite(
     for card in cards:
         if not _available(card, skipped, on_model):
             continue
-        record, model_runs = _evaluate_model(card, suite, dataset, out, queries_path, qrels_path, topics_key, force)
+        entry = options[card.name]
+        if entry.sensors is not None:
+            entry_data = open_dataset(suite.dataset, root, split=suite.split, sensors=parse_sensor_filter(entry.sensors), limit=suite.limit)
+        else:
+            entry_data = dataset
+        record, model_runs = _evaluate_model(card, suite, entry_data, out, queries_path, qrels_path, topics_key, force, entry)
         records.append(record)
         if model_runs is not None:
             runs[card.name] = model_runs[suite.main_slice]
@@ -181,16 +242,20 @@ def run_suite(
 
 def _evaluate_model(
     card: ModelCard, suite: Suite, dataset: Any, out: Path, queries_path: Path, qrels_path: Path,
-    topics_key: str, force: bool,
+    topics_key: str, force: bool, entry: SuiteEntry | None = None,
 ) -> tuple[dict[str, Any], dict[str, Run] | None]:
-    """The record of one model, and its runs by slice when they were computed (not cached).
-    The encoder is loaded once: it builds the index and then embeds the queries."""
+    """The record of one row (a card, with the entry's index options), and its runs by slice
+    when they were computed (not cached). The encoder is loaded once: it builds the index and
+    then embeds the queries."""
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.evaluate import evaluate_index
     from rsretrieve.index import build_index
 
     started = time.perf_counter()
-    pipeline = build_pipeline(card.spec(), card.adapters, dataset.sensors)
+    entry = entry or SuiteEntry(model=card.name)
+    adapters = {**(card.adapters or {}), **{s: a for s, a in (("s2", entry.s2_adapter), ("s1", entry.s1_adapter)) if a}}
+    pipeline = build_pipeline(card.spec(), adapters or None, dataset.sensors, bands=entry.bands,
+                              dataset_name=str(suite.data or "the embedded sample"))
     index_dir = out / "indexes" / card.name
     manifest = build_index(dataset, pipeline, index_dir, suite.batch_size, force=force)
     key = hashlib.sha256(json.dumps([manifest["plan_id"], topics_key, list(suite.metrics)]).encode()).hexdigest()
@@ -205,6 +270,8 @@ def _evaluate_model(
         write_run(run, _run_path(out, card.name, name))
     record = {
         "model": card.name,
+        "card": entry.model,
+        "options": entry.options(),
         "suite": suite.name,
         "dataset": {**report["source"]["dataset"], "queries": str(queries_path), "qrels": str(qrels_path)},
         "encoder": report["source"]["encoder"],

@@ -214,3 +214,37 @@ def test_caption_suites_are_validated_before_any_work(tmp_path) -> None:  # noqa
     with pytest.raises(ConfigError, match="'random' is not one"):
         run_leaderboard(_caption_suite(tmp_path, bench, models=["rsretrieve-tiny-random", "random"], references={}), tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_suite_entries_carry_index_options(sample_root, tmp_path) -> None:  # noqa: ANN001
+    """A row may be a card with index options (sensors, bands, adapters); each is its own row,
+    index and record, and options without a row name, unknown keys or odd names are refused."""
+    import json as json_
+
+    from rsretrieve.leaderboard import load_suite, run_suite
+
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text(f"""name: s
+data: {sample_root}
+sensors: s2
+limit: 30
+metrics: [ndcg@10, mrr]
+main_metric: ndcg@10
+main_slice: s2
+models:
+  - rsretrieve-tiny-random
+  - {{name: tiny-rgbn, model: rsretrieve-tiny-random, s2_adapter: "patch-embed:init=mean", bands: [B02, B03, B04, B08]}}
+""")
+    board = run_suite(load_suite(suite_file), tmp_path / "board")
+    rows = {row["model"]: row for row in board["rows"]}
+    assert set(rows) == {"rsretrieve-tiny-random", "tiny-rgbn"}
+    manifest = json_.loads((tmp_path / "board" / "indexes" / "tiny-rgbn" / "manifest.json").read_text())
+    assert manifest["bands"]["s2"]["kept"] == ["B02", "B03", "B04", "B08"] and manifest["adapters"]["s2"] == "patch-embed:init=mean"
+    record = json_.loads((tmp_path / "board" / "records" / "tiny-rgbn" / "crisislandmark.json").read_text())
+    assert record["card"] == "rsretrieve-tiny-random" and record["options"]["bands"] == "B02,B03,B04,B08"
+    for bad, says in (("{model: random, bands: [B02]}", "has index options, so it needs a name"),
+                      ("{name: x, model: random, colour: red}", "unknown"),
+                      ("{name: 'a b', model: random, sensors: s2}", "must be letters, digits")):
+        suite_file.write_text(f"name: s\nmetrics: [mrr]\nmain_metric: mrr\nmodels: [{bad}]\n")
+        with pytest.raises(ConfigError, match=says):
+            load_suite(suite_file)
