@@ -122,6 +122,7 @@ class Suite:
     protocol: str | None = None
     images: str | None = None
     entries: tuple[SuiteEntry, ...] = ()  # the rows of ``models``, with their index options
+    baseline: str | None = None  # a row every other row is tested against (bands.yaml: all bands)
 
 
 def _check_main_slice(suite: Suite, path: Path) -> None:
@@ -164,6 +165,8 @@ def load_suite(path: Path) -> Suite:
     if repeated:
         raise ConfigError(f"{path}: model '{repeated[0]}' is listed more than once (each model is one row and one letter)")
     _check_main_slice(suite, path)
+    if suite.baseline is not None and suite.baseline not in suite.models:
+        raise ConfigError(f"{path}: baseline '{suite.baseline}' is not a row of the suite.{did_you_mean(suite.baseline, suite.models)}")
     unknown = sorted(set(references) - set(suite.models))
     if unknown:
         raise ConfigError(f"{path}: references for '{unknown[0]}', which is not among the suite's models")
@@ -358,9 +361,10 @@ def _run_path(out: Path, model: str, slice_name: str) -> Path:
 
 def significance_marks(
     qrels: Mapping[str, Mapping[str, int]], runs: Mapping[str, Run | Mapping[str, Mapping[str, float]]], corpus: set[str],
-    metric: str, sig: Significance,
+    metric: str, sig: Significance, baseline: str | None = None,
 ) -> dict[str, list[str]]:
-    """For each model, the models it beats on ``metric`` with p < max_p (ranx compare)."""
+    """For each model, the models it beats on ``metric`` with p < max_p (ranx compare); with a
+    ``baseline``, also its p-value against that model (under the key ``"p_vs_baseline"``)."""
     from ranx import compare
 
     from rsretrieve.kernels import ensure_ranx
@@ -378,13 +382,15 @@ def significance_marks(
         warnings.simplefilter("ignore")
         report = compare(relevant, [ranx_run(runs[name], qids, name, codes) for name in names], [metric],
                          stat_test=sig.test, max_p=sig.max_p).to_dict()
-    beats: dict[str, list[str]] = {}
+    beats: dict[str, Any] = {}
     for name in names:
         mine = report[name]["scores"][metric]
         beats[name] = [
             other for other, p_values in report[name]["comparisons"].items()
             if p_values[metric] < sig.max_p and mine > report[other]["scores"][metric]
         ]
+    if baseline in report:
+        beats["p_vs_baseline"] = {name: float(report[name]["comparisons"][baseline][metric]) for name in names if name != baseline}
     return beats
 
 
@@ -401,7 +407,9 @@ def _leaderboard(
         beats: dict[str, list[str]] = {}
     else:
         runs = {r["model"]: runs.get(r["model"]) or read_run(_run_path(out, r["model"], suite.main_slice)) for r in ranked}
-        beats = significance_marks(qrels, runs, corpus, suite.main_metric, suite.significance)
+        beats = significance_marks(qrels, runs, corpus, suite.main_metric, suite.significance, suite.baseline)
+    against = beats.pop("p_vs_baseline", {})
+    base_score = next((r["scores"].get(main[0], {}).get(main[1]) for r in records if r["model"] == suite.baseline), None)
     rows = [
         {
             "rank": i + 1,
@@ -413,6 +421,9 @@ def _leaderboard(
             "revision": r["revision"],
             "wall_time_s": r["wall_time_s"],
             "paper": paper_differences(r),
+            **({"vs_baseline": {"model": suite.baseline, "p": against[r["model"]],
+                                "difference": round((r["scores"].get(main[0], {}).get(main[1]) or 0.0) - base_score, 6)}}
+               if r["model"] in against and base_score is not None else {}),
         }
         for i, r in enumerate(ranked)
     ]
@@ -423,6 +434,7 @@ def _leaderboard(
         "significance": dataclasses.asdict(suite.significance),
         "significance_tested": qrels is not None,
         "tolerance": suite.tolerance,
+        "baseline": suite.baseline,
         "rows": rows,
         "skipped": skipped,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -455,6 +467,9 @@ def render_markdown(board: Mapping[str, Any]) -> str:
     header = ["rank", "model", f"{main_metric} ({main_slice})"]
     header += [f"{m} ({main_slice})" for m in board["metrics"] if m != main_metric]
     header += [f"{main_metric} ({s})" for s in others]
+    baseline = board.get("baseline")
+    if baseline:
+        header += [f"vs {baseline}: difference, p"]
     lines = [f"# Leaderboard: {board['suite']}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in board["rows"]:
         scores = row["scores"]
@@ -463,6 +478,9 @@ def render_markdown(board: Mapping[str, Any]) -> str:
                  _fmt(scores.get(main_slice, {}).get(main_metric)) + (f"<sup>{marks}</sup>" if marks else "")]
         cells += [_fmt(scores.get(main_slice, {}).get(m)) for m in board["metrics"] if m != main_metric]
         cells += [_fmt(scores.get(s, {}).get(main_metric)) for s in others]
+        if baseline:
+            versus = row.get("vs_baseline")
+            cells.append(f"{versus['difference']:+.4f}, p = {versus['p']:.3g}" if versus else "-")
         lines.append("| " + " | ".join(cells) + " |")
     sig = board["significance"]
     if any(row["beats"] for row in board["rows"]) or board.get("significance_tested", True):

@@ -96,6 +96,25 @@ def _pr_plot(path: Path, curves: Mapping[str, np.ndarray]) -> None:
     _save(fig, path)
 
 
+def _baseline_chart(path: Path, board: Mapping[str, Any]) -> tuple[str, str]:
+    """The main score of every row, each labelled with its p-value against the suite's
+    baseline (a band ablation: every subset against all bands)."""
+    main_slice, main_metric, baseline = board["main"]["slice"], board["main"]["metric"], board["baseline"]
+    max_p = board.get("significance", {}).get("max_p", 0.05)
+    labels = []
+    for row in board["rows"]:
+        versus = row.get("vs_baseline")
+        if row["model"] == baseline:
+            labels.append(f"{row['model']} (baseline)")
+        elif versus:
+            labels.append(f"{row['model']} (p={versus['p']:.2g}{'*' if versus['p'] < max_p else ''})")
+        else:
+            labels.append(row["model"])
+    values = [row["scores"].get(main_slice, {}).get(main_metric) for row in board["rows"]]
+    _bars(path, labels, {main_metric: values}, f"{main_metric} ({main_slice}) per row; * p < {max_p} against {baseline}", main_metric)
+    return path.name, f"{main_metric} per row, significance against {baseline}"
+
+
 def _record(results: Path, model: str) -> dict[str, Any]:
     files = sorted((results / "records" / model).glob("*.json"))
     if not files:
@@ -162,6 +181,8 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
                     grid_files.append((f"map-{n}.png", qid, f"{queries[qid]} (map of the same hits)"))
         figures = (("metrics.png", "every metric across models"), ("sensors.png", f"{main_metric} per sensor"),
                    ("labels.png", f"{main_metric} per query"), ("pr.png", "precision-recall curves"))
+        if board.get("baseline"):
+            figures = (*figures, _baseline_chart(tmp / "baseline.png", board))
         (tmp / "index.html").write_text(_html(board, records, figures, grid_files, main_metric, main_slice), encoding="utf-8")
     return Path(out) / "index.html"
 

@@ -29,7 +29,7 @@ CARDS_DIR = Path(__file__).resolve().parent / "cards"
 BACKENDS_WITHOUT_WEIGHTS = ("random",)
 # Backends whose spec names the architecture and takes the weights file as ``pretrained``
 # (the others, model folders, take the folder as the model).
-WEIGHTS_AS_PRETRAINED = ("open_clip", "closp", "msclip", "dofa")
+WEIGHTS_AS_PRETRAINED = ("open_clip", "closp", "msclip", "dofa", "dofa-so400m")
 
 
 @dataclasses.dataclass(frozen=True)

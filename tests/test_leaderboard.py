@@ -231,6 +231,7 @@ limit: 30
 metrics: [ndcg@10, mrr]
 main_metric: ndcg@10
 main_slice: s2
+baseline: rsretrieve-tiny-random
 models:
   - rsretrieve-tiny-random
   - {{name: tiny-rgbn, model: rsretrieve-tiny-random, s2_adapter: "patch-embed:init=mean", bands: [B02, B03, B04, B08]}}
@@ -242,9 +243,19 @@ models:
     assert manifest["bands"]["s2"]["kept"] == ["B02", "B03", "B04", "B08"] and manifest["adapters"]["s2"] == "patch-embed:init=mean"
     record = json_.loads((tmp_path / "board" / "records" / "tiny-rgbn" / "crisislandmark.json").read_text())
     assert record["card"] == "rsretrieve-tiny-random" and record["options"]["bands"] == "B02,B03,B04,B08"
+    versus = rows["tiny-rgbn"]["vs_baseline"]
+    assert versus["model"] == "rsretrieve-tiny-random" and 0 <= versus["p"] <= 1 and "vs_baseline" not in rows["rsretrieve-tiny-random"]
+    assert "vs rsretrieve-tiny-random: difference, p" in (tmp_path / "board" / "leaderboard.md").read_text()
+    from rsretrieve.report import build_report
+
+    page = build_report(tmp_path / "board", tmp_path / "report", grids=0).read_text()
+    assert (tmp_path / "report" / "baseline.png").is_file() and "significance against rsretrieve-tiny-random" in page
     for bad, says in (("{model: random, bands: [B02]}", "has index options, so it needs a name"),
                       ("{name: x, model: random, colour: red}", "unknown"),
                       ("{name: 'a b', model: random, sensors: s2}", "must be letters, digits")):
         suite_file.write_text(f"name: s\nmetrics: [mrr]\nmain_metric: mrr\nmodels: [{bad}]\n")
         with pytest.raises(ConfigError, match=says):
             load_suite(suite_file)
+    suite_file.write_text("name: s\nmetrics: [mrr]\nmain_metric: mrr\nbaseline: rand\nmodels: [random]\n")
+    with pytest.raises(ConfigError, match="baseline 'rand' is not a row of the suite. Did you mean 'random'"):
+        load_suite(suite_file)

@@ -114,7 +114,7 @@ class PatchEmbedHead(nn.Module):
     def embed(self, encoder: Any, pixels: torch.Tensor) -> np.ndarray:
         """L2-normalised embeddings of ``pixels`` through the encoder with this head as its first layer."""
         if self.conv is None:
-            raise ConfigError("band adapter 'patch-embed' was not bound to an encoder")
+            raise ConfigError(f"band adapter '{type(self).__name__}' was not bound to an encoder")
         visual = encoder.model.visual
         own = visual.conv1
         visual.conv1 = self.conv
@@ -129,21 +129,41 @@ def patch_embed(bands: tuple[str, ...], init: str = "zero") -> PatchEmbedHead:
     return PatchEmbedHead(bands, init)
 
 
+GENERATED_PATCH = 16  # DOFA's kernel size: its generator's output, resized to the ViT's patch
+
+
 class WavelengthConv(nn.Module):
     """A ViT's patch embedding whose kernel and bias are generated from the input bands'
-    wavelengths (DOFA's dynamic patch embedding), at the ViT's own patch size and stride."""
+    wavelengths (DOFA's dynamic patch embedding). The generator makes DOFA's 16 x 16 kernel
+    (its layout, so that DOFA's trained generator fits it); for another patch size the kernel
+    is resized bilinearly and scaled by the ratio of the areas, so that it sums alike."""
 
     def __init__(self, out_channels: int, patch: int, stride: int, micrometres: Sequence[float]) -> None:
         from rsretrieve.encoders.dofa import WavelengthPatchEmbed
 
         super().__init__()
-        self.embed = WavelengthPatchEmbed(out_channels, patch)
-        self.stride = stride
+        self.embed = WavelengthPatchEmbed(out_channels, GENERATED_PATCH)
+        self.patch, self.stride = patch, stride
         self.micrometres = tuple(float(w) for w in micrometres)
+        self._kernel: tuple[torch.Tensor, torch.Tensor] | None = None  # inference: generated once
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.embed.kernel(self.micrometres, x.device)
+        weight, bias = self.generated(x.device)
         return F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), stride=self.stride)
+
+    def generated(self, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kernel and bias for the bands' wavelengths (generated once while not training)."""
+        if torch.is_grad_enabled() or self._kernel is None or self._kernel[0].device != device:
+            weight, bias = self.embed.kernel(self.micrometres, device)
+            if self.patch != GENERATED_PATCH:
+                weight = F.interpolate(weight, size=(self.patch, self.patch), mode="bilinear", align_corners=False)
+                weight = weight * (GENERATED_PATCH / self.patch) ** 2
+            kernel = (weight, bias)
+            # while training the kernel follows the generator; indexing (no grad) reuses it
+            self._kernel = None if torch.is_grad_enabled() else kernel
+        else:
+            kernel = self._kernel
+        return kernel
 
 
 class WavelengthHead(PatchEmbedHead):
@@ -165,7 +185,7 @@ class WavelengthHead(PatchEmbedHead):
         if first.kernel_size[0] != first.kernel_size[1] or first.stride != first.kernel_size:
             raise ConfigError(f"band adapter 'wavelength' generates a ViT's square patch embedding; {encoder.spec.label()}'s "
                               f"first layer is a {first.kernel_size} convolution with stride {first.stride} (a ResNet stem?)")
-        generator = torch.random.fork_rng(devices=[])
+        generator = torch.random.fork_rng(devices=[])  # seeded, without moving the caller's generator
         with generator:
             torch.manual_seed(self.seed)
             self.conv = WavelengthConv(first.out_channels, first.kernel_size[0], first.stride[0],

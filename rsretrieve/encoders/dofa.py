@@ -241,3 +241,19 @@ class DofaClipEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.tokenizer(list(texts)).to(self.device)
         return F.normalize(self.model.text_encoder(tokens).float(), dim=-1).cpu().numpy()
+
+
+class DofaSo400mEncoder:
+    """Backend ``dofa-so400m``: the authors' larger release (``hf-hub:earthflow/GeoLB-ViT-14-SigLIP-so400m-384-EO``),
+    carded so that it is listed with what it needs. Its image tower is the timm model
+    ``dofa_vit_so400m_patch14_siglip_384`` of the authors' open_clip fork (SigLIP so400m with a
+    wavelength patch embedding, image 384, ``map`` pooling), which neither open_clip nor timm
+    ships; rsretrieve does not build it yet."""
+
+    adapters_bundled = True
+    sensors = ("s2", "s1", "rgb")
+
+    def __init__(self, spec: EncoderSpec, device: str | None = None) -> None:
+        raise ModelError(f"{spec.label()}: DOFA-CLIP so400m needs the timm model dofa_vit_so400m_patch14_siglip_384 of "
+                         "the authors' open_clip fork (repository xiong-zhitong/DOFA-CLIP), which rsretrieve does not "
+                         "build yet; use dofa-clip (ViT-B/16)")

@@ -180,3 +180,8 @@ def test_a_band_subset_is_fed_at_its_wavelengths(encoder) -> None:  # noqa: ANN0
         expected = torch.nn.functional.normalize(encoder.model.image_projection(encoder.model.image_encoder(x, waves)), dim=-1)
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
     assert waves == [0.49, 0.56, 0.665, 0.832] and pipeline.band_report() == {"s2": {"kept": list(kept), "filled": []}}
+
+
+def test_the_so400m_release_says_what_it_needs(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(ModelError, match=r"needs the timm model dofa_vit_so400m_patch14_siglip_384 of the authors' open_clip fork"):
+        load_encoder(EncoderSpec("dofa-so400m", "dofa-clip-so400m", str(tmp_path)))
