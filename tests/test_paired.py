@@ -261,3 +261,20 @@ def test_the_spread_ties_allow_by_hand() -> None:
 def test_a_model_that_is_not_open_clip_is_refused_before_it_loads(bench: Path) -> None:
     with pytest.raises(ConfigError, match="not an open_clip model"):
         caption_report(bench, None)
+
+
+def test_a_file_named_by_two_entries_is_embedded_once_and_said(bench: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import shutil
+
+    root = Path(shutil.copytree(bench, tmp_path / "twice"))
+    path = root / "dataset_fixture.json"
+    data = json.loads(path.read_text())
+    tests = [e for e in data["images"] if e["split"] == "test"]
+    tests[1]["filename"] = tests[0]["filename"]
+    path.write_text(json.dumps(data))
+    opened: list[str] = []
+    real = RSCaptions.open_image
+    monkeypatch.setattr(RSCaptions, "open_image", lambda self, name: opened.append(name) or real(self, name))
+    with pytest.warns(Warning, match=r"1 image file\(s\) named by more than one entry .*each file is embedded once"):
+        report, _ = caption_report(root, TINY)
+    assert len(opened) == len(set(opened)) == report["source"]["counts"]["images"] - 1
