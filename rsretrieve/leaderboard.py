@@ -492,8 +492,10 @@ def render_markdown(board: Mapping[str, Any]) -> str:
                   "| model | metric (slice) | paper | here | difference | source |", "|---|---|---|---|---|---|"]
         lines += [f"| {model} | {e['metric']} ({e['slice']}) | {e['paper']:.4f} | {e['ours']:.4f} | {e['difference']:+.4f} | {e['source']} |"
                   for model, e in compared]
-    for entry in board["skipped"]:
-        lines.append(f"- skipped {entry['model']}: {entry['reason']}")
+    if board["skipped"]:
+        total = len(board["rows"]) + len(board["skipped"])
+        lines += ["", f"**Incomplete: {len(board['skipped'])} of {total} models skipped; their rows are missing:**", ""]
+        lines += [f"- {entry['model']}: {entry['reason']}" for entry in board["skipped"]]
     return "\n".join(lines) + "\n"
 
 
@@ -572,14 +574,45 @@ class LeaderboardOutput:
     folder: Path
     drift: list[str]
 
+    def incomplete(self) -> str | None:
+        """The one line that says a reproduction is partial (models skipped), or None."""
+        skipped = self.board.get("skipped") or []
+        if not skipped:
+            return None
+        total = len(self.board["rows"]) + len(skipped)
+        names = ", ".join(s["model"] for s in skipped[:6]) + (f" and {len(skipped) - 6} more" if len(skipped) > 6 else "")
+        return (f"incomplete: {len(skipped)} of {total} models skipped (missing weights: {names}); `rsretrieve models "
+                "--missing --suite SUITE` lists what to download; --allow-missing accepts a partial table")
+
+
+RELEASES = {
+    "crisislandmark": "the Hugging Face dataset DarthReca/crisislandmark (hf download DarthReca/crisislandmark "
+                      "--repo-type dataset --local-dir data/crisislandmark)",
+}
+
+
+def check_suite_data(suite: Suite, suite_file: Path) -> None:
+    """The suite's dataset folder exists, before any model loads; a missing one says where the
+    release is published and how to point the suite at it."""
+    if suite.data is None or Path(suite.data).exists():
+        return
+    where = RELEASES.get(suite.dataset)
+    got = f"; it is published as {where}" if where else ""
+    raise DataError(f"suite {suite_file}: dataset folder {suite.data} not found{got}; then run the suite with "
+                    f"--data DIR (or set data: in the suite)")
+
 
 def run_leaderboard(
     suite_file: Path, out: Path | None = None, check: Path | None = None, write_expected: Path | None = None,
-    force: bool = False, on_model: Callable[[str, str], None] | None = None,
+    force: bool = False, on_model: Callable[[str, str], None] | None = None, data: Path | None = None,
 ) -> LeaderboardOutput:
     """What ``rsretrieve leaderboard`` runs: the suite at ``suite_file`` into ``out`` (default
-    results/<suite name>), optionally saved as the expected file and checked against one."""
+    results/<suite name>), on ``data`` when given (``--data``, over the suite's), optionally
+    saved as the expected file and checked against one."""
     suite = load_suite(suite_file)
+    if data is not None:
+        suite = dataclasses.replace(suite, data=str(data))
+    check_suite_data(suite, suite_file)
     expected = read_expected(check) if check is not None else None
     folder = Path(out) if out is not None else Path("results") / suite.name
     check_writable(folder, folder=True)  # every output, before any model runs

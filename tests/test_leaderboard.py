@@ -35,7 +35,7 @@ def test_records_and_leaderboard_files(board_dir) -> None:  # noqa: ANN001
     scores = [row["scores"]["all"]["ndcg@10"] for row in board["rows"]]
     assert scores == sorted(scores, reverse=True)
     assert [s["model"] for s in board["skipped"]] == ["remoteclip-vit-b-32"]
-    assert "skipped remoteclip-vit-b-32" in (out / "leaderboard.md").read_text()
+    assert "- remoteclip-vit-b-32: not at" in (out / "leaderboard.md").read_text()
     assert (out / "leaderboard.csv").read_text().splitlines()[0].startswith("rank,model,ndcg@10@all")
 
 
@@ -259,3 +259,21 @@ models:
     suite_file.write_text("name: s\nmetrics: [mrr]\nmain_metric: mrr\nbaseline: rand\nmodels: [random]\n")
     with pytest.raises(ConfigError, match="baseline 'rand' is not a row of the suite. Did you mean 'random'"):
         load_suite(suite_file)
+
+
+def test_a_suite_with_skipped_models_is_not_a_success(sample_root, tmp_path) -> None:  # noqa: ANN001
+    """A paper reproduction whose paper models were skipped exits 1 with one line naming them;
+    --allow-missing accepts the partial table, which says which rows are missing."""
+    from tests.cli.test_cli import invoke
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nlimit: 20\nmetrics: [mrr]\nmain_metric: mrr\nmodels: [closp-rn, random]\n")
+    failed = invoke("leaderboard", suite, "--data", sample_root, "--out", tmp_path / "b")
+    assert failed.exit_code == 1 and "error: incomplete: 1 of 2 models skipped (missing weights: closp-rn)" in failed.stderr
+    accepted = invoke("leaderboard", suite, "--data", sample_root, "--out", tmp_path / "b", "--allow-missing")
+    assert accepted.exit_code == 0 and "note: incomplete: 1 of 2 models skipped" in accepted.stderr
+    assert "**Incomplete: 1 of 2 models skipped; their rows are missing:**" in (tmp_path / "b" / "leaderboard.md").read_text()
+    needs = invoke("models", "--missing", "--suite", suite)
+    assert needs.exit_code == 0 and "closp-rn" in needs.stdout and "random" not in needs.stdout.split("cards;")[0]
+    nowhere = invoke("leaderboard", suite, "--data", tmp_path / "absent", "--out", tmp_path / "c")
+    assert nowhere.exit_code == 2 and "dataset folder" in nowhere.stderr and "hf download DarthReca/crisislandmark" in nowhere.stderr

@@ -482,11 +482,14 @@ def train(
 
 
 @app.command()
-def models() -> None:
+def models(
+    missing: Annotated[bool, typer.Option("--missing", help="Only the cards whose weights are not here.")] = False,
+    suite: Annotated[Optional[Path], typer.Option("--suite", help="Only the cards this benchmark suite runs.")] = None,
+) -> None:
     """The model zoo: per card, whether its weights are here, where to get them and put them, and the command."""
-    from rsretrieve.zoo import card_summary, checkpoints_dir, load_zoo
+    from rsretrieve.zoo import checkpoints_dir, zoo_summaries
 
-    render.models(out, [card_summary(card) for card in load_zoo().values()], checkpoints_dir())
+    render.models(out, zoo_summaries(missing, suite), checkpoints_dir())
 
 
 @app.command()
@@ -496,14 +499,17 @@ def leaderboard(
     check: Annotated[Optional[Path], typer.Option("--check", help="Expected leaderboard JSON: exit 1 on drift or a ranking change.")] = None,
     write_expected: Annotated[Optional[Path], typer.Option("--write-expected", help="Save this leaderboard as the expected file.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute indexes and records.")] = False,
+    data: Annotated[Optional[Path], typer.Option("--data", help="Dataset folder, over the suite's data:.")] = None,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Accept a partial table when models' weights are missing (exit 0).")] = False,
 ) -> None:
-    """Run every model of a suite, write result records and a leaderboard (md, csv, json)."""
+    """Run every model of a suite, write result records and a leaderboard (md, csv, json); a suite
+    with skipped models exits 1 unless --allow-missing."""
     from rsretrieve.leaderboard import run_leaderboard
 
     result = run_leaderboard(suite_file, out_dir, check, write_expected, force,
-                             on_model=lambda name, note: err.print(f"{name}: {note}", markup=False))
-    render.leaderboard(out, err, result, check, write_expected)
-    if result.drift:
+                             on_model=lambda name, note: err.print(f"{name}: {note}", markup=False), data=data)
+    render.leaderboard(out, err, result, check, write_expected, allow_missing)
+    if result.drift or (result.incomplete() and not allow_missing):
         raise typer.Exit(1)
 
 

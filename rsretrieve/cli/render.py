@@ -188,7 +188,8 @@ def models(console: Console, cards: list[Mapping[str, Any]], checkpoints: Path) 
     def line(text: str, style: str | None = None) -> None:
         console.print(text, markup=False, soft_wrap=True, style=style)
 
-    line(f"model zoo: {len(cards)} cards; checkpoints folder {checkpoints}\n")
+    line(f"model zoo: {len(cards)} cards; checkpoints folder {checkpoints}\n" if cards else
+         f"nothing to download: every card asked for has its weights (checkpoints folder {checkpoints})")
     for card in cards:
         line(f"{card['name']}  [{card['backend']}]  weights {'present' if card['available'] else 'MISSING'}: {card['weights']}")
         line(f"  {card['description']}", "dim")
@@ -282,10 +283,14 @@ def search_results(console: Console, run: Run, topics: Mapping[str, str], index:
         hits(console, run, topics, dict(zip(index.keys, index.labels)), limit=shown, places=places)
 
 
-def leaderboard(console: Console, warn: Console, result: Any, check: Path | None, write_expected: Path | None) -> None:
+def leaderboard(console: Console, warn: Console, result: Any, check: Path | None, write_expected: Path | None,
+                allow_missing: bool = False) -> None:
     """The leaderboard's table, where it went, and the reproduction check (``result``: a LeaderboardOutput)."""
     console.print((result.folder / "leaderboard.md").read_text(), markup=False, soft_wrap=True)
     console.print(f"leaderboard written to {result.folder}/leaderboard.{{md,csv,json}}", markup=False)
+    incomplete = result.incomplete()
+    if incomplete:
+        warn.print(("note: " if allow_missing else "error: ") + incomplete, markup=False, soft_wrap=True)
     if write_expected is not None:
         console.print(f"expected leaderboard written to {write_expected}", markup=False)
     if check is None:
