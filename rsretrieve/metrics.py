@@ -56,7 +56,8 @@ class Metric:
 
 
 def parse_metric(label: str) -> Metric:
-    match = _METRIC.match(label)
+    """``ndcg@10``, in any case (``nDCG@10``, ``MAP@100``): the canonical names are lower case."""
+    match = _METRIC.match(label.strip().lower())
     base = match.group("name") if match else label
     if base not in METRIC_NAMES:
         raise ConfigError(

@@ -333,6 +333,9 @@ def _read_json_run(path: Path, text: str) -> Run:
         raise DataError(f"{path}: invalid JSON run: {exc}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: a JSON run is an object {{query id: {{doc id: score}}}}, not a {type(data).__name__}")
+    if {"results", "metrics"} <= set(data) or data.get("format") in ("rsretrieve-index", "rsretrieve-model"):
+        raise DataError(f"{path} is an rsretrieve results file (scores per metric, not a ranked list): give the run "
+                        "that eval --save-run or search --out wrote")
     for qid, docs in data.items():
         if not isinstance(docs, dict):
             raise DataError(f"{path}: query '{qid}': expected {{doc id: score}}, got a {type(docs).__name__}")

@@ -19,6 +19,7 @@ from rsretrieve.encoders import Encoder, EncoderSpec, check_finite, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.geo import GeoFilter
 from rsretrieve.index import EXACT_FILTER_ROWS, LoadedIndex, top_rows, widening_search
+from rsretrieve.registry import did_you_mean
 from rsretrieve.runs import Run
 
 QUERY_BATCH = 256
@@ -197,7 +198,7 @@ def like_patch(index: LoadedIndex, key: str, k: int, sensor: str | None = None, 
     ``like``); no encoder is loaded. The patch itself ranks first unless ``exclude_self``."""
     rows = {name: i for i, name in enumerate(index.keys)}
     if key not in rows:
-        raise DataError(f"--like: key '{key}' is not in index {index.path}")
+        raise DataError(f"--like: key '{key}' is not in index {index.path}.{did_you_mean(key, rows)}")
     vector = np.asarray(index.embeddings[rows[key] : rows[key] + 1], np.float32)
     run = search_vectors(index, ["like"], vector, k + int(exclude_self), sensor, where)
     if not exclude_self:

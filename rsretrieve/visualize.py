@@ -224,7 +224,9 @@ def show_query(
         queries_path = queries_path or default_queries
         queries = load_queries(queries_path)
         if query_id not in queries:
-            raise ConfigError(f"query id '{query_id}' is not in {queries_path}")
+            from rsretrieve.registry import did_you_mean
+
+            raise ConfigError(f"query id '{query_id}' is not in {queries_path}.{did_you_mean(query_id, queries)}")
         text = queries[query_id]
         qrels_path = qrels_path or (default_qrels if default_qrels.exists() else None)
         judged = load_qrels(qrels_path).get(query_id, {}) if qrels_path is not None else None

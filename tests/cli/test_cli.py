@@ -562,3 +562,28 @@ def test_weights_paths_are_stored_resolved(sample_root, tmp_path, monkeypatch) -
     assert found.exit_code == 0, found.output
     refused = invoke("index", "--data", sample_root, "--model", "random", "--pretrained", "w.pt", "--out", "x")
     assert_user_error(refused, r"--pretrained cannot be used with --model random")
+
+
+def test_natural_mistakes_get_help(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
+    """Metric names in any case; a results file given as a run; a non-qrels JSON in a qrels
+    folder; a misspelt --like key or --query-id."""
+    import json
+
+    from rsretrieve.index import load_index
+
+    scored = invoke("eval", "--index", index_dir, "-m", "nDCG@10,MAP@100", "--out", tmp_path / "r.json")
+    assert scored.exit_code == 0, scored.output
+    assert set(json.loads((tmp_path / "r.json").read_text())["results"]["all"]["scores"]) == {"ndcg@10", "map@100"}
+    wrong_run = invoke("eval", "--run", tmp_path / "r.json", "--qrels", sample_root / "qrels", "--queries", sample_root / "queries.jsonl")
+    assert_user_error(wrong_run, r"r.json is an rsretrieve results file \(scores per metric, not a ranked list\)")
+    qrels = tmp_path / "qrels"
+    qrels.mkdir()
+    (qrels / "test.tsv").write_text((sample_root / "qrels" / "test.tsv").read_text())
+    (qrels / "notes.json").write_text(json.dumps({"author": "me", "version": 2}))
+    foreign = invoke("eval", "--index", index_dir, "--qrels", qrels)
+    assert_user_error(foreign, r"notes.json is not a qrels file: key 'author' holds a str")
+    key = load_index(index_dir).keys[0]
+    like = invoke("search", "--index", index_dir, "--like", key[:-1] + "9x")
+    assert_user_error(like, rf"--like: key '.*' is not in index .*Did you mean '")
+    show = invoke("show", "--index", index_dir, "--query-id", "q-watr", "--out", tmp_path / "g.png")
+    assert_user_error(show, r"query id 'q-watr' is not in .*Did you mean 'q-water'")
