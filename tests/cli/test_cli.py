@@ -584,6 +584,6 @@ def test_natural_mistakes_get_help(index_dir, sample_root, tmp_path) -> None:  #
     assert_user_error(foreign, r"notes.json is not a qrels file: key 'author' holds a str")
     key = load_index(index_dir).keys[0]
     like = invoke("search", "--index", index_dir, "--like", key[:-1] + "9x")
-    assert_user_error(like, rf"--like: key '.*' is not in index .*Did you mean '")
+    assert_user_error(like, r"--like: key '.*' is not in index .*Did you mean '")
     show = invoke("show", "--index", index_dir, "--query-id", "q-watr", "--out", tmp_path / "g.png")
     assert_user_error(show, r"query id 'q-watr' is not in .*Did you mean 'q-water'")
