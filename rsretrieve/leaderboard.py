@@ -33,7 +33,7 @@ from rsretrieve.io import check_writable, read_json_object, write_json, write_te
 from rsretrieve.locks import output_lock
 from rsretrieve.registry import did_you_mean
 from rsretrieve.runs import Run, read_run, write_run
-from rsretrieve.zoo import ModelCard, Reference, get_card, load_zoo
+from rsretrieve.zoo import ModelCard, Reference, card_summary, get_card, load_zoo
 
 # ranx's paired tests: student (paired Student's t), fisher (randomisation), tukey (Tukey's HSD).
 STAT_TESTS = ("student", "fisher", "tukey")
@@ -583,6 +583,20 @@ class LeaderboardOutput:
         names = ", ".join(s["model"] for s in skipped[:6]) + (f" and {len(skipped) - 6} more" if len(skipped) > 6 else "")
         return (f"incomplete: {len(skipped)} of {total} models skipped (missing weights: {names}); `rsretrieve models "
                 "--missing --suite SUITE` lists what to download; --allow-missing accepts a partial table")
+
+
+def zoo_summaries(missing: bool = False, suite: Path | None = None) -> list[dict[str, Any]]:
+    """``rsretrieve models``: every card, or those a suite runs (``suite``), only those whose
+    weights are not here (``missing``): what a reproduction still needs."""
+    zoo = load_zoo()
+    names = list(zoo)
+    if suite is not None:
+        loaded = load_suite(suite)
+        names = list(dict.fromkeys(e.model for e in loaded.entries))
+        for name in names:
+            get_card(name, zoo)
+    summaries = [card_summary(zoo[name]) for name in names]
+    return [s for s in summaries if not s["available"]] if missing else summaries
 
 
 RELEASES = {

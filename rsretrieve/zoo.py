@@ -165,22 +165,6 @@ def card_summary(card: ModelCard) -> dict[str, Any]:
             "put_at": str(path) if path else "-", "command": card.usage(), "notes": card.notes or ""}
 
 
-def zoo_summaries(missing: bool = False, suite: Path | None = None) -> list[dict[str, Any]]:
-    """``rsretrieve models``: every card, or those a suite runs (``suite``), only those whose
-    weights are not here (``missing``): what a reproduction still needs."""
-    zoo = load_zoo()
-    names = list(zoo)
-    if suite is not None:
-        from rsretrieve.leaderboard import load_suite
-
-        loaded = load_suite(suite)
-        names = list(dict.fromkeys(e.model for e in loaded.entries))
-        for name in names:
-            get_card(name, zoo)
-    summaries = [card_summary(zoo[name]) for name in names]
-    return [s for s in summaries if not s["available"]] if missing else summaries
-
-
 def resolve_model(model: str | None = None, pretrained: str | None = None, seed: int = 0) -> EncoderSpec:
     """What follows ``--model`` (and ``--pretrained``) -> the encoder spec, in this order:
 

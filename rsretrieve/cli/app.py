@@ -487,7 +487,8 @@ def models(
     suite: Annotated[Optional[Path], typer.Option("--suite", help="Only the cards this benchmark suite runs.")] = None,
 ) -> None:
     """The model zoo: per card, whether its weights are here, where to get them and put them, and the command."""
-    from rsretrieve.zoo import checkpoints_dir, zoo_summaries
+    from rsretrieve.leaderboard import zoo_summaries
+    from rsretrieve.zoo import checkpoints_dir
 
     render.models(out, zoo_summaries(missing, suite), checkpoints_dir())
 

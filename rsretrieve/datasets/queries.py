@@ -155,8 +155,8 @@ def _relevance(value: Any, where: str) -> int:
 def _json_mapping(path: Path, data: Any) -> list[Judgement]:
     odd = next((qid for qid, docs in data.items() if not isinstance(docs, dict)), None)
     if odd is not None:
-        raise DataError(f"{path} is not a qrels file: key '{odd}' holds a {type(data[odd]).__name__} where qrels hold "
-                        "{doc id: relevance} (a JSON file in a qrels folder is read as qrels)")
+        raise DataError(f"{path} is not a qrels file (query '{odd}': expected {{doc id: relevance}}, got a "
+                        f"{type(data[odd]).__name__}; a JSON file in a qrels folder is read as qrels)")
     out = []
     for qid, docs in data.items():
         where = f"{path}: query '{qid}'"

@@ -581,7 +581,7 @@ def test_natural_mistakes_get_help(index_dir, sample_root, tmp_path) -> None:  #
     (qrels / "test.tsv").write_text((sample_root / "qrels" / "test.tsv").read_text())
     (qrels / "notes.json").write_text(json.dumps({"author": "me", "version": 2}))
     foreign = invoke("eval", "--index", index_dir, "--qrels", qrels)
-    assert_user_error(foreign, r"notes.json is not a qrels file: key 'author' holds a str")
+    assert_user_error(foreign, r"notes.json is not a qrels file \(query 'author': expected \{doc id: relevance\}, got a str")
     key = load_index(index_dir).keys[0]
     like = invoke("search", "--index", index_dir, "--like", key[:-1] + "9x")
     assert_user_error(like, r"--like: key '.*' is not in index .*Did you mean '")
