@@ -71,7 +71,12 @@ class Registry(Generic[T]):
         if name not in self._entries:
             self._load_plugins()
         if name not in self._entries:
-            raise unknown_name_error(self.kind, name, self.names())
+            error = unknown_name_error(self.kind, name, self.names())
+            if self._group and not did_you_mean(name, self.names()):
+                error = ConfigError(f"{error} A {self.kind} of another package is found once that package is installed "
+                                    f"(pip install -e PATH) and declares it in the entry-point group '{self._group}', "
+                                    "or once the module that registers it is imported")
+            raise error
         return self._entries[name]
 
     def names(self) -> list[str]:

@@ -88,3 +88,14 @@ def test_all_bands_keeps_every_band_at_order_one() -> None:
     np.testing.assert_allclose(sar[0, :, 0, 0].numpy(), [0.0, -1.0], atol=1e-6)
     with pytest.raises(ConfigError, match="'all-bands' knows Sentinel-1 and Sentinel-2 bands"):
         build_adapter("all-bands", ("R", "G", "B"))
+
+
+def test_an_unknown_adapter_says_how_plugins_are_found_and_a_wrong_sensor_is_refused_before_loading(monkeypatch) -> None:  # noqa: ANN001
+    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.encoders import EncoderSpec
+
+    with pytest.raises(ConfigError, match=r"unknown band adapter 'swir'.*entry-point group 'rsretrieve.adapters'"):
+        ADAPTERS.get("swir")
+    monkeypatch.setattr("rsretrieve.embeddings.load_encoder", lambda *a: pytest.fail("the encoder was loaded"))
+    with pytest.raises(ConfigError, match=r"band adapter 'rgb' needs bands B04, B03, B02; this input has VV, VH"):
+        build_pipeline(EncoderSpec("open_clip", "rsretrieve-tiny", None, 0), {"s1": "rgb"}, ("s1",))
