@@ -224,6 +224,32 @@ def atomic_dir(target: Path, *, replace: bool = False, what: str, need: int | No
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def keep_times_of_unchanged(new: Path, old: Path) -> None:
+    """Give each file of the folder ``new`` whose bytes equal the same file in ``old`` the old
+    one's times: a dataset regenerated unchanged (``sample --force`` on the same seed) keeps
+    the fingerprint its indexes were built on (names, sizes and modification times)."""
+    new, old = Path(new), Path(old)
+    if not old.is_dir() or old.is_symlink():
+        return
+    for path in new.rglob("*"):
+        before = old / path.relative_to(new)
+        if not path.is_file() or path.is_symlink() or not before.is_file() or before.is_symlink():
+            continue
+        stat = before.stat()
+        if stat.st_size == path.stat().st_size and _same_bytes(path, before):
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _same_bytes(a: Path, b: Path, chunk: int = 1 << 20) -> bool:
+    with open(a, "rb") as left, open(b, "rb") as right:
+        while True:
+            x, y = left.read(chunk), right.read(chunk)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
 def results_path(scored: Path) -> Path:
     """Where the scores of something go, for every command: beside it, named after it
     (``runs/x.trec`` -> ``runs/x.results.json``, index folder ``runs/idx`` -> ``runs/idx.results.json``)."""

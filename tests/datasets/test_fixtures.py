@@ -84,3 +84,22 @@ def test_compressed_shards_read_through_hdf5plugin(tmp_path, compression) -> Non
     key = a.samples[0].key
     np.testing.assert_array_equal(a.read_sample(key).image, b.read_sample(key).image)
     assert json.loads((root / "SAMPLE.json").read_text())["compression"] == compression
+
+
+def test_sample_force_on_an_unchanged_seed_keeps_indexes_reusable(tmp_path) -> None:  # noqa: ANN001
+    """The regenerated files are the same bytes, so they keep their times: the dataset's
+    fingerprint, and so the index built on it, stay valid; another seed is another dataset."""
+    import time
+
+    from tests.cli.test_cli import invoke
+
+    data, index = tmp_path / "clm", tmp_path / "idx"
+    assert invoke("sample", data, "--n-samples", "30").exit_code == 0
+    assert invoke("index", "--data", data, "--model", "random", "--out", index).exit_code == 0
+    time.sleep(0.05)
+    assert invoke("sample", data, "--n-samples", "30", "--force").exit_code == 0
+    again = invoke("index", "--data", data, "--model", "random", "--out", index)
+    assert again.exit_code == 0 and "reused as it is" in again.output
+    assert invoke("sample", data, "--n-samples", "30", "--seed", "1", "--force").exit_code == 0
+    changed = invoke("index", "--data", data, "--model", "random", "--out", index)
+    assert changed.exit_code == 2 and "was built differently (the dataset changed" in changed.stderr
