@@ -36,6 +36,13 @@ class RsRetrieveWarning(UserWarning):
     """Something was repaired or left out on the user's behalf; the CLI prints it as a warning line."""
 
 
+def first_line(exc: BaseException, limit: int | None = 160) -> str:
+    """An exception's first line (at most ``limit`` characters), or its type when it says
+    nothing: what a one-line error quotes of a library's multi-line message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def warn(message: str) -> None:
     import warnings
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -193,8 +194,10 @@ class LonLat:
         return self._transformers[code]
 
 
+@cache
 def epsg_crs(code: int) -> Any:
-    """pyproj's CRS of EPSG ``code``, or None when pyproj knows no such code."""
+    """pyproj's CRS of EPSG ``code``, or None when pyproj knows no such code (looked up once
+    per code: ``check`` asks for every patch)."""
     from pyproj import CRS
     from pyproj.exceptions import CRSError
 

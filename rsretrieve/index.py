@@ -27,7 +27,7 @@ import numpy as np
 from rsretrieve import __version__
 from rsretrieve.datasets.base import PatchDataset
 from rsretrieve.embeddings import Embedded, ImagePipeline, embed_dataset, plan_id
-from rsretrieve.errors import ConfigError, DataError
+from rsretrieve.errors import ConfigError, DataError, first_line
 from rsretrieve.io import (INDEX, atomic_dir, check_replaceable, check_space, check_writable, clean_leftovers, read_json,
                            read_pinned, sha256_file, write_json)
 from rsretrieve.registry import unknown_name_error
@@ -313,13 +313,13 @@ def damaged_files(folder: Path, manifest: Mapping[str, Any], hashes: bool = Fals
     try:
         rows = np.load(Path(folder) / EMBEDDINGS, mmap_mode="r", allow_pickle=False).shape[0]
     except (OSError, ValueError) as exc:
-        return [f"{EMBEDDINGS} is not a readable npy file ({_first_line(exc)})"]
+        return [f"{EMBEDDINGS} is not a readable npy file ({first_line(exc)})"]
     try:
         import pyarrow.parquet as pq
 
         ids = pq.ParquetFile(Path(folder) / IDS).metadata.num_rows
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged footer
-        return [f"{IDS} is not a readable parquet file ({_first_line(exc)})"]
+        return [f"{IDS} is not a readable parquet file ({first_line(exc)})"]
     with open(Path(folder) / FAISS_INDEX, "rb") as handle:
         fourcc = handle.read(4)
     if len(fourcc) < 4 or not fourcc.startswith(b"I"):  # every FAISS index file opens with a fourcc I...
@@ -463,11 +463,6 @@ def _write_folder(
         write_json(tmp / MANIFEST, manifest)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
-
-
 def read_manifest(folder: Path, view: Path | None = None) -> dict[str, Any]:
     """The manifest of the index at ``folder`` (read through ``view``, its pinned folder, when given)."""
     path = Path(folder) / MANIFEST
@@ -503,17 +498,17 @@ def _load_index(folder: Path, view: Path) -> LoadedIndex:
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
-        raise DataError(f"{folder / IDS} " + damaged.format(_first_line(exc))) from None
+        raise DataError(f"{folder / IDS} " + damaged.format(first_line(exc))) from None
     try:
         embeddings = np.load(view / EMBEDDINGS, mmap_mode="r", allow_pickle=False)  # read on demand: search uses FAISS
     except (ValueError, EOFError) as exc:
-        raise DataError(f"{folder / EMBEDDINGS} " + damaged.format(_first_line(exc))) from None
+        raise DataError(f"{folder / EMBEDDINGS} " + damaged.format(first_line(exc))) from None
     try:
         index = faiss.read_index(str(view / FAISS_INDEX))
     except RuntimeError as exc:
         if not (view / FAISS_INDEX).is_file():
             raise FileNotFoundError(folder / FAISS_INDEX) from None
-        raise DataError(f"{folder / FAISS_INDEX} " + damaged.format(_first_line(exc))) from None
+        raise DataError(f"{folder / FAISS_INDEX} " + damaged.format(first_line(exc))) from None
     if not (table.num_rows == embeddings.shape[0] == index.ntotal):
         raise DataError(
             f"index folder {folder}: row counts disagree (ids {table.num_rows}, "

@@ -31,7 +31,7 @@ from rsretrieve.datasets.base import PatchDataset, SampleInfo
 from rsretrieve.datasets.labels import CLASSES
 from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
 from rsretrieve.encoders.trained import WEIGHTS_FILE, DualEncoder, ModelConfig, TowerConfig, save_model
-from rsretrieve.errors import ConfigError, DataError, warn
+from rsretrieve.errors import ConfigError, DataError, first_line, warn
 from rsretrieve.evaluate import score_run
 from rsretrieve.io import check_writable, read_json_object, write_json
 from rsretrieve.locks import output_lock
@@ -218,8 +218,7 @@ def _resume(folder: Path, model: DualEncoder, optimizer: torch.optim.Optimizer) 
     try:
         return _load_last(folder, model, optimizer)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{folder}: the saved training state cannot be resumed ({type(exc).__name__}: {first}); "
+        raise DataError(f"{folder}: the saved training state cannot be resumed ({type(exc).__name__}: {first_line(exc)}); "
                         "train again without --resume, or with --force") from None
 
 

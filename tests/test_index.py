@@ -165,25 +165,19 @@ def test_a_load_during_a_forced_rebuild_reads_one_build_whole(sample_root, tmp_p
         shutil.copytree(tmp_path / "build1", target)
         swapped = []
 
-        def manifest_then_swap(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            manifest = real(*args, **kwargs)
-            if not swapped and when == "before the files":
-                swapped.append(True)
-                swap()
-            return manifest
-
-        def memory_map_then_swap(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            mapped = pa_memory_map(*args, **kwargs)
-            if not swapped and when == "after the ids":
-                swapped.append(True)
-                swap()
-            return mapped
+        def then_swap(call, moment: str):  # noqa: ANN001, ANN202 - ``call`` as it is, then the swap at ``moment``
+            def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                result = call(*args, **kwargs)
+                if not swapped and when == moment:
+                    swapped.append(True)
+                    swap()
+                return result
+            return wrapped
 
         import pyarrow as pa
 
-        pa_memory_map = pa.memory_map
-        monkeypatch.setattr(index_module, "read_manifest", manifest_then_swap)
-        monkeypatch.setattr(pa, "memory_map", memory_map_then_swap)
+        monkeypatch.setattr(index_module, "read_manifest", then_swap(real, "before the files"))
+        monkeypatch.setattr(pa, "memory_map", then_swap(pa.memory_map, "after the ids"))
         loaded = load_index(target)
         monkeypatch.undo()
         seed = loaded.manifest["encoder"]["seed"]

@@ -75,34 +75,40 @@ class PatchEmbedHead(nn.Module):
         self.conv: nn.Conv2d | None = None
 
     def bind(self, encoder: Any) -> None:
-        """Build the widened convolution from the encoder's own first layer."""
+        """Build the head's first layer from the encoder's own, and its standardisation."""
         model = getattr(encoder, "model", None)
         first = getattr(getattr(model, "visual", None), "conv1", None)
         if not isinstance(first, nn.Conv2d) or first.in_channels != 3:
             raise ConfigError(f"band adapter 'patch-embed' widens an open_clip model's visual.conv1 (a ViT or a ResNet "
                               f"stem); {encoder.spec.label()} has none")
+        mean, std = [OTHER_MEAN] * len(self.bands), [OTHER_STD] * len(self.bands)
+        for channel, index in self._standins():
+            mean[index], std[index] = float(encoder.mean[channel]), float(encoder.std[channel])
+        self.conv = self._first_layer(first, encoder)
+        device = first.weight.device
+        self.register_buffer("mean", torch.tensor(mean, device=device)[None, :, None, None])
+        self.register_buffer("std", torch.tensor(std, device=device)[None, :, None, None])
+        self.size, self.interpolation = tuple(encoder.image_size), encoder.interpolation
+
+    def _standins(self) -> list[tuple[int, int]]:
+        """(the model's RGB channel, the band index standing in for it), for the stand-ins kept."""
+        return [(channel, self.bands.index(band)) for channel, band in enumerate(RGB_STANDINS[self.sensor])
+                if band in self.bands]  # a stand-in may be left out by --bands
+
+    def _first_layer(self, first: nn.Conv2d, encoder: Any) -> nn.Module:
+        """The widened convolution: the RGB kernel on its stand-ins, the other bands by ``init``."""
         conv = nn.Conv2d(len(self.bands), first.out_channels, first.kernel_size, first.stride, first.padding,
                          bias=first.bias is not None).to(first.weight.device)
-        standins = RGB_STANDINS[self.sensor]
-        mean, std = [OTHER_MEAN] * len(self.bands), [OTHER_STD] * len(self.bands)
         with torch.no_grad():
             rgb = first.weight.detach()
             conv.weight.zero_()
             if self.init == "mean":
                 conv.weight[:] = rgb.mean(dim=1, keepdim=True)
-            for channel, band in enumerate(standins):
-                if band not in self.bands:  # left out by --bands
-                    continue
-                index = self.bands.index(band)
+            for channel, index in self._standins():
                 conv.weight[:, index] = rgb[:, channel]
-                mean[index], std[index] = float(encoder.mean[channel]), float(encoder.std[channel])
             if first.bias is not None:
                 conv.bias.copy_(first.bias)
-        self.conv = conv
-        device = first.weight.device
-        self.register_buffer("mean", torch.tensor(mean, device=device)[None, :, None, None])
-        self.register_buffer("std", torch.tensor(std, device=device)[None, :, None, None])
-        self.size, self.interpolation = tuple(encoder.image_size), encoder.interpolation
+        return conv
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Stored bands -> the standardised input of the widened first layer."""
@@ -177,19 +183,17 @@ class WavelengthHead(PatchEmbedHead):
         super().__init__(bands, init="mean")
         self.seed = int(seed)
 
-    def bind(self, encoder: Any) -> None:
+    def _first_layer(self, first: nn.Conv2d, encoder: Any) -> nn.Module:
+        """The kernel generator at the ViT's patch size, seeded."""
         from rsretrieve.datasets.bands import wavelengths
 
-        super().bind(encoder)
-        first = encoder.model.visual.conv1
         if first.kernel_size[0] != first.kernel_size[1] or first.stride != first.kernel_size:
             raise ConfigError(f"band adapter 'wavelength' generates a ViT's square patch embedding; {encoder.spec.label()}'s "
                               f"first layer is a {first.kernel_size} convolution with stride {first.stride} (a ResNet stem?)")
-        generator = torch.random.fork_rng(devices=[])  # seeded, without moving the caller's generator
-        with generator:
+        with torch.random.fork_rng(devices=[]):  # seeded, without moving the caller's generator
             torch.manual_seed(self.seed)
-            self.conv = WavelengthConv(first.out_channels, first.kernel_size[0], first.stride[0],
-                                       wavelengths(self.sensor, self.bands, "dofa")).to(first.weight.device)
+            return WavelengthConv(first.out_channels, first.kernel_size[0], first.stride[0],
+                                  wavelengths(self.sensor, self.bands, "dofa")).to(first.weight.device)
 
 
 def wavelength(bands: tuple[str, ...], seed: int | str = 0) -> WavelengthHead:

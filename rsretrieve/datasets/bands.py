@@ -102,15 +102,19 @@ WAVELENGTH = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(um|µm|nm)?$", re.IGNORECASE
 SHORT_S2 = re.compile(r"^B(\d)$", re.IGNORECASE)  # B2 -> B02
 
 
+def _as_name(text: str) -> str:
+    """A band name as the table writes it, upper case (``b2`` -> ``B02``)."""
+    upper = text.strip().upper()
+    return f"B0{upper[1]}" if SHORT_S2.match(upper) else upper
+
+
 def canonical_band(sensor: str, given: str, available: Sequence[str], dataset: str) -> str:
     """The band that ``given`` names among ``available`` (a name, any case, ``B2`` for
     ``B02``; or a wavelength in um or nm, matched to the band whose range holds it, else the
     nearest centre within 5%). A band the data does not hold is an error naming it and the
     dataset."""
     text = given.strip()
-    upper = text.upper()
-    if SHORT_S2.match(upper):
-        upper = f"B0{upper[1]}"
+    upper = _as_name(text)
     names = {b.name.upper(): b.name for b in sensor_bands(sensor)}
     if upper in names:
         name = names[upper]
@@ -171,9 +175,7 @@ def parse_band_selection(text: str, sensors: Sequence[str], dataset: str) -> dic
 
 def _owner(item: str, sensors: Sequence[str]) -> str:
     """The sensor whose band table names ``item`` (a wavelength: the optical sensor)."""
-    upper = item.strip().upper()
-    if SHORT_S2.match(upper):
-        upper = f"B0{upper[1]}"
+    upper = _as_name(item)
     for sensor in sensors:
         if upper in {b.name.upper() for b in sensor_bands(sensor)}:
             return sensor

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.weights import unpacked, weights_digest
-from rsretrieve.errors import ConfigError, ModelError
+from rsretrieve.errors import ConfigError, ModelError, first_line
 from rsretrieve.registry import unknown_name_error
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -72,7 +72,7 @@ def _create(spec: EncoderSpec) -> torch.nn.Module:
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds for bad files
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc, 300)
             raise ModelError(
                 f"cannot load checkpoint {path} into {model} with weights_only=True: {first}. rsretrieve never "
                 "unpickles code: give a plain state dict, an open_clip training checkpoint or safetensors"
@@ -111,7 +111,7 @@ def _create_from_tag(oc: Any, model: str, pretrained: str) -> torch.nn.Module:
     try:
         return oc.create_model(model, pretrained=pretrained)
     except Exception as exc:  # noqa: BLE001 - download failures come as RuntimeError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, None)
         raise ModelError(f"weights '{pretrained}' for {model} could not be loaded ({first}). {advice}") from exc
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.weights import weights_digest
-from rsretrieve.errors import ModelError
+from rsretrieve.errors import ModelError, first_line
 from rsretrieve.io import read_json
 
 
@@ -70,7 +70,7 @@ class TransformersEncoder:
             self.model = AutoModel.from_pretrained(where, revision=spec.pretrained, trust_remote_code=False)
             self.tokenizer = AutoTokenizer.from_pretrained(where, revision=spec.pretrained, trust_remote_code=False)
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             if local.exists():
                 raise ModelError(f"cannot load the transformers model folder {local}: {first}") from None
             raise ModelError(
@@ -78,7 +78,7 @@ class TransformersEncoder:
                 f"it on a machine with internet (hf download {source} --local-dir DIR) and pass --model DIR"
             ) from None
         except Exception as exc:  # noqa: BLE001 - torch's refusal to unpickle code comes as many types
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(f"{where}: its weights cannot be read without unpickling code ({first}); rsretrieve "
                              "never runs code from a model folder. Use its model.safetensors") from None
         if not hasattr(self.model, "get_image_features") or not hasattr(self.model, "get_text_features"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from rsretrieve.errors import ModelError
+from rsretrieve.errors import ModelError, first_line
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 # Wrappers of a state dict in training checkpoints: Lightning and open_clip's trainer.
@@ -112,7 +112,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, obje
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - unpickling refusals and damaged files come as many types
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         raise ModelError(
             f"{path}: cannot be read as weights with weights_only=True ({first}); rsretrieve never "
             "unpickles code. Convert it to a plain state dict or safetensors on a trusted machine"
