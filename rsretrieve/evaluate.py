@@ -32,6 +32,7 @@ from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.geo import GeoFilter
 from rsretrieve.io import atomic_path, check_space, read_json, read_text, sha256_file, write_json
 from rsretrieve.metrics import BACKENDS, parse_metric, per_query
+from rsretrieve.progress import stage
 from rsretrieve.runs import DEFAULT_DEPTH, Run, as_run, read_run, run_bytes, write_run
 
 DEFAULT_METRICS: tuple[str, ...] = (
@@ -262,6 +263,7 @@ def evaluate_index(
     else:
         check_weights(index.manifest, encoder, index.path)
     started = time.perf_counter()
+    stage(f"embedding {len(queries)} queries and searching {len(index.keys)} patches to depth {depth}")
     qids, vectors = encode_queries(encoder, queries)
     runs = {"all": search_vectors(index, qids, vectors, depth, where=where)}
     members = range(len(index.keys)) if region is None else region.tolist()
@@ -269,6 +271,7 @@ def evaluate_index(
         runs[sensor] = search_vectors(index, qids, vectors, depth, sensor, where)
     search_seconds = time.perf_counter() - started
     corpus = Corpus.from_keys([index.keys[i] for i in members], [index.sensors[i] for i in members])
+    stage(f"scoring {len(runs)} slices with {backend} ({', '.join(metrics)})")
     report = evaluate_slices(qrels, queries, runs, corpus, metrics, backend, corpus.sizes(runs))
     report["timings"]["search_s"] = round(search_seconds, 3)
     manifest = index.manifest
@@ -453,6 +456,7 @@ def evaluate_saved_run(
         unknown = [q for q in run.qids if q not in queries]
         if unknown:
             raise DataError(f"run {run_path} ({name}) has query id '{unknown[0]}' that is not in {queries_path}")
+    stage(f"scoring {run_path} ({len(runs)} slices) with {backend}")
     report = evaluate_slices(qrels, queries, runs, corpus, metrics, backend, sizes or None)
     report["source"] = {"run": str(run_path), "queries": str(queries_path), "qrels": str(qrels_path),
                         "slices": "saved" if saved is not None else "filtered", "index_source": source}

@@ -85,6 +85,9 @@ def fuse_files(
     for target in (out, results_path(out) if scored else None):
         if target is not None:
             check_writable(Path(target))
+    from rsretrieve.progress import stage
+
+    stage(f"reading {len(paths)} runs and fusing them with {method}")
     fused = fuse_runs([read_run(Path(path)) for path in paths], method, norm)
     write_run(fused, Path(out), tag=f"fused-{method}")
     if not scored:

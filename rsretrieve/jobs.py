@@ -63,7 +63,7 @@ def run_index_job(
             dataset.take_shard(*shard)
         dataset.preflight()
         readers = check_readers(job.readers)
-        pipeline = job_pipeline(job, dataset.sensors, device, stage)
+        pipeline = job_pipeline(job, dataset.sensors, device)
         if job.verify:
             stage("hashing every shard's bytes (--verify)")
         if on_start:
@@ -72,13 +72,12 @@ def run_index_job(
                            on_batch=on_batch, verify=job.verify, readers=readers, replace_stale=replace_stale)
 
 
-def job_pipeline(job: IndexJob, sensors: Any, device: str | None, stage: Callable[[str], None] = lambda m: None) -> Any:
+def job_pipeline(job: IndexJob, sensors: Any, device: str | None) -> Any:
     """The job's encoder (resolved from --model) behind its band adapters, in its precision."""
     from rsretrieve.embeddings import build_pipeline
     from rsretrieve.zoo import resolve_model
 
     spec = resolve_model(job.model, job.pretrained, job.seed)
-    stage(f"loading encoder {spec.label()}")
     return build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, sensors, device, job.precision,
                           job.bands, str(job.data or "the embedded sample"))
 

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rsretrieve import progress
 from rsretrieve.config import from_mapping, read_mapping
 from rsretrieve.errors import ConfigError, DataError, warn
 from rsretrieve.evaluate import DEFAULT_METRICS, load_topics, parse_metrics, restrict, scored_queries
@@ -260,12 +261,14 @@ def _evaluate_model(
     pipeline = build_pipeline(card.spec(), adapters or None, dataset.sensors, bands=entry.bands,
                               dataset_name=str(suite.data or "the embedded sample"))
     index_dir = out / "indexes" / card.name
-    manifest = build_index(dataset, pipeline, index_dir, suite.batch_size, force=force)
+    with progress.bar(f"{card.name}: embedding", len(dataset.samples)) as advance:
+        manifest = build_index(dataset, pipeline, index_dir, suite.batch_size, force=force, on_batch=advance)
     key = hashlib.sha256(json.dumps([manifest["plan_id"], topics_key, list(suite.metrics)]).encode()).hexdigest()
     record_path = out / "records" / card.name / f"{suite.dataset}.json"
     if record_path.is_file() and not force:
         cached = _cached_record(record_path)
-        if cached.get("cache_key") == key and all(_run_path(out, card.name, s).is_file() for s in cached["scores"]):
+        if (cached.get("cache_key") == key and "per_query" in cached
+                and all(_run_path(out, card.name, s).is_file() for s in cached["scores"])):
             return {**cached, "cached": True}, None
     evaluation = evaluate_index(index_dir, qrels_path, queries_path, suite.metrics, encoder=pipeline.encoder)
     report, runs = evaluation.report, evaluation.runs
@@ -283,6 +286,7 @@ def _evaluate_model(
         "metrics": list(suite.metrics),
         "scores": {name: scored["scores"] for name, scored in report["results"].items()},
         "n_queries": {name: scored["n_queries"] for name, scored in report["results"].items()},
+        "per_query": report["per_query"],  # slice -> metric -> query -> score: compare, CIs, p-values
         "n_docs": report["source"]["counts"],
         "diagnostics": report["diagnostics"],
         "references": [dataclasses.asdict(r) for r in suite.references.get(card.name, card.references)
@@ -427,6 +431,7 @@ def _leaderboard(
         }
         for i, r in enumerate(ranked)
     ]
+    add_intervals(rows, {r["model"]: r for r in records}, main, suite.significance.test)
     board = {
         "suite": suite.name,
         "main": {"slice": suite.main_slice, "metric": suite.main_metric},
@@ -443,6 +448,30 @@ def _leaderboard(
     write_text(out / "leaderboard.md", render_markdown(board))
     write_text(out / "leaderboard.csv", render_csv(board))
     return board
+
+
+def add_intervals(rows: list[dict[str, Any]], records: Mapping[str, Mapping[str, Any]], main: tuple[str, str],
+                  test: str) -> None:
+    """Beside each row's main score: a 95 % bootstrap interval of its mean over queries, and
+    the p-value of the suite's test against the next row (both from per-query scores; rows
+    of records without them, such as caption benchmarks', get neither)."""
+    import numpy as np
+
+    from rsretrieve.compare import bootstrap_ci, p_value
+
+    def scores(model: str) -> dict[str, float] | None:
+        return (records[model].get("per_query") or {}).get(main[0], {}).get(main[1])
+
+    for row, below in zip(rows, [*rows[1:], None]):
+        mine = scores(row["model"])
+        if not mine:
+            continue
+        values = np.array([mine[q] for q in sorted(mine)], np.float64)
+        row["ci"] = [round(v, 6) for v in bootstrap_ci(values)]
+        theirs = scores(below["model"]) if below is not None else None
+        if theirs and theirs.keys() == mine.keys():
+            p = p_value(values, np.array([theirs[q] for q in sorted(mine)], np.float64), test)
+            row["p_next"] = None if p is None else float(f"{p:.6g}")
 
 
 def paper_differences(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -467,6 +496,9 @@ def render_markdown(board: Mapping[str, Any]) -> str:
     header = ["rank", "model", f"{main_metric} ({main_slice})"]
     header += [f"{m} ({main_slice})" for m in board["metrics"] if m != main_metric]
     header += [f"{main_metric} ({s})" for s in others]
+    intervals = any("ci" in row for row in board["rows"])
+    if intervals:
+        header += ["95% CI", "p vs next"]
     baseline = board.get("baseline")
     if baseline:
         header += [f"vs {baseline}: difference, p"]
@@ -478,6 +510,9 @@ def render_markdown(board: Mapping[str, Any]) -> str:
                  _fmt(scores.get(main_slice, {}).get(main_metric)) + (f"<sup>{marks}</sup>" if marks else "")]
         cells += [_fmt(scores.get(main_slice, {}).get(m)) for m in board["metrics"] if m != main_metric]
         cells += [_fmt(scores.get(s, {}).get(main_metric)) for s in others]
+        if intervals:
+            cells.append(f"[{row['ci'][0]:.4f}, {row['ci'][1]:.4f}]" if "ci" in row else "-")
+            cells.append(f"{row['p_next']:.3g}" if row.get("p_next") is not None else "-")
         if baseline:
             versus = row.get("vs_baseline")
             cells.append(f"{versus['difference']:+.4f}, p = {versus['p']:.3g}" if versus else "-")
@@ -486,6 +521,9 @@ def render_markdown(board: Mapping[str, Any]) -> str:
     if any(row["beats"] for row in board["rows"]) or board.get("significance_tested", True):
         lines += ["", f"Superscripts: significantly better than those models on {main_metric} ({main_slice}), "
                   f"paired {sig['test']} test, p < {sig['max_p']}."]
+    if intervals:
+        lines += ["", f"95% CI: paired bootstrap over queries of the mean {main_metric} ({main_slice}), 10,000 resamples; "
+                  f"p vs next: the {sig['test']} test against the row below. `rsretrieve compare` shows any pair query by query."]
     compared = [(row["model"], entry) for row in board["rows"] for entry in row.get("paper", [])]
     if compared:
         lines += ["", "Published numbers (difference = measured here - paper):", "",

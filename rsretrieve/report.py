@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries
-from rsretrieve.errors import DataError
+from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.evaluate import restrict, score_run
 from rsretrieve.io import atomic_dir, check_writable, read_json_object
 from rsretrieve.runs import Run, as_run, read_run
@@ -122,8 +122,9 @@ def _record(results: Path, model: str) -> dict[str, Any]:
     return read_json_object(files[0], DataError, "a result record", ("scores",))
 
 
-def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
-    """Write the report folder ``out`` for the leaderboard folder ``results``."""
+def build_report(results: Path, out: Path, grids: int = 3, k: int = 8, pair: Sequence[str] | None = None) -> Path:
+    """Write the report folder ``out`` for the leaderboard folder ``results``; with two rows
+    or more, a comparison page (compare.html) of ``pair`` [the top two]."""
     from rsretrieve.visualize import grid, hits_map, query_tiles
 
     results = Path(results)
@@ -139,6 +140,8 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
     if not models:
         raise DataError(f"{board_path}: no evaluated models")
     records = {m: _record(results, m) for m in models}
+    if pair is not None and len(pair) != 2:
+        raise ConfigError(f"--compare takes two models of the leaderboard, 'A,B' (got {len(pair)}: {', '.join(pair)})")
     if not board.get("significance_tested", True):  # a paired (caption) benchmark: no qrels
         return _paired_report(board, records, models, Path(out))
     if not isinstance(board.get("main"), dict) or not {"metric", "slice"} <= set(board["main"]):
@@ -183,8 +186,73 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8) -> Path:
                    ("labels.png", f"{main_metric} per query"), ("pr.png", "precision-recall curves"))
         if board.get("baseline"):
             figures = (*figures, _baseline_chart(tmp / "baseline.png", board))
-        (tmp / "index.html").write_text(_html(board, records, figures, grid_files, main_metric, main_slice), encoding="utf-8")
+        compared = None
+        if len(models) > 1:
+            try:
+                compared = _comparison_page(results, tmp, board, pair, k)
+            except DataError:
+                if pair is not None:  # asked for: say why not
+                    raise
+                # records written before per-query scores were kept: the page is left out
+        (tmp / "index.html").write_text(_html(board, records, figures, grid_files, main_metric, main_slice, compared),
+                                        encoding="utf-8")
     return Path(out) / "index.html"
+
+
+def _comparison_page(results: Path, folder: Path, board: Mapping[str, Any], pair: Sequence[str] | None, k: int) -> str | None:
+    """compare.html: two models on the main slice, every metric, a per-query difference chart
+    of the main metric and side-by-side grids of the queries that differ most; the pair's
+    names, or None when their records keep no per-query scores."""
+    from rsretrieve.compare import compare_sides, comparison_grids, leaderboard_sides, query_texts
+
+    first, second = leaderboard_sides(results, *(pair or (None, None)))
+    main_metric, main_slice = board["main"]["metric"], board["main"]["slice"]
+    test = str(board.get("significance", {}).get("test", "student"))
+    differences = compare_sides(first, second, [main_metric, *[m for m in board["metrics"] if m != main_metric]],
+                                [main_slice], test, top=3)
+    scores = first.per_query[main_slice][main_metric], second.per_query[main_slice][main_metric]
+    ordered = sorted(scores[0], key=lambda q: (scores[1][q] - scores[0][q], q))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(ordered)), 3.6))
+    values = [scores[0][q] - scores[1][q] for q in ordered]
+    ax.bar(range(len(ordered)), values, color=["#1f77b4" if v > 0 else "#d62728" for v in values])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("queries, by difference")
+    ax.set_ylabel(f"{main_metric}: {first.name} - {second.name}")
+    ax.set_title(f"per-query difference ({main_slice}): blue {first.name} better, red {second.name} better", fontsize=9)
+    _save(fig, folder / "compare-difference.png")
+    grids = comparison_grids(first, second, differences[0], folder, k)
+    texts = query_texts(first)
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(d.metric)}</td><td>{_num(d.first)}</td><td>{_num(d.second)}</td><td>{d.difference:+.4f}</td>"
+        f"<td>[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]</td><td>{'-' if d.p_value is None else f'{d.p_value:.3g}'}</td>"
+        f"<td>{d.wins} / {d.ties} / {d.losses}</td></tr>" for d in differences)
+    figures = "".join(f'<figure><img src="{p.name}" alt="{esc(p.stem)}"><figcaption>{esc(p.stem)}: '
+                      f'{esc(texts.get(_grid_query(p, differences[0]), ""))}</figcaption></figure>' for p in grids)
+    (folder / "compare.html").write_text(f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rsretrieve: {esc(first.name)} vs {esc(second.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}figure{{margin:1em 0}}img{{max-width:100%}}</style></head>
+<body><p><a href="index.html">leaderboard</a></p>
+<h1>{esc(first.name)} vs {esc(second.name)}</h1>
+<p>{differences[0].n_queries} queries on {esc(main_slice)}; difference = {esc(first.name)} - {esc(second.name)};
+95% CI: paired bootstrap over queries (10,000 resamples); p: {esc(test)} test; wins / ties / losses counted per query.</p>
+<table id="comparison"><thead><tr><th>metric</th><th>{esc(first.name)}</th><th>{esc(second.name)}</th><th>difference</th>
+<th>95% CI</th><th>p</th><th>wins / ties / losses</th></tr></thead><tbody>{rows}</tbody></table>
+<figure><img src="compare-difference.png" alt="per-query difference"></figure>
+<h2>Largest differences on {esc(main_metric)}</h2>
+<p>Each query: {esc(first.name)}'s top {k} (left) and {esc(second.name)}'s (right); green: relevant, red: not.</p>
+{figures or '<p>No query differs.</p>'}
+</body></html>
+""", encoding="utf-8")
+    return f"{first.name} vs {second.name}"
+
+
+def _grid_query(path: Path, difference: Any) -> str:
+    rank = int(path.name.split("-", 1)[0]) - 1
+    rows = [*difference.first_better, *difference.second_better]
+    return rows[rank]["query"] if 0 <= rank < len(rows) else ""
 
 
 def _paired_report(board: Mapping[str, Any], records: Mapping[str, Any], models: Sequence[str], out: Path) -> Path:
@@ -205,7 +273,8 @@ def _paired_report(board: Mapping[str, Any], records: Mapping[str, Any], models:
 
 
 def _html(board: Mapping[str, Any], records: Mapping[str, Any], figure_files: Sequence[tuple[str, str]],
-          grids: Sequence[tuple[str, str, str]] | None, main_metric: str, main_slice: str) -> str:
+          grids: Sequence[tuple[str, str, str]] | None, main_metric: str, main_slice: str,
+          compared: str | None = None) -> str:
     """The report page; ``grids`` None: a benchmark without patches to draw (no grid section)."""
     esc = html.escape
     slices = sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
@@ -217,7 +286,10 @@ def _html(board: Mapping[str, Any], records: Mapping[str, Any], figure_files: Se
         cells = "".join(f"<td>{_num(scores.get('all', {}).get(m))}</td>" for m in board["metrics"])
         cells += "".join(f"<td>{_num(scores.get(s, {}).get(main_metric))}</td>" for s in slices if s != "all")
         beats = ", ".join(row["beats"]) or "-"
-        body.append(f"<tr><td>{row['rank']}</td><td>{esc(row['model'])}</td>{cells}<td>{esc(beats)}</td></tr>")
+        ci = f"[{row['ci'][0]:.4f}, {row['ci'][1]:.4f}]" if "ci" in row else "-"
+        p_next = f"{row['p_next']:.3g}" if row.get("p_next") is not None else "-"
+        body.append(f"<tr><td>{row['rank']}</td><td>{esc(row['model'])}</td>{cells}<td>{esc(beats)}</td>"
+                    f"<td>{ci}</td><td>{p_next}</td></tr>")
     skipped = "".join(f"<li>{esc(s['model'])}: {esc(s['reason'])}</li>" for s in board.get("skipped", []))
     figures = "".join(
         f'<figure><img src="{name}" alt="{esc(alt)}"><figcaption>{esc(alt)}</figcaption></figure>'
@@ -245,8 +317,11 @@ figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
 <body data-images-loaded="0">
 <h1>Leaderboard: {esc(board['suite'])}</h1>
 <p>Main score: {esc(main_metric)} on {esc(main_slice)}; {tested}</p>
-<table id="leaderboard"><thead><tr><th>rank</th><th>model</th>{head}<th>beats</th></tr></thead>
+<table id="leaderboard"><thead><tr><th>rank</th><th>model</th>{head}<th>beats</th>
+<th>95% CI ({esc(main_metric)})</th><th>p vs next</th></tr></thead>
 <tbody>{''.join(body)}</tbody></table>
+<p>95% CI: paired bootstrap over queries of the mean {esc(main_metric)} ({esc(main_slice)}); p vs next: the test against the row below.</p>
+{f'<p><a href="compare.html">Query by query: {esc(compared)}</a></p>' if compared else ''}
 {published}
 {f'<p>Skipped:</p><ul>{skipped}</ul>' if skipped else ''}
 <h2>Metrics</h2>{figures}

@@ -19,6 +19,7 @@ from rsretrieve.encoders import Encoder, EncoderSpec, check_finite, load_encoder
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.geo import GeoFilter
 from rsretrieve.index import EXACT_FILTER_ROWS, LoadedIndex, top_rows, widening_search
+from rsretrieve.progress import stage
 from rsretrieve.registry import did_you_mean
 from rsretrieve.runs import Run
 
@@ -130,6 +131,7 @@ def search(
     index: LoadedIndex, encoder: Encoder, queries: Mapping[str, str], k: int, sensor: str | None = None,
     where: GeoFilter | None = None,
 ) -> Run:
+    stage(f"embedding {len(queries)} quer{'y' if len(queries) == 1 else 'ies'} and searching {index.faiss_index.ntotal} patches")
     qids, vectors = encode_queries(encoder, queries)
     return search_vectors(index, qids, vectors, k, sensor, where)
 

@@ -148,6 +148,28 @@ def stack(images: Sequence[Any]) -> Any:
     return canvas
 
 
+def side_by_side(panels: Sequence[tuple[Any, str]], heading: str, gap: int = 16) -> Any:
+    """PIL images side by side under a heading, each titled; a panel of None (no hits) is a
+    titled blank of its neighbour's size."""
+    from PIL import Image, ImageDraw
+
+    drawn = [p for p, _ in panels if p is not None]
+    width = max((p.width for p in drawn), default=TILE)
+    height = max((p.height for p in drawn), default=TILE)
+    top = 2 * LINE_HEIGHT + 8
+    canvas = Image.new("RGB", (len(panels) * width + (len(panels) - 1) * gap, top + height), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((BORDER, 2), _fit(heading, canvas.width), fill="black")
+    for i, (panel, title) in enumerate(panels):
+        x = i * (width + gap)
+        draw.text((x + BORDER, LINE_HEIGHT + 4), _fit(title, width), fill="black")
+        if panel is None:
+            draw.text((x + BORDER, top + BORDER), "no hits", fill="grey")
+        else:
+            canvas.paste(panel, (x, top))
+    return canvas
+
+
 def hits_map(index: Any, hits: Mapping[str, float], judged: Mapping[str, int] | None, title: str,
              width: int = 640) -> Any | None:
     """The map of a query's hits, or None when the index holds no locations."""

@@ -50,6 +50,18 @@ def index_dir(sample_root: Path, tiny_pipeline, tmp_path_factory: pytest.TempPat
     return out
 
 
+@pytest.fixture(scope="session")
+def pair_board(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only leaderboard folder of two models (the tiny one and random) on the sample:
+    records with per-query scores, runs and indexes (compare, report)."""
+    from rsretrieve.leaderboard import Suite, run_suite
+
+    out = tmp_path_factory.mktemp("pair")
+    run_suite(Suite(name="pair", data=str(sample_root), models=("rsretrieve-tiny-random", "random"),
+                    metrics=("ndcg@10", "mrr"), main_metric="ndcg@10"), out)
+    return out
+
+
 def first_key(root: Path, prefix: str) -> str:
     """First sample key of ``root``'s main file starting with ``prefix`` (a source name)."""
     import h5py

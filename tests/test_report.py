@@ -2,13 +2,13 @@
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from rsretrieve.errors import DataError
-from rsretrieve.leaderboard import Suite, run_suite
 from rsretrieve.report import RECALL_LEVELS, build_report, interpolated_pr
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -16,10 +16,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="module")
-def report_dir(sample_root, tmp_path_factory):  # noqa: ANN001, ANN201
-    results = tmp_path_factory.mktemp("lb")
-    run_suite(Suite(name="r", data=str(sample_root), models=("rsretrieve-tiny-random", "random"), metrics=("ndcg@10", "mrr")), results)
-    return build_report(results, tmp_path_factory.mktemp("rep") / "report", grids=2).parent
+def report_dir(pair_board, tmp_path_factory):  # noqa: ANN001, ANN201
+    return build_report(pair_board, tmp_path_factory.mktemp("rep") / "report", grids=2).parent
 
 
 def test_interpolated_precision_recall_by_hand() -> None:
@@ -34,11 +32,34 @@ def test_interpolated_precision_recall_by_hand() -> None:
 def test_report_files(report_dir) -> None:  # noqa: ANN001
     names = {p.name for p in report_dir.iterdir()}
     assert {"index.html", "metrics.png", "sensors.png", "labels.png", "pr.png", "grid-0.png", "grid-1.png"} <= names
-    for name in names - {"index.html", ".rsretrieve"}:
+    for name in names - {"index.html", "compare.html", ".rsretrieve"}:
         width, height = Image.open(report_dir / name).size
         assert width >= 300 and height >= 200
     page = (report_dir / "index.html").read_text()
     assert "<table" in page and "rsretrieve-tiny-random" in page and "http" not in page  # offline: no CDN
+
+
+def test_the_comparison_page_shows_the_top_two_query_by_query(report_dir) -> None:  # noqa: ANN001
+    page = (report_dir / "index.html").read_text()
+    assert '<a href="compare.html">' in page and "95% CI" in page and "p vs next" in page
+    compare = (report_dir / "compare.html").read_text()
+    assert 'id="comparison"' in compare and "wins / ties / losses" in compare
+    width, height = Image.open(report_dir / "compare-difference.png").size
+    assert width >= 500 and height >= 250
+    grids = sorted(report_dir.glob("0*-*-better-*.png"))
+    assert grids and all(f'src="{g.name}"' in compare for g in grids)
+
+
+def test_report_compare_names_two_rows(pair_board, tmp_path) -> None:  # noqa: ANN001
+    from tests.cli.test_cli import assert_user_error, invoke
+
+    results = Path(shutil.copytree(pair_board, tmp_path / "lb"))
+    assert_user_error(invoke("report", results, "--compare", "random"), "--compare takes two models")
+    assert_user_error(invoke("report", results, "--compare", "random,rnadom", "--out", tmp_path / "r"), "Did you mean 'random'")
+    result = invoke("report", results, "--compare", "random,rsretrieve-tiny-random")
+    assert result.exit_code == 0, result.output
+    assert (results / "report" / "compare.html").is_file()  # beside the results, not in the working directory
+    assert "random vs rsretrieve-tiny-random" in (results / "report" / "index.html").read_text()
 
 
 def test_report_needs_a_leaderboard(tmp_path) -> None:  # noqa: ANN001

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from rsretrieve import __version__
 from rsretrieve.cli import render
 from rsretrieve.errors import RsRetrieveError, RsRetrieveWarning, Terminated, sigterm_raises
+from rsretrieve.progress import reporting
 
 
 
@@ -55,7 +56,7 @@ class _Group(TyperGroup):
 
         warnings.showwarning = show
         try:
-            with sigterm_raises():
+            with sigterm_raises(), reporting(render.reporter(err)):
                 return super().invoke(ctx)
         except RsRetrieveError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -535,6 +536,27 @@ def fuse(
 
 
 @app.command()
+def compare(
+    first: Annotated[Optional[str], typer.Argument(help="A results JSON (eval --out) or leaderboard record; a model with --leaderboard.")] = None,
+    second: Annotated[Optional[str], typer.Argument(help="The other one.")] = None,
+    leaderboard_dir: Annotated[Optional[Path], typer.Option("--leaderboard", help="Leaderboard folder: FIRST and SECOND are two of its models [its top two].")] = None,
+    metrics: MetricsOpt = None,
+    slices: Annotated[Optional[list[str]], typer.Option("--slice", help="Slices to compare, e.g. all, s1, s2 (repeatable) [every slice both scored].")] = None,
+    test: Annotated[Optional[str], typer.Option("--test", help="student, fisher or tukey [the leaderboard's, else student].")] = None,
+    top: Annotated[int, typer.Option("--top", help="Queries listed with the largest differences, each way.")] = 5,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for comparison.json and side-by-side grids of the first metric's largest differences.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Hits per model in each grid.")] = 8,
+) -> None:
+    """Where two models differ, query by query: wins/ties/losses, mean difference with a paired
+    bootstrap CI, p-value, the queries that differ most; with --out, side-by-side grids."""
+    from rsretrieve.compare import run_compare
+
+    result = run_compare(first, second, leaderboard_dir, [m for v in metrics or [] for m in v.split(",") if m.strip()] or None,
+                         [s for v in slices or [] for s in v.split(",") if s.strip()] or None, test, top, out_dir, k, on_stage=_stage)
+    render.comparison(out, result)
+
+
+@app.command()
 def show(
     index_dir: Annotated[Path, typer.Option("--index", help="Index folder.")],
     image_out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")],
@@ -556,13 +578,16 @@ def show(
 @app.command()
 def report(
     results_dir: Annotated[Path, typer.Argument(help="Leaderboard folder (rsretrieve leaderboard --out).")],
-    report_out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (index.html + PNGs).")] = Path("report"),
+    report_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (index.html + PNGs) [RESULTS/report].")] = None,
     grids: Annotated[int, typer.Option("--grids", help="Query grids to draw.")] = 3,
+    pair: Annotated[Optional[str], typer.Option("--compare", help="Two models A,B for the comparison page [the top two].")] = None,
 ) -> None:
-    """Write a static HTML report (offline, no CDN) with tables, charts, PR curves and query grids."""
+    """Write a static HTML report (offline, no CDN) with tables, charts, PR curves, query grids
+    and a query-by-query comparison page of two models."""
     from rsretrieve.report import build_report
 
-    out.print(f"wrote {build_report(results_dir, report_out, grids)}")
+    page = build_report(results_dir, report_out or results_dir / "report", grids, pair=pair.split(",") if pair else None)
+    out.print(f"wrote {page}")
 
 
 @app.command("list")

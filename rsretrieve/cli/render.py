@@ -23,27 +23,63 @@ SLICE_NAMES = {
 }
 
 
+PLAIN_EVERY_S = 5.0  # outside a terminal: at most one progress line this often
+
+
 @contextmanager
 def progress(console: Console, label: str, total: int | None = None) -> Iterator["Bar"]:
     """Yield a bar: call it with n to advance, ``start(total)`` once the total is known. The
-    bar appears with the first call, so an error before any work prints no empty line."""
+    bar appears with the first call, so an error before any work prints no empty line.
+    Outside a terminal (CI logs, nohup, a cluster job) it prints plain lines instead: stage,
+    done/total and rate, at most one every few seconds, and one when the step ends."""
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(),
     )
-    # Not a terminal (a pipe, a log file): no bar, the stage lines say what happens.
     bar = Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
-    handle = Bar(bar, bar.add_task(label, total=total))
+    handle = Bar(bar, bar.add_task(label, total=total), None if console.is_terminal else _Lines(console, label, total))
+    ok = False
     try:
         yield handle
+        ok = True
     finally:
         if handle.started:
             bar.stop()
+        if ok and handle.lines is not None:
+            handle.lines.end()
+
+
+class _Lines:
+    """Plain progress lines: "embedding: 640/2400 (27%), 41.3/s"."""
+
+    def __init__(self, console: Console, label: str, total: int | None) -> None:
+        import time
+
+        self.console, self.label, self.total, self.done = console, label, total, 0
+        self.clock = time.monotonic
+        self.began = self.last = self.clock()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last >= PLAIN_EVERY_S:
+            self.last = now
+            self._print(now, "")
+
+    def end(self) -> None:
+        if self.done:
+            self._print(self.clock(), "done, ")
+
+    def _print(self, now: float, prefix: str) -> None:
+        elapsed = max(now - self.began, 1e-9)
+        of = f"/{self.total} ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        self.console.print(f"{self.label}: {prefix}{self.done}{of}, {self.done / elapsed:.1f}/s, {elapsed:.0f} s",
+                           markup=False, highlight=False, soft_wrap=True)
 
 
 class Bar:
-    def __init__(self, progress_bar: Progress, task: Any) -> None:
-        self._progress, self._task = progress_bar, task
+    def __init__(self, progress_bar: Progress, task: Any, lines: _Lines | None = None) -> None:
+        self._progress, self._task, self.lines = progress_bar, task, lines
         self.started = False
 
     def _show(self) -> None:
@@ -54,10 +90,22 @@ class Bar:
     def __call__(self, n: int) -> None:
         self._show()
         self._progress.advance(self._task, n)
+        if self.lines is not None:
+            self.lines.advance(n)
 
     def start(self, total: int) -> None:
         self._show()
         self._progress.update(self._task, total=total)
+        if self.lines is not None:
+            self.lines.total = total
+
+
+def reporter(console: Console) -> Any:
+    """What the library's ``progress.stage`` and ``progress.bar`` print to, for one command."""
+    from rsretrieve.progress import Reporter
+
+    return Reporter(say=lambda message: console.print(f"{message} ...", style="dim", markup=False, soft_wrap=True),
+                    bar=lambda label, total: progress(console, label, total))
 
 
 @contextmanager
@@ -310,3 +358,32 @@ def _flag_type(self: TyperOption, ctx: object) -> str | None:
 
 _value_type = TyperOption.display_type_rich
 TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
+
+def comparison(console: Console, result: Any) -> None:
+    """``compare``'s tables (``result``: a CompareOutput): per slice, one row per metric; then
+    the queries that differ most each way."""
+    first, second = result.first.name, result.second.name
+    console.print(f"first: {first} ({result.first.path})\nsecond: {second} ({result.second.path})", markup=False)
+    for slice_name in dict.fromkeys(d.slice for d in result.differences):
+        rows = [d for d in result.differences if d.slice == slice_name]
+        table = Table(title=f"{SLICE_NAMES.get(slice_name, slice_name)}: {rows[0].n_queries} queries, difference = first - second")
+        for column in ("metric", "first", "second", "difference", "95% CI", f"p ({result.test})", "wins / ties / losses"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for d in rows:
+            p = "-" if d.p_value is None else f"{d.p_value:.3g}"
+            table.add_row(d.metric, f"{d.first:.4f}", f"{d.second:.4f}", f"{d.difference:+.4f}",
+                          f"[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]", p, f"{d.wins} / {d.ties} / {d.losses}")
+        console.print(table)
+    for d in result.differences:
+        if d.slice != result.differences[0].slice:
+            break
+        for who, rows in ((first, d.first_better), (second, d.second_better)):
+            if rows:
+                console.print(f"{d.metric} ({d.slice}), {who} better:", markup=False, highlight=False)
+                for row in rows:
+                    text = result.texts.get(row["query"], "")
+                    console.print(f"  {row['query']}  {row['first']:.4f} vs {row['second']:.4f}  {text}",
+                                  markup=False, highlight=False, soft_wrap=True)
+    for path in result.written:
+        console.print(f"wrote {path}", markup=False)

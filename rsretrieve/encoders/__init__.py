@@ -113,7 +113,10 @@ def check_device(device: str | None, spec: EncoderSpec | None = None) -> None:
 
 
 def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
+    from rsretrieve.progress import stage
+
     check_device(device, spec)
+    stage(f"loading encoder {spec.label()}")
     return ENCODERS.get(spec.backend)(spec, device)  # type: ignore[call-arg]
 
 

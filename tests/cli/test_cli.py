@@ -302,6 +302,8 @@ def test_leaderboard_check_passes_then_fails_on_a_perturbed_expected_file(sample
     result = invoke("leaderboard", suite, "--out", out, "--write-expected", expected)
     assert result.exit_code == 0, result.output
     assert "# Leaderboard: t" in result.stdout and (out / "leaderboard.md").is_file()
+    assert "rsretrieve-tiny-random: embedding: done, 35/35 (100%)" in result.stderr  # progress in a log, per model (the test split)
+    assert "scoring 3 slices with trec_eval" in result.stderr
     assert invoke("leaderboard", suite, "--out", out, "--check", expected).exit_code == 0
     data = json.loads(expected.read_text())
     data["rows"][0]["scores"]["s1"]["mrr"] += 0.2
