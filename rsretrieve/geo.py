@@ -123,6 +123,23 @@ class GeoFilter:
     def describe(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items() if v is not None}
 
+    def swapped(self) -> "GeoFilter | None":
+        """The filter with every lon,lat read as lat,lon (None where that is no valid filter):
+        what a user who typed latitude first meant."""
+        box = None if self.bbox is None else (self.bbox[1], self.bbox[0], self.bbox[3], self.bbox[2])
+        point = None if self.near is None else (self.near[1], self.near[0])
+        try:
+            return GeoFilter(box, point, self.radius_km)
+        except ConfigError:
+            return None
+
+    def text(self) -> str:
+        """The options as typed: --bbox 0,45,12,55 --near 7.6,45.1 --radius-km 50."""
+        parts = [f"--bbox {','.join(f'{v:g}' for v in self.bbox)}"] if self.bbox is not None else []
+        if self.near is not None:
+            parts.append(f"--near {self.near[0]:g},{self.near[1]:g} --radius-km {self.radius_km:g}")
+        return " ".join(parts)
+
 
 EPSG_TEXT = re.compile(r"^\s*(?:epsg\s*:\s*)?(\d+)(?:\.0*)?\s*$", re.IGNORECASE)
 

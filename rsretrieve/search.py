@@ -114,6 +114,24 @@ def search_vectors(
     return run.truncate(want)
 
 
+def check_region(index: LoadedIndex, sensor: str | None, where: GeoFilter | None) -> None:
+    """Before any encoder loads: a region (and sensor) that no indexed patch lies in is an
+    error, with the swapped lat,lon named when that reading would hold patches."""
+    rows = restricted_rows(index, sensor, where)
+    if rows is None or rows.size or where is None:
+        return
+    located = int(np.isfinite(index.locations).all(axis=1).sum())
+    message = (f"no document of index {index.path} passes {where.text()}{f' and --sensor {sensor}' if sensor else ''}: "
+               f"nothing to rank ({located} of {len(index.keys)} patches have a known location)")
+    swapped = where.swapped()
+    if swapped is not None:
+        count = restricted_rows(index, sensor, swapped)
+        if count is not None and count.size:
+            message += (f"; read as lat,lon, {swapped.text()} would hold {count.size}: "
+                        "the options take longitude first (lon,lat)")
+    raise DataError(message)
+
+
 def restricted_rows(index: LoadedIndex, sensor: str | None = None, where: GeoFilter | None = None) -> np.ndarray | None:
     """The rows a search may return (None: all): ``sensor``'s rows, those inside ``where``."""
     rows = None
@@ -175,23 +193,35 @@ def search_folder(
     location embedding of that place instead of a text (GeoCLOSP: images that look like it);
     with ``like`` it is the stored embedding of that indexed patch (query by example: the
     patch itself ranks first, unless ``exclude_self``)."""
-    from rsretrieve.datasets.sensors import parse_sensor_filter
     from rsretrieve.index import load_index, override_search
+
+    index = load_index(folder)
+    index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
+    return search_index(index, queries, k, sensor, requested, device, where, location, like, exclude_self), index
+
+
+def search_index(
+    index: LoadedIndex, queries: Mapping[str, str], k: int, sensor: str | None = None,
+    requested: EncoderSpec | None = None, device: str | None = None, where: GeoFilter | None = None,
+    location: tuple[float, float] | None = None, like: str | None = None, exclude_self: bool = False,
+) -> Run:
+    """``search_folder`` on an index already open; a region no patch lies in is refused
+    before the encoder loads."""
+    from rsretrieve.datasets.sensors import parse_sensor_filter
 
     only = parse_sensor_filter(sensor)[0] if sensor and sensor != "all" else None
     if exclude_self and like is None:
         raise ConfigError("--exclude-self drops the query patch of --like KEY; there is none")
-    index = load_index(folder)
-    index.manifest["index"] = override_search(index.manifest["index"], Path(folder), nprobe, ef_search)
+    check_region(index, only, where)
     if like is not None:  # no model runs: a different model or a device is an error, not ignored
         manifest_spec(index.manifest, index.path, requested)
         if device is not None:
             raise ConfigError("--device has no use with --like: the query is a stored embedding, no model runs")
-        return like_patch(index, like, k, only, where, exclude_self), index
+        return like_patch(index, like, k, only, where, exclude_self)
     encoder = encoder_for_index(index, requested, device)
     if location is None:
-        return search(index, encoder, queries, k, only, where), index
-    return search_vectors(index, list(queries), encode_location(encoder, location), k, only, where), index
+        return search(index, encoder, queries, k, only, where)
+    return search_vectors(index, list(queries), encode_location(encoder, location), k, only, where)
 
 
 def like_patch(index: LoadedIndex, key: str, k: int, sensor: str | None = None, where: GeoFilter | None = None,

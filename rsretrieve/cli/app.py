@@ -567,11 +567,22 @@ def show(
     queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl (default: the dataset's).")] = None,
     false_color: Annotated[bool, typer.Option("--false-color", help="Sentinel-2 as B08, B04, B03.")] = False,
     columns: Annotated[int, typer.Option("--columns", help="Tiles per row.")] = 4,
+    sensor: Annotated[Optional[str], typer.Option("--sensor", help="Show only s1 or s2 samples.")] = None,
+    bbox: BboxOpt = None,
+    near: NearOpt = None,
+    radius_km: RadiusOpt = None,
+    like: Annotated[Optional[str], typer.Option("--like", help="Query by example: an indexed patch's key (it ranks first).")] = None,
+    exclude_self: Annotated[bool, typer.Option("--exclude-self", help="With --like: leave the query patch out of the hits.")] = False,
+    location: Annotated[Optional[str], typer.Option("--location", help="Query by place lon,lat: images that look like it (GeoCLOSP).")] = None,
 ) -> None:
-    """Draw a grid of a query's top-k patches with rank, score, key, sensor and labels."""
+    """Draw a grid of a query's top-k patches (rank, score, key, sensor, labels) over a map of
+    where they are, with the query's region drawn; the query options are search's."""
+    from rsretrieve.geo import GeoFilter, parse_lonlat
     from rsretrieve.visualize import show_query
 
-    path = show_query(index_dir, image_out, text, query_id, k, qrels, queries, "false" if false_color else "true", columns)
+    path = show_query(index_dir, image_out, text, query_id, k, qrels, queries, "false" if false_color else "true", columns,
+                      sensor, GeoFilter.parse(bbox, near, radius_km), like, location and parse_lonlat(location, "--location"),
+                      exclude_self)
     out.print(f"wrote {path}")
 
 
