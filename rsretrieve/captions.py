@@ -63,7 +63,7 @@ class CaptionIndexSettings:
         if self.pq and self.sq8:
             raise ConfigError("choose one of --pq and --sq8")
         if self.kind == "flat" and (self.pq or self.sq8):
-            raise ConfigError("--pq/--sq8 need --index ivf or hnsw")
+            raise ConfigError("--pq/--sq8 need --index-type ivf or hnsw")
         if self.kind == "hnsw" and self.pq:
             raise ConfigError("--pq is for ivf indexes; use --sq8 with hnsw")
 
@@ -380,7 +380,7 @@ def run_caption_job(
         if on_start:
             on_start(dataset.rows)
         return build_caption_index(dataset, encoder, out, settings, 1024 if job.batch_size is None else job.batch_size,
-                                   force, on_batch, lenient=job.strict is False)
+                                   force, on_batch, lenient=job.strict is not True)
 
 
 @dataclasses.dataclass(frozen=True)

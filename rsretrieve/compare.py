@@ -39,6 +39,7 @@ class Side:
     qrels: Path | None = None
     index: Path | None = None
     runs: Mapping[str, Path] = field(default_factory=dict)  # slice -> run file
+    dataset: str | None = None  # the fingerprint of the dataset the index held, when known
 
 
 def _source_path(value: Any) -> Path | None:
@@ -58,6 +59,7 @@ def load_side(path: Path, name: str | None = None) -> Side:
                         f"or a caption benchmark's); {again} to compare query by query")
     source = data.get("source") if isinstance(data.get("source"), dict) else {}
     dataset = data.get("dataset") if isinstance(data.get("dataset"), dict) else {}
+    held = source.get("dataset") if isinstance(source.get("dataset"), dict) else dataset  # eval results, or a record
     runs = {s: Path(p) for s, p in (data.get("runs") or {}).items()} if isinstance(data.get("runs"), dict) else {}
     if not runs and _source_path(source.get("run")):
         runs = {"all": Path(source["run"])}
@@ -70,6 +72,7 @@ def load_side(path: Path, name: str | None = None) -> Side:
         qrels=_source_path(source.get("qrels") or dataset.get("qrels")),
         index=_source_path(source.get("index") or data.get("index")),
         runs=runs,
+        dataset=held.get("fingerprint") if isinstance(held, dict) else None,
     )
 
 
@@ -93,8 +96,8 @@ def leaderboard_sides(folder: Path, first: str | None, second: str | None) -> tu
         side = load_side(record, name)
         runs = {s: Path(folder) / "runs" / f"{name}.{s}.json" for s in side.per_query}
         index = Path(folder) / "indexes" / name
-        sides.append(Side(side.name, side.path, side.per_query, side.queries, side.qrels,
-                          index if index.is_dir() else side.index, {s: p for s, p in runs.items() if p.is_file()}))
+        sides.append(replace(side, index=index if index.is_dir() else side.index,
+                             runs={s: p for s, p in runs.items() if p.is_file()}))
     return sides[0], sides[1]
 
 
@@ -233,6 +236,10 @@ def compare_sides(
         raise ConfigError(f"unknown significance test '{test}' (choose {', '.join(TESTS)}).{did_you_mean(test, TESTS)}")
     if top < 0:
         raise ConfigError(f"--top must be 0 or more, got {top}")
+    if first.dataset and second.dataset and first.dataset != second.dataset:
+        raise DataError(f"{first.path} and {second.path} were scored on different datasets (fingerprints "
+                        f"{first.dataset[:12]} and {second.dataset[:12]}): their queries' judgements differ, "
+                        "so no query-by-query comparison holds")
     chosen_slices = _common(first, second, slices, "slices", lambda s: list(s.per_query))
     out = []
     for slice_name in chosen_slices:
@@ -319,7 +326,7 @@ class _Hits:
 
 
 def comparison_grids(
-    first: Side, second: Side, difference: Difference, out: Path, k: int = 8, columns: int = 4,
+    first: Side, second: Side, difference: Difference, out: Path, k: int = 10, columns: int = 5,
     on_stage: Any = None,
 ) -> list[Path]:
     """One PNG per query of ``difference``'s largest differences: the first model's top-k
@@ -362,7 +369,7 @@ class CompareOutput:
 
 def run_compare(
     first: str | None, second: str | None, leaderboard: Path | None = None, metrics: Sequence[str] | None = None,
-    slices: Sequence[str] | None = None, test: str | None = None, top: int = 5, out: Path | None = None, k: int = 8,
+    slices: Sequence[str] | None = None, test: str | None = None, top: int = 5, out: Path | None = None, k: int = 10,
     on_stage: Any = None,
 ) -> CompareOutput:
     """``rsretrieve compare``: two results files, or two rows of a leaderboard folder; with

@@ -88,7 +88,7 @@ class IndexJob:
     split: str | None = None  # None: the format's default split (its retrieval corpus)
     sensor: str = "all"
     limit: int | None = None
-    strict: bool | None = None  # None: images replace NaN/inf pixels, captions refuse a bad row
+    strict: bool | None = None  # None (lenient): images replace NaN/inf pixels, captions skip a bad row; both counted
     verify: bool = False  # also hash the shards' bytes to decide whether an index is current
     model: str | None = None
     pretrained: str | None = None

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rsretrieve.config import IndexJob
-from rsretrieve.errors import ConfigError, DataError
-from rsretrieve.io import INDEX, check_replaceable, check_writable, made_by_rsretrieve
+from rsretrieve.errors import ConfigError, DataError, RsRetrieveError, first_line
+from rsretrieve.io import INDEX, check_replaceable, check_writable, made_by_rsretrieve, write_text
 from rsretrieve.locks import output_lock
 
 ENGINES = ("local", "dask")
@@ -114,14 +115,51 @@ def _shard_task(job: dict[str, Any], out: str, index: int, count: int, force: bo
                 device: str | None = None, devices: list[str] | None = None) -> str:
     """Top-level (picklable) task for engines: index one shard, return its folder. A rerun of
     the task (a worker died, dask rescheduled it) resumes from the shard's saved batches.
-    With ``devices``, a LocalCluster worker named i uses ``devices[i]``."""
-    if devices:
+    With ``devices``, a LocalCluster worker named i uses ``devices[i]``. Whatever fails
+    reaches the client as one line naming the shard and the worker; an unexpected error's
+    traceback is written to a log file beside the shards, which the line names."""
+    worker = _worker()
+    where = f"shard {index} of {count} ({'worker ' + worker.address if worker else 'here'})"
+    data = job.get("data")
+    if data and not Path(data).exists():
+        raise DataError(f"{where}: the dataset {data} is not there on that machine; start the workers where this "
+                        "path exists (a shared file system), or give a path they all see")
+    if devices and worker is not None:
+        device = devices[int(worker.name) % len(devices)]
+    target = shard_dir(Path(out), index, count)
+    try:
+        run_index_job(IndexJob(**job), target, force=force, device=device, shard=(index, count))
+    except RsRetrieveError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a worker's traceback stays in its log, the user gets one line
+        import traceback
+
+        log = Path(f"{out}.shards") / f"shard-{index}-of-{count}.log"
+        write_text(log, f"{where}\n{traceback.format_exc()}")
+        raise DataError(f"{where} failed: {type(exc).__name__}: {first_line(exc)} (traceback in {log})") from None
+    return str(target)
+
+
+def _worker() -> Any:
+    """The dask worker running this task, or None outside one (the local engine)."""
+    try:
         from distributed import get_worker
 
-        device = devices[int(get_worker().name) % len(devices)]
-    target = shard_dir(Path(out), index, count)
-    run_index_job(IndexJob(**job), target, force=force, device=device, shard=(index, count))
-    return str(target)
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
+def client_paths(job: IndexJob, out: Path) -> tuple[IndexJob, Path]:
+    """Every path of a job made absolute here, on the client, before it is sent to workers
+    that run in other folders: the dataset, a local model folder or weights file, and --out
+    (so that shard folders land under the --out the user typed, not in a worker's folder)."""
+    def absolute(value: str | None) -> str | None:
+        return os.path.abspath(value) if value and os.path.exists(value) else value
+
+    job = dataclasses.replace(job, data=os.path.abspath(job.data) if job.data else None,
+                              model=absolute(job.model), pretrained=absolute(job.pretrained))
+    return job, Path(os.path.abspath(out))
 
 
 def engine_options(shards: int | None, engine: str, scheduler: str | None, workers: int | None,
@@ -165,7 +203,7 @@ def run_sharded(job: IndexJob, out: Path, count: int, engine: str = "local", wor
                           "give neither (a remote worker uses the GPU its launcher gave it)")
     if scheduler and workers:
         raise ConfigError("--workers sizes the LocalCluster started here; the cluster at --scheduler has its own workers")
-    out = Path(out)
+    job, out = client_paths(job, Path(out))
     check_writable(out, folder=True)
     with output_lock(out):
         if out.exists() and not force:

@@ -34,7 +34,7 @@ from rsretrieve.io import check_writable, read_json_object, write_json, write_te
 from rsretrieve.locks import output_lock
 from rsretrieve.registry import did_you_mean
 from rsretrieve.runs import Run, read_run, write_run
-from rsretrieve.zoo import ModelCard, Reference, card_summary, get_card, load_zoo
+from rsretrieve.zoo import RELEASES, ModelCard, Reference, card_summary, get_card, load_zoo
 
 # ranx's paired tests: student (paired Student's t), fisher (randomisation), tukey (Tukey's HSD).
 STAT_TESTS = ("student", "fisher", "tukey")
@@ -635,12 +635,6 @@ def zoo_summaries(missing: bool = False, suite: Path | None = None) -> list[dict
             get_card(name, zoo)
     summaries = [card_summary(zoo[name]) for name in names]
     return [s for s in summaries if not s["available"]] if missing else summaries
-
-
-RELEASES = {
-    "crisislandmark": "the Hugging Face dataset DarthReca/crisislandmark (hf download DarthReca/crisislandmark "
-                      "--repo-type dataset --local-dir data/crisislandmark)",
-}
 
 
 def check_suite_data(suite: Suite, suite_file: Path) -> None:

@@ -12,6 +12,7 @@ plain recall), which is trec_eval's ``success_k`` = the ``hit_rate@k`` metric.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -473,8 +474,13 @@ def paired_to_files(
     refuse_options(task, given)
     scored = Path(given["--data"] if task == "caption-benchmark" else given["--index"])  # type: ignore[arg-type]
     label = str(given.get("--protocol") or "clip_benchmark") if task == "caption-benchmark" else task
-    default = results_path(scored)  # NAME.results.json -> NAME.<protocol or task>.results.json, beside NAME
-    target = Path(results_out) if results_out is not None else default.with_name(default.name.replace(".results.json", f".{label}.results.json"))
+    if task == "caption-benchmark":  # results/NAME.MODEL.PROTOCOL.results.json: one file per model, not in the data folder
+        model = "".join(c if c.isalnum() or c in "._-" else "-" for c in str(given.get("--model") or "rsretrieve-default"))
+        default = Path("results") / f"{Path(os.path.abspath(scored)).name}.{model.strip('.-')}.{label}.results.json"
+    else:  # NAME.results.json -> NAME.<task>.results.json, beside the index NAME
+        default = results_path(scored)
+        default = default.with_name(default.name.replace(".results.json", f".{label}.results.json"))
+    target = Path(results_out) if results_out is not None else default
     for path in (target, run_out):
         if path is not None:
             check_writable(Path(path))

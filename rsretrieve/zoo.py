@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,16 @@ BACKENDS_WITHOUT_WEIGHTS = ("random",)
 # Backends whose spec names the architecture and takes the weights file as ``pretrained``
 # (the others, model folders, take the folder as the model).
 WEIGHTS_AS_PRETRAINED = ("open_clip", "closp", "msclip", "dofa", "dofa-so400m")
+# A card's download command names the checkpoints folder by this placeholder; what is shown
+# has the real folder in its place.
+HOME_PLACEHOLDER = "$RSRETRIEVE_HOME/checkpoints"
+# Where the CrisisLandMark release goes: the --local-dir of its download command, which
+# the "use:" line of every card and a missing suite dataset's error name.
+RELEASE_DIR = "data/crisislandmark"
+RELEASES = {
+    "crisislandmark": "the Hugging Face dataset DarthReca/crisislandmark (hf download DarthReca/crisislandmark "
+                      f"--repo-type dataset --local-dir {RELEASE_DIR})",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +106,18 @@ class ModelCard:
         return EncoderSpec(self.backend, str(path) if path else self.model, self.pretrained, self.seed)
 
     def usage(self) -> str:
-        """The command that indexes with this model."""
-        return f"rsretrieve index --model {self.name} --out runs/{self.name}"
+        """The command that indexes the CrisisLandMark release (where its download command
+        puts it) with this model, then scores it."""
+        return (f"rsretrieve index --model {self.name} --data {RELEASE_DIR} --out runs/{self.name} && "
+                f"rsretrieve eval --index runs/{self.name}")
+
+    def source(self) -> str | None:
+        """Where the weights come from, its download command with the checkpoints folder
+        written out: pasted, it puts the file where rsretrieve looks, whatever the shell has
+        (an unset $RSRETRIEVE_HOME would make it /checkpoints)."""
+        if self.download is None:
+            return None
+        return self.download.replace(HOME_PLACEHOLDER, shlex.quote(str(checkpoints_dir().absolute())))
 
     @classmethod
     def from_file(cls, path: Path) -> "ModelCard":
@@ -126,7 +147,7 @@ def _in_hf_cache(card: ModelCard) -> tuple[bool, str]:
         repo, filename = card.model, "config.json"
     if repo and isinstance(try_to_load_from_cache(repo, filename), str):
         return True, f"Hugging Face cache ({repo})"
-    return False, f"not cached: download {repo or card.download} when online"
+    return False, f"not cached: download {repo or card.source()} when online"
 
 
 def checkpoints_dir() -> Path:
@@ -161,7 +182,7 @@ def card_summary(card: ModelCard) -> dict[str, Any]:
     available, where = card.availability()
     path = card.checkpoint_path()
     return {"name": card.name, "backend": card.backend, "model": card.model, "available": available,
-            "weights": where, "description": card.description, "source": card.download or "-",
+            "weights": where, "description": card.description, "source": card.source() or "-",
             "put_at": str(path) if path else "-", "command": card.usage(), "notes": card.notes or ""}
 
 
@@ -190,7 +211,7 @@ def resolve_model(model: str | None = None, pretrained: str | None = None, seed:
         card = zoo[model]
         if pretrained is None and card.checkpoint_path() is not None and not card.checkpoint_path().exists():  # type: ignore[union-attr]
             raise ModelError(
-                f"model '{model}' needs its weights at {card.checkpoint_path()}; get them from {card.download}, "
+                f"model '{model}' needs its weights at {card.checkpoint_path()}; get them from {card.source()}, "
                 f"or pass the file with --pretrained FILE"
             )
         return card.spec(pretrained)

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/benchmark_caption_memory.py [ROWS ...]     # default 100000 1000000
 
 For each size, a synthetic Git-10M-format set (no images, 100k rows a shard) is written to a
-temporary folder, then `rsretrieve index --what captions --index ivf --pq 16` runs in a fresh
+temporary folder, then `rsretrieve index --what captions --index-type ivf --pq 16` runs in a fresh
 process with the content-hashed `random` text encoder (64-d; the data path, not a model, is
 what is measured) and its peak RSS is read from the kernel (ru_maxrss of the children, which
 is the largest so far: sizes run in ascending order).
@@ -27,7 +27,7 @@ def measure(rows: int, folder: Path) -> tuple[float, float, float]:
     subprocess.run(
         [sys.executable, "-m", "rsretrieve", "index", "--dataset", "git10m", "--what", "captions",
          "--data", str(data), "--out", str(folder / f"idx-{rows}"), "--model", "random",
-         "--index", "ivf", "--pq", "16", "--train-size", "50000", "--batch-size", "4096"],
+         "--index-type", "ivf", "--pq", "16", "--train-size", "50000", "--batch-size", "4096"],
         check=True, capture_output=True,
     )
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -83,7 +83,7 @@ def test_describe_an_rgb_image_with_open_clip(data, tmp_path) -> None:  # noqa: 
 def test_settings_and_folder_errors(flat, index_dir, tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError, match="choose one of --pq and --sq8"):
         CaptionIndexSettings(pq=8, sq8=True)
-    with pytest.raises(ConfigError, match="need --index ivf or hnsw"):
+    with pytest.raises(ConfigError, match="need --index-type ivf or hnsw"):
         CaptionIndexSettings(kind="flat", sq8=True)
     with pytest.raises(ConfigError, match="--bbox"):
         CaptionFilter(bbox=(5.0, 1.0, 10.0, 0.0))  # lat_min above lat_max

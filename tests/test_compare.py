@@ -108,3 +108,11 @@ def test_compare_cli_on_two_eval_results_searches_their_indexes(pair_board, inde
     assert len(list((tmp_path / "cmp").glob("*.png"))) >= 1
     assert_user_error(invoke("compare", tmp_path / "a.json"), "give two results files")
     assert_user_error(invoke("compare", "--leaderboard", pair_board, "random", "rnadom"), "Did you mean 'random'")
+
+
+def test_results_of_two_datasets_are_refused() -> None:
+    from dataclasses import replace
+
+    a = replace(_side("a", {"q1": 0.5}), dataset="1" * 64)
+    with pytest.raises(DataError, match="scored on different datasets"):
+        compare_sides(a, replace(a, dataset="2" * 64))

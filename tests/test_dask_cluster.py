@@ -86,3 +86,71 @@ def test_a_killed_worker_is_rescheduled_and_its_shard_resumes(cluster, slow_data
     client.close()
     assert 5 <= saved < 80, "the worker was not killed in the middle of its shard"
     assert "manifest" in outcome and _same(out, tmp_path / "whole")
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A dask scheduler and one worker started as a user starts them: separate processes, the
+    worker in a folder of its own (not the client's working directory)."""
+    import json
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("remote")
+    (home / "worker").mkdir()
+    info = home / "scheduler.json"
+    python = [sys.executable, "-m"]
+    scheduler = subprocess.Popen([*python, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                                  "--no-dashboard", "--scheduler-file", str(info)], cwd=home,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not info.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker = subprocess.Popen([*python, "distributed.cli.dask_worker", "--scheduler-file", str(info), "--nthreads", "1",
+                               "--no-dashboard", "--local-directory", str(home / "worker" / "scratch")],
+                              cwd=home / "worker", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = json.loads(info.read_text())["address"]
+    with distributed.Client(address, timeout="30s") as client:
+        client.wait_for_workers(1, timeout=60)
+    try:
+        yield address, home / "worker"
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_relative_paths_on_a_cluster_whose_worker_runs_in_another_folder(remote, sample_root, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    address, worker_home = remote
+    client_home = tmp_path / "client"
+    (client_home / "data").mkdir(parents=True)
+    (client_home / "data" / "clm").symlink_to(sample_root)
+    monkeypatch.chdir(client_home)
+    assert invoke("index", "--data", "data/clm", "--out", "runs/whole", "--model", "random", "--batch-size", 4).exit_code == 0
+    result = invoke("index", "--data", "data/clm", "--out", "runs/x", "--model", "random", "--batch-size", 4,
+                    "--shards", 2, "--engine", "dask", "--scheduler", address)
+    assert result.exit_code == 0, result.output
+    assert _same(client_home / "runs" / "x", client_home / "runs" / "whole")
+    assert not (worker_home / "runs").exists() and not (worker_home / "data").exists()  # nothing left in the worker's folder
+
+
+def test_a_worker_that_cannot_see_the_dataset_or_fails_says_so_in_one_line(remote, sample_root, tmp_path) -> None:  # noqa: ANN001
+    from rsretrieve.errors import DataError
+    from rsretrieve.jobs import _shard_task
+
+    address, _ = remote
+    with distributed.Client(address, timeout="30s") as client:
+        (worker,) = client.scheduler_info()["workers"]
+        missing = dict(vars(IndexJob(data=str(tmp_path / "elsewhere" / "clm"), model="random")))
+        with pytest.raises(DataError) as caught:
+            client.submit(_shard_task, missing, str(tmp_path / "out"), 0, 2, False, pure=False).result()
+        assert str(caught.value) == (f"shard 0 of 2 (worker {worker}): the dataset {tmp_path / 'elsewhere' / 'clm'} is not "
+                                     "there on that machine; start the workers where this path exists (a shared file "
+                                     "system), or give a path they all see")
+        broken = dict(vars(IndexJob(data=str(sample_root), model="random")), seed="not a number")  # fails deep inside
+        with pytest.raises(DataError) as caught:
+            client.submit(_shard_task, broken, str(tmp_path / "out"), 1, 2, False, pure=False).result()
+    message = str(caught.value)
+    log = tmp_path / "out.shards" / "shard-1-of-2.log"
+    assert message.startswith(f"shard 1 of 2 (worker {worker}) failed: ") and message.endswith(f"(traceback in {log})")
+    assert "\n" not in message and "Traceback (most recent call last)" in log.read_text()

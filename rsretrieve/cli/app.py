@@ -95,6 +95,10 @@ PretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", help="Weig
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of random initialisation.")]
 MetricsOpt = Annotated[Optional[list[str]], typer.Option("--metrics", "-m", help="Metrics, e.g. ndcg@10,map@100 (repeatable).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="torch device (default: cuda if available).")]
+# search takes the encoder its index was built with: these only check it, so they are not offered.
+CheckedModelOpt = Annotated[Optional[str], typer.Option("--model", hidden=True, help="Checked against the index's encoder.")]
+CheckedPretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", hidden=True, help="Checked against the index's weights.")]
+CheckedSeedOpt = Annotated[int, typer.Option("--seed", hidden=True, help="Checked against the index's seed.")]
 
 
 def _version(value: bool) -> None:
@@ -147,7 +151,7 @@ def index(
     split: Annotated[Optional[str], typer.Option("--split", help="train or test (alias corpus) [test].")] = None,
     sensor: Annotated[Optional[str], typer.Option("--sensor", help="s1, s2 or all [all].")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Index only the first N samples.")] = None,
-    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="Images: reject NaN/inf pixels instead of replacing them [lenient]. Captions: --lenient skips (and counts) rows whose caption is empty or not UTF-8 [strict].")] = None,
+    strict: Annotated[Optional[bool], typer.Option("--strict/--lenient", help="--strict refuses bad input: an image with NaN/inf pixels, a caption row that is empty or not UTF-8. [lenient: such pixels are replaced, such rows skipped, and both counted]")] = None,
     verify: Annotated[Optional[bool], typer.Option("--verify", help="Also hash every shard's bytes to tell whether an existing index is current.")] = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
@@ -155,7 +159,8 @@ def index(
     s2_adapter: Annotated[Optional[str], typer.Option("--s2-adapter", help="Band adapter or head for Sentinel-2 [rgb]; NAME:key=value for parameters (patch-embed:init=mean).")] = None,
     bands: Annotated[Optional[str], typer.Option("--bands", help="Keep only these bands, by name or wavelength (B02,B03,B04,B08; VV); rsretrieve list bands.")] = None,
     s1_adapter: Annotated[Optional[str], typer.Option("--s1-adapter", help="Band adapter for Sentinel-1 [sar].")] = None,
-    kind: Annotated[Optional[str], typer.Option("--index", help="flat (exact), ivf or hnsw [flat].")] = None,
+    kind: Annotated[Optional[str], typer.Option("--index-type", help="FAISS index type: flat (exact), ivf or hnsw [flat].")] = None,
+    old_kind: Annotated[Optional[str], typer.Option("--index", hidden=True, help="Old name of --index-type (--index names an index folder elsewhere).")] = None,
     nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells [~4 sqrt(N)].")] = None,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells searched per query [16].")] = None,
     hnsw_m: Annotated[Optional[int], typer.Option("--hnsw-m", help="HNSW links per node [32].")] = None,
@@ -177,13 +182,14 @@ def index(
     device: DeviceOpt = None,
 ) -> None:
     """Embed a dataset split with encoder + band adapters (or Git-10M captions) into an index folder."""
-    from rsretrieve.config import IndexJob
+    from rsretrieve.config import IndexJob, renamed_option
     from rsretrieve.jobs import engine_options, run_index_job, run_sharded
 
     job = IndexJob.load(config, {
         "data": None if data is None else str(data), "dataset": dataset, "split": split, "sensor": sensor,
         "limit": limit, "strict": strict, "verify": verify, "model": model, "pretrained": pretrained, "seed": seed,
-        "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "bands": bands, "index": kind, "nlist": nlist,
+        "s2_adapter": s2_adapter, "s1_adapter": s1_adapter, "bands": bands,
+        "index": renamed_option("index --index", "--index-type", old_kind, kind), "nlist": nlist,
         "nprobe": nprobe, "hnsw_m": hnsw_m, "ef_search": ef_search, "batch_size": batch_size, "readers": readers, "precision": precision, "what": what, "pq": pq, "sq8": sq8, "train_size": train_size,
     })
     if job.what == "captions":
@@ -219,7 +225,7 @@ def _parse_shard(value: str) -> tuple[int, int]:
 def check(
     old_data: Annotated[Optional[Path], typer.Argument(hidden=True, help="Old place of --data.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="A CrisisLandMark-format folder.")] = None,
-    report_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report JSON [DATA-NAME.check.json here].")] = None,
+    report_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report JSON [NAME.check.json beside the dataset folder NAME].")] = None,
 ) -> None:
     """Read a whole dataset (no embedding) and report every problem; exit 1 on an error-level one."""
     from rsretrieve.config import required_option, renamed_option
@@ -262,9 +268,9 @@ def search(
     k: Annotated[Optional[int], typer.Option("-k", help="Results per query [10 shown; with --out the depth eval uses, 1000].")] = None,
     sensor: Annotated[Optional[str], typer.Option("--sensor", help="Search only s1 or s2 samples.")] = None,
     run_out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run file: .json (ranx) or TREC otherwise.")] = None,
-    model: ModelOpt = None,
-    pretrained: PretrainedOpt = None,
-    seed: SeedOpt = 0,
+    model: CheckedModelOpt = None,
+    pretrained: CheckedPretrainedOpt = None,
+    seed: CheckedSeedOpt = 0,
     device: DeviceOpt = None,
     min_quality: MinQualityOpt = None,
     min_resolution: MinResOpt = None,
@@ -306,11 +312,12 @@ def search(
 
 @app.command()
 def describe(
-    captions_dir: Annotated[Path, typer.Option("--captions", help="Caption index (rsretrieve index --what captions).")],
     data: Annotated[Path, typer.Option("--data", help="A CrisisLandMark folder, or Git-10M shards with --dataset git10m.")],
     key: Annotated[str, typer.Option("--key", help="Sample key (CrisisLandMark) or img_name (Git-10M).")],
+    captions_dir: Annotated[Optional[Path], typer.Option("--index", help="Caption index folder (rsretrieve index --what captions).")] = None,
+    old_captions: Annotated[Optional[Path], typer.Option("--captions", hidden=True, help="Old name of --index.")] = None,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset format of --data (rsretrieve list datasets).")] = "crisislandmark",
-    k: Annotated[int, typer.Option("-k", help="Captions to show.")] = 5,
+    k: Annotated[int, typer.Option("-k", help="Captions to show.")] = 10,
     min_quality: MinQualityOpt = None,
     min_resolution: MinResOpt = None,
     max_resolution: MaxResOpt = None,
@@ -323,9 +330,11 @@ def describe(
 ) -> None:
     """Describe an image by its nearest captions (image-to-caption retrieval)."""
     from rsretrieve.captions import CaptionFilter, describe_key
+    from rsretrieve.config import renamed_option, required_option
 
     where = CaptionFilter.parse(min_quality, min_resolution, max_resolution, bbox, near, radius_km)
-    sensor, hits, empty = describe_key(captions_dir, dataset, data, key, k, where, _requested(model, pretrained, 0), device)
+    folder = required_option("--index", renamed_option("describe --captions", "--index", old_captions, captions_dir))
+    sensor, hits, empty = describe_key(folder, dataset, data, key, k, where, _requested(model, pretrained, 0), device)
     render.captions(out, f"{key} ({sensor})", hits)
     if empty:
         err.print(f"note: {empty}", markup=False, soft_wrap=True)
@@ -545,7 +554,7 @@ def compare(
     test: Annotated[Optional[str], typer.Option("--test", help="student, fisher or tukey [the leaderboard's, else student].")] = None,
     top: Annotated[int, typer.Option("--top", help="Queries listed with the largest differences, each way.")] = 5,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for comparison.json and side-by-side grids of the first metric's largest differences.")] = None,
-    k: Annotated[int, typer.Option("-k", help="Hits per model in each grid.")] = 8,
+    k: Annotated[int, typer.Option("-k", help="Hits per model in each grid.")] = 10,
 ) -> None:
     """Where two models differ, query by query: wins/ties/losses, mean difference with a paired
     bootstrap CI, p-value, the queries that differ most; with --out, side-by-side grids."""
@@ -562,11 +571,11 @@ def show(
     image_out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")],
     text: Annotated[Optional[str], typer.Option("--text", help="Query text.")] = None,
     query_id: Annotated[Optional[str], typer.Option("--query-id", help="A query of queries.jsonl (needed with --qrels).")] = None,
-    k: Annotated[int, typer.Option("-k", help="Patches to show.")] = 16,
+    k: Annotated[int, typer.Option("-k", help="Patches to show.")] = 10,
     qrels: Annotated[Optional[Path], typer.Option("--qrels", help="Mark relevant (green) and non-relevant (red) patches [with --query-id: the dataset's qrels].")] = None,
     queries: Annotated[Optional[Path], typer.Option("--queries", help="queries.jsonl (default: the dataset's).")] = None,
     false_color: Annotated[bool, typer.Option("--false-color", help="Sentinel-2 as B08, B04, B03.")] = False,
-    columns: Annotated[int, typer.Option("--columns", help="Tiles per row.")] = 4,
+    columns: Annotated[int, typer.Option("--columns", help="Tiles per row.")] = 5,
     sensor: Annotated[Optional[str], typer.Option("--sensor", help="Show only s1 or s2 samples.")] = None,
     bbox: BboxOpt = None,
     near: NearOpt = None,

@@ -11,7 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from typer.core import TyperOption
+from typer.core import TyperArgument, TyperOption
 
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.errors import DataError
@@ -291,7 +291,7 @@ def caption_index_summary(console: Console, folder: Path, manifest: Mapping[str,
     skipped = manifest.get("skipped_rows") or {}
     if skipped.get("count"):
         first = skipped["examples"][0]
-        console.print(f"skipped {skipped['count']} rows (--lenient; listed in manifest.json), the first: {first['shard']} "
+        console.print(f"skipped {skipped['count']} rows (lenient, the default; --strict refuses them; listed in manifest.json), the first: {first['shard']} "
                       f"row {first['row']} (img_name '{first['img_name']}'): {first['reason']}", markup=False, soft_wrap=True)
 
 
@@ -387,3 +387,12 @@ def comparison(console: Console, result: Any) -> None:
                                   markup=False, highlight=False, soft_wrap=True)
     for path in result.written:
         console.print(f"wrote {path}", markup=False)
+
+
+def _usage_pieces(self: TyperArgument, ctx: object) -> list[str]:
+    """A hidden argument (an old positional kept for scripts) stays out of the usage line too."""
+    return [] if self.hidden else _argument_pieces(self, ctx)
+
+
+_argument_pieces = TyperArgument.get_usage_pieces
+TyperArgument.get_usage_pieces = _usage_pieces  # type: ignore[method-assign]

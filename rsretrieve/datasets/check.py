@@ -24,6 +24,8 @@ that do not exist, a source whose patches are all constant); warnings are plausi
 
 from __future__ import annotations
 
+import os
+
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -132,10 +134,12 @@ def _round(value: float | None) -> float | None:
 def check_to_file(root: Path, out: Path | None = None, on_start: Callable[[int], None] | None = None,
                   on_sample: Callable[[int], None] | None = None) -> tuple[dict[str, Any], Path]:
     """What ``rsretrieve check`` runs: the report of the folder at ``root``, written as JSON to
-    ``out`` (default NAME.check.json in the working folder, checked before reading)."""
+    ``out`` (default NAME.check.json beside the dataset folder NAME, not in whatever folder the
+    command ran from; checked before reading)."""
     from rsretrieve.io import check_writable, write_json
 
-    target = Path(out) if out is not None else Path(f"{Path(root).resolve().name}.check.json")
+    folder = Path(os.path.abspath(root))
+    target = Path(out) if out is not None else folder.parent / f"{folder.name}.check.json"
     check_writable(target)
     report = check_dataset(root, on_start, on_sample)
     write_json(target, report)

@@ -209,7 +209,7 @@ def test_empty_corpus_message(sample_copy, tmp_path) -> None:  # noqa: ANN001
 def test_unknown_names(sample_root, tmp_path) -> None:  # noqa: ANN001
     assert_user_error(_index(sample_root, tmp_path / "x", "--s2-adapter", "rbg"), "unknown band adapter 'rbg'. Did you mean 'rgb'")
     assert_user_error(_index(sample_root, tmp_path / "x", "--model", "ViT-B-23"), "Did you mean 'ViT-B-32'")
-    assert_user_error(_index(sample_root, tmp_path / "x", "--index", "hsnw"), "unknown index kind 'hsnw'")
+    assert_user_error(_index(sample_root, tmp_path / "x", "--index-type", "hsnw"), "unknown index kind 'hsnw'")
     assert not (tmp_path / "x").exists()
 
 
@@ -287,11 +287,25 @@ def test_models_says_for_every_card_where_weights_come_from_go_and_how_to_use_th
     blocks = {block.split()[0]: block for block in result.stdout.split("\n\n")[1:] if block.strip()}
     assert set(blocks) == set(load_zoo())
     for name, block in blocks.items():
-        assert f"use:    rsretrieve index --model {name} --out runs/{name}" in block
+        assert (f"use:    rsretrieve index --model {name} --data data/crisislandmark --out runs/{name} && "
+                f"rsretrieve eval --index runs/{name}") in block  # a whole command, the release's folder included
         assert "weights present" in block or "weights MISSING" in block
+        assert "$RSRETRIEVE_HOME" not in block  # pasted, the download lands where rsretrieve looks
     assert "put at: " in blocks["closp-rn"] and "from:   hf-hub DarthReca/CLOSP-RN" in blocks["closp-rn"]
     assert "weights MISSING" in blocks["closp-rn"] and "weights present" in blocks["rsretrieve-default"]
     assert "cannot retrieve from text" in blocks["closp-rn"]  # torchgeo's backbones are not offered
+    from rsretrieve.zoo import checkpoints_dir
+
+    assert f"--local-dir {checkpoints_dir()}/CLOSP-RN)" in blocks["closp-rn"]
+
+
+def test_the_zoo_table_of_the_docs_lists_every_card() -> None:
+    from rsretrieve.zoo import load_zoo
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text(encoding="utf-8")
+    table = text[text.index("| card | backend | weights"):]
+    rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert rows == set(load_zoo())
 
 
 def test_leaderboard_check_passes_then_fails_on_a_perturbed_expected_file(sample_root, tmp_path) -> None:  # noqa: ANN001
@@ -332,7 +346,7 @@ def test_caption_index_search_and_describe(sample_root, tmp_path) -> None:  # no
 
     shards = generate_git10m(tmp_path / "git10m", n_rows=300, shards=2)
     idx = tmp_path / "cap"
-    result = invoke("index", "--dataset", "git10m", "--what", "captions", "--data", shards, "--out", idx, "--index", "hnsw", "--sq8")
+    result = invoke("index", "--dataset", "git10m", "--what", "captions", "--data", shards, "--out", idx, "--index-type", "hnsw", "--sq8")
     assert result.exit_code == 0, result.output
     assert "300 captions, HNSW32_SQ8" in result.stdout
     result = invoke("search", "--index", idx, "--text", "snow covered mountains", "-k", 3, "--min-quality", "0.2")
@@ -347,12 +361,12 @@ def test_caption_index_search_and_describe(sample_root, tmp_path) -> None:  # no
     rows = [json.loads(line) for line in hits.read_text().splitlines()]
     assert rows and all(-20 <= r["lon"] <= 40 and -30 <= r["lat"] <= 60 for r in rows)
     key = first_key(sample_root, "benv2s2")
-    result = invoke("describe", "--captions", idx, "--data", sample_root, "--key", key, "-k", 2)
+    result = invoke("describe", "--index", idx, "--data", sample_root, "--key", key, "-k", 2)
     assert result.exit_code == 0, result.output
     assert_user_error(invoke("search", "--index", idx, "--text", "x", "--bbox", "1,2,3"), "--bbox '1,2,3' must be four numbers")
     assert_user_error(invoke("index", "--what", "captions", "--out", tmp_path / "z"), "--what captions indexes Git-10M")
-    assert_user_error(invoke("describe", "--captions", sample_root, "--data", sample_root, "--key", key), "manifest.json not found")
-    assert_user_error(invoke("describe", "--captions", idx, "--data", sample_root, "--key", key, "--model", "random"),
+    assert_user_error(invoke("describe", "--index", sample_root, "--data", sample_root, "--key", key), "manifest.json not found")
+    assert_user_error(invoke("describe", "--index", idx, "--data", sample_root, "--key", key, "--model", "random"),
                       r"index .*cap was built with rsretrieve:default; you asked for random:random")
 
 
@@ -388,7 +402,7 @@ def test_sharded_indexing_from_the_cli(sample_root, tmp_path) -> None:  # noqa: 
 def test_show_and_report_commands(index_dir, sample_root, tmp_path) -> None:  # noqa: ANN001
     result = invoke("show", "--index", index_dir, "--text", "flooded fields", "-k", 4, "--out", tmp_path / "g.png", "--false-color")
     assert result.exit_code == 0 and (tmp_path / "g.png").is_file()
-    assert_user_error(invoke("show", "--index", index_dir, "--out", tmp_path / "x.png"), "give either --text or --query-id")
+    assert_user_error(invoke("show", "--index", index_dir, "--out", tmp_path / "x.png"), "give one query: --text, --query-id")
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"name: t\ndata: {sample_root}\nmodels: [random]\nmetrics: [ndcg@10]\n")
     assert invoke("leaderboard", suite, "--out", tmp_path / "lb").exit_code == 0
@@ -402,7 +416,7 @@ def test_readme_caption_example_works_as_written(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert invoke("sample", "data/clm", "--n-samples", 40).exit_code == 0
     assert invoke("sample", "data/git10m", "--format", "git10m", "--n-samples", 300).exit_code == 0
-    common = ("index", "--dataset", "git10m", "--what", "captions", "--data", "data/git10m", "--index", "hnsw", "--sq8")
+    common = ("index", "--dataset", "git10m", "--what", "captions", "--data", "data/git10m", "--index-type", "hnsw", "--sq8")
     assert invoke(*common, "--out", "runs/captions").exit_code == 0
     assert_user_error(invoke("search", "--index", "runs/captions", "--text", "x", "--sensor", "s1"),
                       "--sensor applies to image indexes; runs/captions is a caption index")
@@ -412,12 +426,12 @@ def test_readme_caption_example_works_as_written(tmp_path, monkeypatch) -> None:
     assert result.exit_code == 0 and "no caption of the index passes the filters" in result.stderr
     result = invoke("search", "--index", "runs/captions", "--text", "flooded farmland near a river", "-k", 5, "--min-quality", "0.5")
     assert result.exit_code == 0 and "approximate index" in result.stderr
-    assert invoke("describe", "--captions", "runs/captions", "--data", "data/clm", "--key", "benv2s2_000000", "-k", 5).exit_code == 0
+    assert invoke("describe", "--index", "runs/captions", "--data", "data/clm", "--key", "benv2s2_000000", "-k", 5).exit_code == 0
     rgb = ("describe", "--dataset", "git10m", "--data", "data/git10m", "--key", "git10m_00000001.png")
-    assert_user_error(invoke(*rgb[:1], "--captions", "runs/captions", *rgb[1:]),
+    assert_user_error(invoke(*rgb[:1], "--index", "runs/captions", *rgb[1:]),
                       r"image towers take s1, s2 bands, not rgb images. Which encoders describe which images")
     assert invoke(*common, "--out", "runs/captions-clip", "--model", "rsretrieve-tiny-random").exit_code == 0
-    result = invoke(*rgb[:1], "--captions", "runs/captions-clip", *rgb[1:])
+    result = invoke(*rgb[:1], "--index", "runs/captions-clip", *rgb[1:])
     assert result.exit_code == 0, result.output
 
 
@@ -435,6 +449,12 @@ def test_renamed_options_keep_working_with_a_note(index_dir, sample_root, tmp_pa
     positional = invoke("check", sample_root, "--out", tmp_path / "c.json")
     assert positional.exit_code == 0 and "check DATA (positional) is now --data" in positional.stderr
     assert_user_error(invoke("check", "--out", tmp_path / "d.json"), "missing option --data")
+    assert "[OLD_DATA]" not in invoke("check", "--help").stdout.upper()  # the old positional is not advertised
+    kind = invoke("index", "--data", sample_root, "--out", tmp_path / "h", "--model", "random", "--index", "hnsw")
+    assert kind.exit_code == 0 and "index --index is now --index-type" in kind.stderr
+    assert json.loads((tmp_path / "h" / "manifest.json").read_text())["index"]["kind"] == "hnsw"
+    for hidden in ("--model", "--pretrained", "--seed"):  # search uses the index's encoder: only checked, not offered
+        assert hidden not in invoke("search", "--help").stdout
 
 
 def test_help_shows_no_value_for_flags_and_every_default() -> None:
@@ -449,7 +469,7 @@ def test_help_shows_no_value_for_flags_and_every_default() -> None:
 
 def test_hnsw_and_ivf_settings_from_the_cli_and_at_search_time(sample_root, index_dir, tmp_path) -> None:  # noqa: ANN001
     hnsw = tmp_path / "hnsw"
-    assert _index(sample_root, hnsw, "--model", "random", "--index", "hnsw", "--hnsw-m", 8, "--ef-search", 40).exit_code == 0
+    assert _index(sample_root, hnsw, "--model", "random", "--index-type", "hnsw", "--hnsw-m", 8, "--ef-search", 40).exit_code == 0
     settings = json.loads((hnsw / "manifest.json").read_text())["index"]
     assert (settings["hnsw_m"], settings["ef_search"]) == (8, 40)
     assert invoke("search", "--index", hnsw, "--text", "water", "--ef-search", 200).exit_code == 0
@@ -469,13 +489,15 @@ def test_search_shows_as_many_hits_as_k_asks(index_dir) -> None:  # noqa: ANN001
         assert len(re.findall(r"^│ \d+ ", result.stdout, re.M)) == k
 
 
-def test_caption_benchmark_cross_sensor_and_image_to_caption_from_the_cli(tmp_path) -> None:  # noqa: ANN001
+def test_caption_benchmark_cross_sensor_and_image_to_caption_from_the_cli(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
     bench = tmp_path / "bench"
     assert invoke("sample", bench, "--format", "rs-captions", "--n-samples", 30).exit_code == 0
     result = invoke("eval", "--dataset", "rs-captions", "--data", bench, "--model", "rsretrieve-tiny", "--protocol", "remoteclip",
                     "--save-run", tmp_path / "runs" / "r.trec")
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "bench.remoteclip.results.json").read_text())
+    assert not list(bench.parent.glob("bench*.results.json"))  # nothing written beside the data
+    report = json.loads((tmp_path / "results" / "bench.rsretrieve-tiny.remoteclip.results.json").read_text())
     scores = report["results"]["all"]["scores"]
     assert list(scores) == ["t2i_recall@1", "t2i_recall@5", "t2i_recall@10", "i2t_recall@1", "i2t_recall@5",
                             "i2t_recall@10", "mean_recall"]
@@ -498,7 +520,7 @@ def test_caption_benchmark_cross_sensor_and_image_to_caption_from_the_cli(tmp_pa
     g10 = tmp_path / "g10"
     assert invoke("sample", g10, "--format", "git10m", "--n-samples", 40).exit_code == 0
     assert invoke("index", "--what", "captions", "--dataset", "git10m", "--data", g10, "--out", tmp_path / "cap",
-                  "--model", "rsretrieve-tiny", "--index", "flat").exit_code == 0
+                  "--model", "rsretrieve-tiny", "--index-type", "flat").exit_code == 0
     assert invoke("eval", "--index", tmp_path / "cap", "--limit", 25).exit_code == 0
     i2t = json.loads((tmp_path / "cap.image-to-caption.results.json").read_text())
     assert i2t["results"]["all"]["n_queries"] == 25 and "i2t_mrr@100" in i2t["results"]["all"]["scores"]

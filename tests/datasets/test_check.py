@@ -190,3 +190,14 @@ def test_a_bad_split_is_one_error_not_a_cascade(sample_copy) -> None:  # noqa: A
     report = check_dataset(sample_copy)
     assert [(p["code"], p["count"]) for p in report["problems"]] == [("bad-split", 1)]
     assert report["counts"]["read"] == 40 and report["counts"]["splits"]["invalid"] == 1
+
+
+def test_the_report_goes_beside_the_dataset_not_into_the_working_folder(sample_copy, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from rsretrieve.datasets.check import check_to_file
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    _, target = check_to_file(sample_copy)
+    assert target == sample_copy.parent / f"{sample_copy.name}.check.json" and target.is_file()
+    assert not list(elsewhere.iterdir())

@@ -67,9 +67,9 @@ def test_lenient_caption_index_counts_skipped_rows_and_repeated_names(tmp_path: 
     raw[5] = b"\xff\xfe"
     _rewrite(shard, pa.array(raw, pa.binary()), [names[0], *names[1:11], names[0]])  # the last row repeats the first's name
     args = ("index", "--dataset", "git10m", "--what", "captions", "--data", shard.parent, "--model", "random", "--out")
-    assert_user_error(invoke(*args, tmp_path / "strict"), r"row 5 \(img_name .*\): field 'caption' is not UTF-8 text .*--lenient")
+    assert_user_error(invoke(*args, tmp_path / "strict", "--strict"), r"row 5 \(img_name .*\): field 'caption' is not UTF-8 text .*--lenient")
     assert not (tmp_path / "strict").exists()
-    result = invoke(*args, tmp_path / "cap", "--lenient")
+    result = invoke(*args, tmp_path / "cap")  # lenient by default, as for images: skipped and counted
     assert result.exit_code == 0, result.output
     assert "skipped 1 rows" in result.stdout and "row 5" in result.stdout
     assert f"1 img_name values occur more than once (e.g. '{names[0]}' (2 rows))" in result.stderr
