@@ -10,6 +10,11 @@ import pytest
 
 # Never reach for a hub from tests, and keep the default-sample cache out of $HOME.
 os.environ["HF_HUB_OFFLINE"] = "1"
+for name in ("COLUMNS", "LINES"):  # output as a pipe gets it, whatever terminal started the tests
+    os.environ.pop(name, None)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of `-n N` workers: one math thread each, not N x cores
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
 
 from rsretrieve.datasets.crisislandmark import CrisisLandMark  # noqa: E402
 from rsretrieve.datasets.fixtures.crisislandmark import generate_sample  # noqa: E402

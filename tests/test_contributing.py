@@ -1,6 +1,7 @@
 """CONTRIBUTING.md's worked examples run as written: each code block is saved as a module of a
 plugin, imported in a fresh process (registries are global), and used the way the text says."""
 
+import json
 import os
 import re
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 GUIDE = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
-EXAMPLES = dict(re.findall(r"<!-- example: (\S+) -->\s*```(?:python|yaml)\n(.*?)```", GUIDE.read_text(), re.S))
+EXAMPLES = dict(re.findall(r"<!-- example: (\S+) -->\s*```(?:python|yaml|toml)\n(.*?)```", GUIDE.read_text(), re.S))
 
 PRELUDE = '''
 import json
@@ -47,7 +48,7 @@ def run_example(tmp_path: Path, names: list[str], check: str) -> str:
 
 
 def test_the_guide_holds_every_example() -> None:
-    assert set(EXAMPLES) == {"dataset", "fixture", "adapter", "encoder", "card", "metric"}
+    assert set(EXAMPLES) == {"dataset", "fixture", "adapter", "adapter-package", "encoder", "card", "metric"}
 
 
 def test_a_new_dataset_format_indexes_and_evaluates_from_the_cli(tmp_path: Path) -> None:
@@ -88,6 +89,28 @@ def test_a_new_band_adapter_serves_an_index(tmp_path: Path) -> None:
         assert json.loads(Path("idx/manifest.json").read_text())["adapters"] == {"s2": "swir"}
         cli("search", "--index", "idx", "--text", "burned area", "-k", 3)
     """)
+
+
+def test_the_adapter_package_is_found_by_its_entry_point(tmp_path: Path) -> None:
+    """The packaging step as the guide writes it: the adapter module and pyproject.toml built
+    and installed (into a folder of its own, not this venv), then a bare `rsretrieve` process
+    finds `swir` by the entry point alone; without the package it is an error naming the group."""
+    package = tmp_path / "swir-adapter"
+    package.mkdir()
+    (package / "swir_adapter.py").write_text(EXAMPLES["adapter"])
+    (package / "pyproject.toml").write_text(EXAMPLES["adapter-package"])
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(package)], check=True, capture_output=True)
+    env = {**os.environ, "RSRETRIEVE_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"}
+    rsretrieve = [sys.executable, "-m", "rsretrieve"]
+    subprocess.run([*rsretrieve, "sample", "clm", "--n-samples", "20"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    index = [*rsretrieve, "index", "--data", "clm", "--model", "rsretrieve-tiny", "--s2-adapter", "swir", "--sensor", "s2", "--limit", "4"]
+    without = subprocess.run([*index, "--out", "a"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert without.returncode == 2 and "entry-point group 'rsretrieve.adapters'" in without.stderr
+    found = subprocess.run([*index, "--out", "b"], cwd=tmp_path, env={**env, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["adapters"] == {"s2": "swir"}
 
 
 def test_a_new_model_family_is_a_zoo_card_and_guards_its_weights(tmp_path: Path) -> None:

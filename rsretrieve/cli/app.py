@@ -356,7 +356,7 @@ def evaluate(
     bbox: Annotated[Optional[str], typer.Option("--bbox", help="Score only the region lon_min,lat_min,lon_max,lat_max (its documents and their qrels).")] = None,
     near: Annotated[Optional[str], typer.Option("--near", help="Score only the documents within --radius-km of lon,lat.")] = None,
     radius_km: RadiusOpt = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="rs-captions: a caption benchmark (RSICD, RSITMD, UCM, Sydney, NWPU), both directions.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset format of --data, as in index: eval reads rs-captions (a caption benchmark: RSICD, RSITMD, UCM, Sydney, NWPU) directly; the others through an index.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="The caption benchmark's folder or annotation file.")] = None,
     protocol: Annotated[Optional[str], typer.Option("--protocol", help="Caption benchmark protocol: clip_benchmark (default), remoteclip, georsclip, skyscript.")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Caption benchmark split [test].")] = None,
@@ -617,7 +617,7 @@ def list_names(
     """List registered adapters, encoder backends, open_clip architectures, dataset formats, fixture formats, or every sensor's bands."""
     from rsretrieve.catalog import registered_names
 
-    out.print("\n".join(registered_names(what)))
+    out.print("\n".join(registered_names(what)), soft_wrap=True, markup=False, highlight=False)
 
 
 def main() -> None:

@@ -364,7 +364,8 @@ def comparison(console: Console, result: Any) -> None:
     """``compare``'s tables (``result``: a CompareOutput): per slice, one row per metric; then
     the queries that differ most each way."""
     first, second = result.first.name, result.second.name
-    console.print(f"first: {first} ({result.first.path})\nsecond: {second} ({result.second.path})", markup=False)
+    console.print(f"first: {first} ({result.first.path})\nsecond: {second} ({result.second.path})", markup=False,
+                  soft_wrap=True)
     for slice_name in dict.fromkeys(d.slice for d in result.differences):
         rows = [d for d in result.differences if d.slice == slice_name]
         table = Table(title=f"{SLICE_NAMES.get(slice_name, slice_name)}: {rows[0].n_queries} queries, difference = first - second")
@@ -386,7 +387,7 @@ def comparison(console: Console, result: Any) -> None:
                     console.print(f"  {row['query']}  {row['first']:.4f} vs {row['second']:.4f}  {text}",
                                   markup=False, highlight=False, soft_wrap=True)
     for path in result.written:
-        console.print(f"wrote {path}", markup=False)
+        console.print(f"wrote {path}", markup=False, soft_wrap=True)
 
 
 def _usage_pieces(self: TyperArgument, ctx: object) -> list[str]:
