@@ -269,6 +269,28 @@ def _remove_shards(out: Path, folders: list[Path]) -> None:
         parent.rmdir()
 
 
+def _check_listening(scheduler: str) -> None:
+    """A scheduler address where nothing listens is refused at once (a mistyped port), not
+    after dask's 20 s of connection retries; a slow or filtered host is left to dask."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return
+    if parts.scheme != "tcp" or not host or not port:
+        return
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except ConnectionRefusedError:
+        raise ConfigError(f"--scheduler {scheduler}: cannot reach a dask scheduler there (nothing listens on "
+                          f"{host}:{port}; is the scheduler started, and the port right?)") from None
+    except OSError:
+        return
+
+
 def _run_on_dask(args: list[tuple[Any, ...]], scheduler: str | None, workers: int | None,
                  per_device: int | None, one_gpu_each: bool) -> list[str]:
     """Shard tasks on a dask.distributed cluster; results in shard order. A task whose worker
@@ -283,6 +305,7 @@ def _run_on_dask(args: list[tuple[Any, ...]], scheduler: str | None, workers: in
     # Worker processes that may fork reader processes of their own (--readers above 1).
     with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         if scheduler:
+            _check_listening(scheduler)
             try:
                 client = Client(scheduler, timeout="20s")
             except (OSError, TimeoutError, ValueError) as exc:
