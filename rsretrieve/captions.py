@@ -15,6 +15,7 @@ Folder::
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -107,10 +108,12 @@ def build_caption_index(
     import pyarrow.parquet as pq
 
     out = Path(out)
-    if out.exists() and not force:
-        raise DataError(f"{out} already exists; pass --force to replace it")
-    started = time.perf_counter()
     factory = settings.factory(dataset.rows)
+    plan = {"dataset": dataset.fingerprint(), "encoder": encoder.describe(),
+            "index": {**dataclasses.asdict(settings), "factory": factory}, "lenient": lenient}
+    if out.exists() and not force:
+        return _current(out, plan)
+    started = time.perf_counter()
     index = faiss.index_factory(encoder.embed_dim, factory, faiss.METRIC_INNER_PRODUCT)
     pending: list[np.ndarray] = []
     count = 0
@@ -158,7 +161,8 @@ def build_caption_index(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "dataset": {"name": dataset.name, "path": str(dataset.root.resolve()), "fingerprint": dataset.fingerprint()},
             "encoder": encoder.describe(),
-            "index": {**dataclasses.asdict(settings), "factory": factory},
+            "index": plan["index"],
+            "lenient": lenient,
             "counts": {"total": count, "skipped": len(skipped), "duplicate_img_names": duplicates["count"]},
             "skipped_rows": {"count": len(skipped), "examples": skipped[:20]},
             "duplicate_img_names": duplicates,
@@ -168,6 +172,22 @@ def build_caption_index(
         }
         write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def _current(out: Path, plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The caption index at ``out`` when it is what ``plan`` would build again (same captions,
+    encoder, index settings and leniency): rerunning the command reuses it, as for image
+    indexes; built differently, it is an error pointing at --force."""
+    from rsretrieve.io import read_json_object
+
+    existing = read_json_object(out / MANIFEST, DataError, "a caption index")
+    held = {"dataset": (existing.get("dataset") or {}).get("fingerprint"), "encoder": existing.get("encoder"),
+            "index": existing.get("index"), "lenient": existing.get("lenient")}
+    changed = [name for name in plan if json.dumps(held[name], sort_keys=True) != json.dumps(plan[name], sort_keys=True)]
+    if existing.get("kind") == KIND and not changed:
+        return {**existing, "reused": True}
+    raise DataError(f"{out} was built differently ({', '.join(changed) or 'another kind of index'} changed); "
+                    "pass --force to replace it")
 
 
 def _train_and_flush(index: Any, pending: list[np.ndarray]) -> None:

@@ -522,7 +522,7 @@ def render_markdown(board: Mapping[str, Any]) -> str:
         lines += ["", f"Superscripts: significantly better than those models on {main_metric} ({main_slice}), "
                   f"paired {sig['test']} test, p < {sig['max_p']}."]
     if intervals:
-        lines += ["", f"95% CI: paired bootstrap over queries of the mean {main_metric} ({main_slice}), 10,000 resamples; "
+        lines += ["", f"95% CI: bootstrap over queries (resampled with replacement) of the mean {main_metric} ({main_slice}), 10,000 resamples; "
                   f"p vs next: the {sig['test']} test against the row below. `rsretrieve compare` shows any pair query by query."]
     compared = [(row["model"], entry) for row in board["rows"] for entry in row.get("paper", [])]
     if compared:

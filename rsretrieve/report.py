@@ -320,7 +320,7 @@ figure{{display:inline-block;margin:1em}}img{{max-width:100%}}</style></head>
 <table id="leaderboard"><thead><tr><th>rank</th><th>model</th>{head}<th>beats</th>
 <th>95% CI ({esc(main_metric)})</th><th>p vs next</th></tr></thead>
 <tbody>{''.join(body)}</tbody></table>
-<p>95% CI: paired bootstrap over queries of the mean {esc(main_metric)} ({esc(main_slice)}); p vs next: the test against the row below.</p>
+<p>95% CI: bootstrap over queries (resampled with replacement) of the mean {esc(main_metric)} ({esc(main_slice)}); p vs next: the test against the row below.</p>
 {f'<p><a href="compare.html">Query by query: {esc(compared)}</a></p>' if compared else ''}
 {published}
 {f'<p>Skipped:</p><ul>{skipped}</ul>' if skipped else ''}

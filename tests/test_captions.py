@@ -91,8 +91,17 @@ def test_settings_and_folder_errors(flat, index_dir, tmp_path) -> None:  # noqa:
         CaptionFilter(min_resolution=10.0, max_resolution=1.0)
     with pytest.raises(DataError, match="is an image index; this needs a caption index"):
         CaptionIndex(index_dir)
-    with pytest.raises(DataError, match="already exists"):
+    with pytest.raises(DataError, match=r"was built differently \(encoder, index changed\); pass --force"):
         build_caption_index(Git10M(flat.manifest["dataset"]["path"]), load_encoder(EncoderSpec("random", "random")), flat.path)
+
+
+def test_the_same_command_again_reuses_a_current_caption_index(data, default, flat) -> None:  # noqa: ANN001
+    """As for image indexes: rerunning a command (a README example, then a docs page) reuses
+    what is current; another setting is named."""
+    again = build_caption_index(data, default, flat.path, CaptionIndexSettings(kind="flat"), batch_size=128)
+    assert again["reused"] and again["counts"] == flat.manifest["counts"]
+    with pytest.raises(DataError, match=r"built differently \(lenient changed\)"):
+        build_caption_index(data, default, flat.path, CaptionIndexSettings(kind="flat"), lenient=True)
 
 
 @pytest.mark.parametrize("settings", [

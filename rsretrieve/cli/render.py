@@ -59,10 +59,16 @@ class _Lines:
         self.clock = time.monotonic
         self.began = self.last = self.clock()
 
+    def begin(self, total: int) -> None:
+        """The work starts now: rates count from here, not from the model loading before."""
+        self.total, self.began = total, self.clock()
+        self.last = self.began
+
     def advance(self, n: int) -> None:
         self.done += n
         now = self.clock()
-        if now - self.last >= PLAIN_EVERY_S:
+        finished = self.total is not None and self.done >= self.total  # the "done" line follows
+        if self.done and not finished and now - self.last >= PLAIN_EVERY_S:
             self.last = now
             self._print(now, "")
 
@@ -97,7 +103,7 @@ class Bar:
         self._show()
         self._progress.update(self._task, total=total)
         if self.lines is not None:
-            self.lines.total = total
+            self.lines.begin(total)
 
 
 def reporter(console: Console) -> Any:
@@ -286,7 +292,8 @@ def captions(console: Console, title: str, hits: list[Mapping[str, Any]]) -> Non
 
 
 def caption_index_summary(console: Console, folder: Path, manifest: Mapping[str, Any]) -> None:
-    console.print(f"caption index {folder}: {manifest['counts']['total']} captions, {manifest['index']['factory']}, "
+    state = "reused as it is (captions, encoder and settings unchanged)" if manifest.get("reused") else "built"
+    console.print(f"caption index {folder} {state}: {manifest['counts']['total']} captions, {manifest['index']['factory']}, "
                   f"{manifest['bytes'] / 1e6:.1f} MB", markup=False, soft_wrap=True)
     skipped = manifest.get("skipped_rows") or {}
     if skipped.get("count"):
