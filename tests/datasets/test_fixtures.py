@@ -103,3 +103,19 @@ def test_sample_force_on_an_unchanged_seed_keeps_indexes_reusable(tmp_path) -> N
     assert invoke("sample", data, "--n-samples", "30", "--seed", "1", "--force").exit_code == 0
     changed = invoke("index", "--data", data, "--model", "random", "--out", index)
     assert changed.exit_code == 2 and "was built differently (the dataset changed" in changed.stderr
+
+
+@pytest.mark.parametrize("fmt", ["git10m", "bigearthnet-txt", "rs-captions"])
+def test_every_fixture_regenerated_on_an_unchanged_seed_keeps_its_files_times(fmt: str, tmp_path) -> None:  # noqa: ANN001
+    """As for CrisisLandMark: the README and a docs page both run `sample --force`; the second
+    must not make the first's caption index or task stale."""
+    import time
+
+    from tests.cli.test_cli import invoke
+
+    data = tmp_path / "d"
+    assert invoke("sample", data, "--format", fmt, "--n-samples", "20").exit_code == 0
+    before = {p.relative_to(data): p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()}
+    time.sleep(0.05)
+    assert invoke("sample", data, "--format", fmt, "--n-samples", "20", "--force").exit_code == 0
+    assert {p.relative_to(data): p.stat().st_mtime_ns for p in data.rglob("*") if p.is_file()} == before
