@@ -376,6 +376,8 @@ def run_compare(
     ``out``, comparison.json and side-by-side grids of the first (slice, metric) compared."""
     from rsretrieve.io import check_writable, write_json
 
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1, got {k}")
     if out is not None:
         check_writable(Path(out), folder=True)
     if leaderboard is not None:

@@ -107,6 +107,9 @@ def test_compare_cli_on_two_eval_results_searches_their_indexes(pair_board, inde
     assert "loading" in result.stderr and "encoder" in result.stderr
     assert len(list((tmp_path / "cmp").glob("*.png"))) >= 1
     assert_user_error(invoke("compare", tmp_path / "a.json"), "give two results files")
+    assert_user_error(invoke("compare", tmp_path / "a.json", tmp_path / "b.json", "-k", 0), "-k must be at least 1")
+    (tmp_path / "bad.json").write_text('{"per_query": ')
+    assert_user_error(invoke("compare", tmp_path / "bad.json", tmp_path / "a.json"), r"bad.json: invalid JSON")
     assert_user_error(invoke("compare", "--leaderboard", pair_board, "random", "rnadom"), "Did you mean 'random'")
 
 
