@@ -159,7 +159,7 @@ def build_caption_index(
             "format_version": FORMAT_VERSION,
             "kind": KIND,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "dataset": {"name": dataset.name, "path": str(dataset.root.resolve()), "fingerprint": dataset.fingerprint()},
+            "dataset": {"name": dataset.name, "path": str(dataset.root.resolve()), "fingerprint": plan["dataset"]},
             "encoder": encoder.describe(),
             "index": plan["index"],
             "lenient": lenient,

@@ -76,10 +76,14 @@ def load_side(path: Path, name: str | None = None) -> Side:
     )
 
 
-def leaderboard_sides(folder: Path, first: str | None, second: str | None) -> tuple[Side, Side]:
-    """Two rows of a leaderboard folder (the top two when none are named), read from their
-    records, with the runs and indexes the leaderboard wrote beside them."""
-    board = read_json_object(Path(folder) / "leaderboard.json", DataError, "a leaderboard folder", ("rows", "suite"))
+def read_board(folder: Path) -> dict[str, Any]:
+    """A leaderboard folder's leaderboard.json."""
+    return read_json_object(Path(folder) / "leaderboard.json", DataError, "a leaderboard folder", ("rows", "suite"))
+
+
+def leaderboard_sides(folder: Path, board: Mapping[str, Any], first: str | None, second: str | None) -> tuple[Side, Side]:
+    """Two rows of the leaderboard ``board`` of ``folder`` (the top two when none are named),
+    read from their records, with the runs and indexes the leaderboard wrote beside them."""
     names = [str(row["model"]) for row in board["rows"]]
     if first is None and second is None:
         if len(names) < 2:
@@ -290,16 +294,11 @@ def query_texts(side: Side) -> dict[str, str]:
         return {}
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:80] or "query"
-
-
 class _Hits:
     """A side's ranked hits for some queries: from its run file for the slice, else by
     searching its index with the index's own encoder (loaded once)."""
 
-    def __init__(self, side: Side, slice_name: str, texts: Mapping[str, str], qids: Sequence[str], k: int,
-                 on_stage: Any = None) -> None:
+    def __init__(self, side: Side, slice_name: str, texts: Mapping[str, str], qids: Sequence[str], k: int) -> None:
         from rsretrieve.evaluate import slice_sensor
         from rsretrieve.index import load_index
         from rsretrieve.runs import read_run
@@ -317,8 +316,6 @@ class _Hits:
         if missing:
             raise DataError(f"cannot search {side.name}'s index for query '{missing[0]}': its text is not in "
                             f"{side.queries or 'any queries file the results name'}")
-        if on_stage:
-            on_stage(f"loading {side.name}'s encoder to search {len(qids)} queries")
         self.run = search(self.index, encoder_for_index(self.index), {q: texts[q] for q in qids}, k, slice_sensor(slice_name))
 
     def top(self, qid: str, k: int) -> dict[str, float]:
@@ -326,22 +323,23 @@ class _Hits:
 
 
 def comparison_grids(
-    first: Side, second: Side, difference: Difference, out: Path, k: int = 10, columns: int = 5,
-    on_stage: Any = None,
+    first: Side, second: Side, difference: Difference, out: Path, texts: Mapping[str, str], k: int = 10,
+    columns: int = 5,
 ) -> list[Path]:
-    """One PNG per query of ``difference``'s largest differences: the first model's top-k
-    beside the second's, relevant hits outlined green and judged non-relevant red."""
+    """One PNG per query of ``difference``'s largest differences, first_better then
+    second_better: the first model's top-k beside the second's, relevant hits outlined green
+    and judged non-relevant red (``texts``: the query texts, to search an index with)."""
     from rsretrieve.datasets.queries import load_qrels
+    from rsretrieve.io import name_part
     from rsretrieve.visualize import grid, query_tiles, save_png, side_by_side
 
-    texts = query_texts(first) or query_texts(second)
     rows = [("first-better", r) for r in difference.first_better] + [("second-better", r) for r in difference.second_better]
     if not rows:
         return []
     qids = [r["query"] for _, r in rows]
     qrels_path = first.qrels if first.qrels is not None and first.qrels.exists() else second.qrels
     qrels = load_qrels(qrels_path) if qrels_path is not None and qrels_path.exists() else None
-    hits = [_Hits(side, difference.slice, texts, qids, k, on_stage) for side in (first, second)]
+    hits = [_Hits(side, difference.slice, texts, qids, k) for side in (first, second)]
     written = []
     for rank, (direction, row) in enumerate(rows, start=1):
         qid = row["query"]
@@ -353,7 +351,7 @@ def comparison_grids(
             panels.append((grid(query_tiles(found.index, top, judged=judged), columns) if top else None, title))
         heading = f"{qid}: {texts.get(qid, '')}  ({difference.slice}, difference {row['difference']:+.4f})"
         image = side_by_side(panels, heading)
-        written.append(save_png(image, Path(out) / f"{rank:02d}-{direction}-{_safe(qid)}.png"))
+        written.append(save_png(image, Path(out) / f"{rank:02d}-{direction}-{name_part(qid, '_')[:80] or 'query'}.png"))
     return written
 
 
@@ -370,7 +368,6 @@ class CompareOutput:
 def run_compare(
     first: str | None, second: str | None, leaderboard: Path | None = None, metrics: Sequence[str] | None = None,
     slices: Sequence[str] | None = None, test: str | None = None, top: int = 5, out: Path | None = None, k: int = 10,
-    on_stage: Any = None,
 ) -> CompareOutput:
     """``rsretrieve compare``: two results files, or two rows of a leaderboard folder; with
     ``out``, comparison.json and side-by-side grids of the first (slice, metric) compared."""
@@ -381,8 +378,8 @@ def run_compare(
     if out is not None:
         check_writable(Path(out), folder=True)
     if leaderboard is not None:
-        a, b = leaderboard_sides(leaderboard, first, second)
-        board = read_json_object(Path(leaderboard) / "leaderboard.json", DataError, "a leaderboard folder")
+        board = read_board(leaderboard)
+        a, b = leaderboard_sides(leaderboard, board, first, second)
         test = test or str((board.get("significance") or {}).get("test", "student"))
     elif first is None or second is None:
         raise ConfigError("give two results files (eval --out, or leaderboard records), or --leaderboard DIR")
@@ -392,9 +389,10 @@ def run_compare(
             a, b = replace(a, name=str(a.path)), replace(b, name=str(b.path))
     test = test or "student"
     differences = compare_sides(a, b, metrics, slices, test, top)
+    texts = query_texts(a) or query_texts(b)
     written: list[Path] = []
     if out is not None:
         write_json(Path(out) / "comparison.json", comparison_record(a, b, differences, test))
         written.append(Path(out) / "comparison.json")
-        written += comparison_grids(a, b, differences[0], Path(out), k, on_stage=on_stage)
-    return CompareOutput(a, b, test, differences, query_texts(a) or query_texts(b), written)
+        written += comparison_grids(a, b, differences[0], Path(out), texts, k)
+    return CompareOutput(a, b, test, differences, texts, written)

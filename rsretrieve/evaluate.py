@@ -241,7 +241,7 @@ def evaluate_index(
     only them and its qrels keep only their judgements, so a crisis area is scored alone.
     """
     from rsretrieve.index import load_index
-    from rsretrieve.search import check_region, check_weights, encode_queries, encoder_for_index, restricted_rows, search_vectors
+    from rsretrieve.search import check_region, check_weights, encode_queries, encoder_for_index, search_vectors
 
     metrics = parse_metrics(metrics)
     check_backend(backend)
@@ -254,8 +254,7 @@ def evaluate_index(
     if known is not None:
         check_known_documents(qrels, known, qrels_path, root)
     depth = k or search_depth(metrics)
-    check_region(index, None, where)
-    region = restricted_rows(index, where=where)
+    region = check_region(index, None, where)
     if encoder is None:
         encoder = encoder_for_index(index, requested, device)
     else:

@@ -250,6 +250,12 @@ def _same_bytes(a: Path, b: Path, chunk: int = 1 << 20) -> bool:
                 return True
 
 
+def name_part(text: str, fill: str = "-") -> str:
+    """``text`` as one safe part of a file name: letters, digits, '.', '_' and '-' kept, any
+    other character (a separator, a space) replaced by ``fill``."""
+    return "".join(c if c.isalnum() or c in "._-" else fill for c in text)
+
+
 def results_path(scored: Path) -> Path:
     """Where the scores of something go, for every command: beside it, named after it
     (``runs/x.trec`` -> ``runs/x.results.json``, index folder ``runs/idx`` -> ``runs/idx.results.json``)."""

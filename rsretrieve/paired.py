@@ -468,14 +468,14 @@ def paired_to_files(
 ) -> EvalOutput:
     """What ``eval`` runs for a paired task: options checked, every output location checked
     before any work, the results JSON (and with ``run_out`` each direction's run) written."""
-    from rsretrieve.io import check_writable, results_path, write_json
+    from rsretrieve.io import check_writable, name_part, results_path, write_json
     from rsretrieve.runs import write_run
 
     refuse_options(task, given)
     scored = Path(given["--data"] if task == "caption-benchmark" else given["--index"])  # type: ignore[arg-type]
     label = str(given.get("--protocol") or "clip_benchmark") if task == "caption-benchmark" else task
     if task == "caption-benchmark":  # results/NAME.MODEL.PROTOCOL.results.json: one file per model, not in the data folder
-        model = "".join(c if c.isalnum() or c in "._-" else "-" for c in str(given.get("--model") or "rsretrieve-default"))
+        model = name_part(str(given.get("--model") or "rsretrieve-default"))
         default = Path("results") / f"{Path(os.path.abspath(scored)).name}.{model.strip('.-')}.{label}.results.json"
     else:  # NAME.results.json -> NAME.<task>.results.json, beside the index NAME
         default = results_path(scored)

@@ -186,26 +186,22 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8, pair: Seq
                    ("labels.png", f"{main_metric} per query"), ("pr.png", "precision-recall curves"))
         if board.get("baseline"):
             figures = (*figures, _baseline_chart(tmp / "baseline.png", board))
-        compared = None
-        if len(models) > 1:
-            try:
-                compared = _comparison_page(results, tmp, board, pair, k)
-            except DataError:
-                if pair is not None:  # asked for: say why not
-                    raise
-                # records written before per-query scores were kept: the page is left out
+        # a pair asked for is drawn or refused; the top two only when their records keep
+        # per-query scores (records written before rsretrieve kept them have none)
+        kept = all("per_query" in records[m] for m in models[:2])
+        compared = _comparison_page(results, tmp, board, pair, k) if len(models) > 1 and (pair or kept) else None
         (tmp / "index.html").write_text(_html(board, records, figures, grid_files, main_metric, main_slice, compared),
                                         encoding="utf-8")
     return Path(out) / "index.html"
 
 
-def _comparison_page(results: Path, folder: Path, board: Mapping[str, Any], pair: Sequence[str] | None, k: int) -> str | None:
+def _comparison_page(results: Path, folder: Path, board: Mapping[str, Any], pair: Sequence[str] | None, k: int) -> str:
     """compare.html: two models on the main slice, every metric, a per-query difference chart
-    of the main metric and side-by-side grids of the queries that differ most; the pair's
-    names, or None when their records keep no per-query scores."""
+    of the main metric and side-by-side grids of the queries that differ most; returns the
+    pair's names, for the link from index.html."""
     from rsretrieve.compare import compare_sides, comparison_grids, leaderboard_sides, query_texts
 
-    first, second = leaderboard_sides(results, *(pair or (None, None)))
+    first, second = leaderboard_sides(results, board, *(pair or (None, None)))
     main_metric, main_slice = board["main"]["metric"], board["main"]["slice"]
     test = str(board.get("significance", {}).get("test", "student"))
     differences = compare_sides(first, second, [main_metric, *[m for m in board["metrics"] if m != main_metric]],
@@ -221,15 +217,16 @@ def _comparison_page(results: Path, folder: Path, board: Mapping[str, Any], pair
     ax.set_ylabel(f"{main_metric}: {first.name} - {second.name}")
     ax.set_title(f"per-query difference ({main_slice}): blue {first.name} better, red {second.name} better", fontsize=9)
     _save(fig, folder / "compare-difference.png")
-    grids = comparison_grids(first, second, differences[0], folder, k)
     texts = query_texts(first)
+    grids = comparison_grids(first, second, differences[0], folder, texts, k)
+    queries = [row["query"] for row in (*differences[0].first_better, *differences[0].second_better)]  # the grids' order
     esc = html.escape
     rows = "".join(
         f"<tr><td>{esc(d.metric)}</td><td>{_num(d.first)}</td><td>{_num(d.second)}</td><td>{d.difference:+.4f}</td>"
         f"<td>[{d.ci[0]:+.4f}, {d.ci[1]:+.4f}]</td><td>{'-' if d.p_value is None else f'{d.p_value:.3g}'}</td>"
         f"<td>{d.wins} / {d.ties} / {d.losses}</td></tr>" for d in differences)
     figures = "".join(f'<figure><img src="{p.name}" alt="{esc(p.stem)}"><figcaption>{esc(p.stem)}: '
-                      f'{esc(texts.get(_grid_query(p, differences[0]), ""))}</figcaption></figure>' for p in grids)
+                      f'{esc(texts.get(qid, ""))}</figcaption></figure>' for p, qid in zip(grids, queries))
     (folder / "compare.html").write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rsretrieve: {esc(first.name)} vs {esc(second.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse}}
@@ -247,12 +244,6 @@ td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}figure{{margin:1e
 </body></html>
 """, encoding="utf-8")
     return f"{first.name} vs {second.name}"
-
-
-def _grid_query(path: Path, difference: Any) -> str:
-    rank = int(path.name.split("-", 1)[0]) - 1
-    rows = [*difference.first_better, *difference.second_better]
-    return rows[rank]["query"] if 0 <= rank < len(rows) else ""
 
 
 def _paired_report(board: Mapping[str, Any], records: Mapping[str, Any], models: Sequence[str], out: Path) -> Path:

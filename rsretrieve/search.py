@@ -114,12 +114,13 @@ def search_vectors(
     return run.truncate(want)
 
 
-def check_region(index: LoadedIndex, sensor: str | None, where: GeoFilter | None) -> None:
-    """Before any encoder loads: a region (and sensor) that no indexed patch lies in is an
-    error, with the swapped lat,lon named when that reading would hold patches."""
+def check_region(index: LoadedIndex, sensor: str | None, where: GeoFilter | None) -> np.ndarray | None:
+    """``restricted_rows``, checked before any encoder loads: a region (and sensor) that no
+    indexed patch lies in is an error, with the swapped lat,lon named when that reading would
+    hold patches."""
     rows = restricted_rows(index, sensor, where)
     if rows is None or rows.size or where is None:
-        return
+        return rows
     located = int(np.isfinite(index.locations).all(axis=1).sum())
     message = (f"no document of index {index.path} passes {where.text()}{f' and --sensor {sensor}' if sensor else ''}: "
                f"nothing to rank ({located} of {len(index.keys)} patches have a known location)")

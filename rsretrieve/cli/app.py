@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 from rsretrieve import __version__
 from rsretrieve.cli import render
 from rsretrieve.errors import RsRetrieveError, RsRetrieveWarning, Terminated, sigterm_raises
-from rsretrieve.progress import reporting
+from rsretrieve.progress import reporting, stage
 
 
 
@@ -207,7 +207,7 @@ def index(
     else:
         with render.progress(err, "embedding") as bar:
             manifest = run_index_job(job, out_dir, force, device, _parse_shard(shard) if shard else None,
-                                     on_start=bar.start, on_batch=bar, on_stage=_stage)
+                                     on_start=bar.start, on_batch=bar, on_stage=stage)
     render.index_summary(out, out_dir, manifest, err)
 
 
@@ -403,16 +403,11 @@ def _default_index(folder: Path, limit: int | None = None, force: bool = False) 
     from rsretrieve.jobs import default_index
 
     with render.progress(err, "embedding") as bar:
-        manifest = default_index(folder, limit, force, on_stage=_stage, on_start=bar.start, on_batch=bar)
+        manifest = default_index(folder, limit, force, on_stage=stage, on_start=bar.start, on_batch=bar)
     err.print(f"dataset: {manifest['dataset']['path']} ({manifest['counts']['total']} corpus samples); "
               f"encoder: the shipped default model; index {folder} {'reused' if manifest.get('reused') else 'built'}",
               markup=False, soft_wrap=True)
     return folder
-
-
-def _stage(message: str) -> None:
-    """A slow step starts: say so (nothing long is silent)."""
-    err.print(f"{message} ...", style="dim", markup=False, soft_wrap=True)
 
 
 @app.command("bigearthnet-task")
@@ -561,7 +556,7 @@ def compare(
     from rsretrieve.compare import run_compare
 
     result = run_compare(first, second, leaderboard_dir, [m for v in metrics or [] for m in v.split(",") if m.strip()] or None,
-                         [s for v in slices or [] for s in v.split(",") if s.strip()] or None, test, top, out_dir, k, on_stage=_stage)
+                         [s for v in slices or [] for s in v.split(",") if s.strip()] or None, test, top, out_dir, k)
     render.comparison(out, result)
 
 

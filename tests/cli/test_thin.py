@@ -8,7 +8,7 @@ import rsretrieve.cli.app as app_module
 
 SOURCE = Path(app_module.__file__).read_text()
 # Helpers of app.py that parse options or show progress; anything else belongs in the library.
-HELPERS = {"_version", "_root", "_spec", "_requested", "_parse_shard", "_default_index", "_stage", "main"}
+HELPERS = {"_version", "_root", "_spec", "_requested", "_parse_shard", "_default_index", "main"}
 MAX_STATEMENTS = 13  # statements in a command body, nested ones included, imports and docstring not
 
 
