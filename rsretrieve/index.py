@@ -488,6 +488,8 @@ def _load_index(folder: Path, view: Path) -> LoadedIndex:
     import pyarrow.parquet as pq
 
     manifest = read_manifest(folder, view)
+    if manifest.get("kind") == "captions":  # the twin of CaptionIndex's check, the other way round
+        raise DataError(f"{folder} is a caption index; this needs an image index (rsretrieve index without --what captions)")
     for name in (EMBEDDINGS, IDS, FAISS_INDEX):
         if not (view / name).is_file():
             raise DataError(f"index folder {folder}: {name} is missing")

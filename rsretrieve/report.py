@@ -19,6 +19,7 @@ from rsretrieve.datasets.queries import Qrels, load_qrels, load_queries
 from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.evaluate import restrict, score_run
 from rsretrieve.io import atomic_dir, check_writable, read_json_object
+from rsretrieve.progress import stage
 from rsretrieve.runs import Run, as_run, read_run
 
 RECALL_LEVELS = np.linspace(0.0, 1.0, 11)
@@ -143,6 +144,9 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8, pair: Seq
     if pair is not None and len(pair) != 2:
         raise ConfigError(f"--compare takes two models of the leaderboard, 'A,B' (got {len(pair)}: {', '.join(pair)})")
     if not board.get("significance_tested", True):  # a paired (caption) benchmark: no qrels
+        if pair is not None:
+            raise ConfigError(f"--compare needs per-query scores; {board_path} is a caption-benchmark leaderboard, "
+                              "whose records keep only the benchmark's recall")
         return _paired_report(board, records, models, Path(out))
     if not isinstance(board.get("main"), dict) or not {"metric", "slice"} <= set(board["main"]):
         raise DataError(f"{board_path}: not a leaderboard (field 'main' must name the main metric and slice)")
@@ -155,6 +159,7 @@ def build_report(results: Path, out: Path, grids: int = 3, k: int = 8, pair: Seq
     restricted, _ = restrict(qrels, index_keys | {d for docs in qrels.values() for d in docs})
     slices = sorted({s for row in board["rows"] for s in row["scores"]}, key=lambda s: (s != "all", s))
     with atomic_dir(Path(out), replace=True, what="an rsretrieve report") as tmp:
+        stage(f"drawing charts, precision-recall curves and query grids of {len(models)} models")
         _bars(tmp / "metrics.png", board["metrics"],
               {m: [records[m]["scores"]["all"].get(metric) for metric in board["metrics"]] for m in models},
               "all metrics (all sensors)", "score")
@@ -202,6 +207,7 @@ def _comparison_page(results: Path, folder: Path, board: Mapping[str, Any], pair
     from rsretrieve.compare import compare_sides, comparison_grids, leaderboard_sides, query_texts
 
     first, second = leaderboard_sides(results, board, *(pair or (None, None)))
+    stage(f"drawing the comparison page of {first.name} and {second.name}")
     main_metric, main_slice = board["main"]["metric"], board["main"]["slice"]
     test = str(board.get("significance", {}).get("test", "student"))
     differences = compare_sides(first, second, [main_metric, *[m for m in board["metrics"] if m != main_metric]],

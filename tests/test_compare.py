@@ -53,6 +53,12 @@ def test_p_values_are_the_reference_tests() -> None:
     exact = np.mean([abs((np.array(s) * d).mean()) >= abs(d.mean()) - 1e-12 for s in itertools.product((-1, 1), repeat=10)])
     assert p_value(a, b, "fisher") == pytest.approx(exact, abs=0.015)  # 10,000 draws: sd 0.005
     assert p_value(a, b, "fisher") == p_value(a, b, "fisher")  # seeded, unlike ranx's
+    # and on tied scores, as ranks make them: equal pairs (zero differences) and repeated values
+    a = np.array([1.0, 0.5, 0.5, 0.0, 1.0, 0.25, 0.5, 0.0, 1.0, 0.5])
+    b = np.array([0.5, 0.5, 0.0, 0.0, 0.5, 0.25, 1.0, 0.0, 0.5, 0.0])
+    d = a - b
+    exact = np.mean([abs((np.array(s) * d).mean()) >= abs(d.mean()) - 1e-12 for s in itertools.product((-1, 1), repeat=10)])
+    assert p_value(a, b, "fisher") == pytest.approx(exact, abs=0.015)
 
 
 def test_different_queries_and_unknown_metrics_are_refused() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsretrieve.errors import DataError
+from rsretrieve.errors import ConfigError, DataError
 from rsretrieve.report import RECALL_LEVELS, build_report, interpolated_pr
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -112,6 +112,8 @@ def test_a_caption_leaderboard_gets_its_own_report(tmp_path) -> None:  # noqa: A
     assert sorted(p.name for p in (tmp_path / "report").iterdir() if not p.name.startswith(".")) == ["directions.png", "index.html", "metrics.png"]
     text = page.read_text()
     assert "paper X" in text and "no significance test" in text and "Query grids" not in text
+    with pytest.raises(ConfigError, match="--compare needs per-query scores; .* is a caption-benchmark leaderboard"):
+        build_report(tmp_path / "board", tmp_path / "report2", pair=["rsretrieve-tiny-random", "rsretrieve-tiny-random"])
 
 
 def test_no_legend_hides_a_bar_as_chromium_draws_the_chart(tmp_path) -> None:  # noqa: ANN001

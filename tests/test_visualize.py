@@ -128,3 +128,9 @@ def test_show_draws_a_map_with_the_region_and_the_query_options(index_dir, sampl
     assert_user_error(empty, r"nothing to rank.*read as lat,lon, --near 10,50 --radius-km 300 would hold \d+")
     assert "loading encoder" not in empty.stderr and not (tmp_path / "e.png").exists()
     assert_user_error(invoke("show", "--index", index_dir, "--out", tmp_path / "x.png"), "give one query")
+    captions = tmp_path / "cap"
+    assert invoke("sample", tmp_path / "g", "--format", "git10m", "--n-samples", 20).exit_code == 0
+    assert invoke("index", "--dataset", "git10m", "--what", "captions", "--data", tmp_path / "g", "--out", captions,
+                  "--model", "random").exit_code == 0
+    assert_user_error(invoke("show", "--index", captions, "--text", "x", "--out", tmp_path / "c.png"),
+                      "is a caption index; this needs an image index")
