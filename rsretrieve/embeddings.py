@@ -12,7 +12,7 @@ import io
 import json
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,6 @@ def build_pipeline(
     ``bands`` (``--bands B02,B03,B04,B08``) keeps those bands: adapters and heads are built on
     them, wavelength models take them, fixed-band models fill the rest in their normalised
     space; a model that can do neither refuses."""
-    from rsretrieve.adapters import ADAPTERS, parse_adapter
     from rsretrieve.encoders import ENCODERS
 
     check_precision(precision)
@@ -158,9 +157,7 @@ def build_pipeline(
     if kept:
         check_band_input(spec)
     chosen = {s: (adapter_names or {}).get(s) for s in sensors}
-    for name in chosen.values():
-        if name is not None:
-            ADAPTERS.get(parse_adapter(name)[0])
+    check_adapter_names(chosen.values())
     if getattr(ENCODERS.get(spec.backend), "adapters_bundled", False):
         given = [f"--{s}-adapter {n}" for s, n in chosen.items() if n is not None]
         if given:
@@ -176,6 +173,16 @@ def build_pipeline(
         if hasattr(adapter, "bind"):  # a head: built from the encoder's own first layer
             adapter.bind(encoder)
     return ImagePipeline(encoder, adapters, names, precision, bands=kept)
+
+
+def check_adapter_names(names: Iterable[str | None]) -> None:
+    """Each named adapter is registered (or found by its entry point): a typo or a plugin
+    not installed fails before any model code is imported."""
+    from rsretrieve.adapters import ADAPTERS, parse_adapter
+
+    for name in names:
+        if name is not None:
+            ADAPTERS.get(parse_adapter(name)[0])
 
 
 def _adapter(name: str, sensor: Sensor, kept: Mapping[Sensor, tuple[str, ...]]) -> Any:

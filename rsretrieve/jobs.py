@@ -75,9 +75,10 @@ def run_index_job(
 
 def job_pipeline(job: IndexJob, sensors: Any, device: str | None) -> Any:
     """The job's encoder (resolved from --model) behind its band adapters, in its precision."""
-    from rsretrieve.embeddings import build_pipeline
+    from rsretrieve.embeddings import build_pipeline, check_adapter_names
     from rsretrieve.zoo import resolve_model
 
+    check_adapter_names((job.s2_adapter, job.s1_adapter))  # resolving an architecture imports open_clip (seconds)
     spec = resolve_model(job.model, job.pretrained, job.seed)
     return build_pipeline(spec, {"s2": job.s2_adapter, "s1": job.s1_adapter}, sensors, device, job.precision,
                           job.bands, str(job.data or "the embedded sample"))

@@ -19,6 +19,7 @@ from rsretrieve.errors import BusyError
 from rsretrieve.jobs import run_index_job, shard_dir
 from rsretrieve.locks import lock_path, output_lock
 from tests.cli.test_cli import assert_user_error, invoke
+from tests.robustness import killable
 
 HELD = rf"is being written by another rsretrieve run \(pid {os.getpid()} on .*lock .*\); wait for it"
 
@@ -180,43 +181,35 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
         subprocess.run(["pkill", "-f", str(script)], check=False)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM])
-def test_a_killed_index_with_readers_leaves_no_reader_and_no_lock(sample_root: Path, tmp_path: Path, sig: int) -> None:
-    """Killing the main process of `index --readers 2` ends its readers; the rerun is not
-    blocked, resumes, and gives a clean run's embeddings. (SIGKILL: the two tests above.)"""
+def test_a_killed_index_with_readers_leaves_no_reader_and_no_lock(sample_root: Path, tmp_path: Path) -> None:
+    """Killing the main process of `index --readers 2` (SIGTERM) ends its readers; the rerun is
+    not blocked, resumes, and gives a clean run's embeddings. (SIGKILL: the two tests above.)"""
     import numpy as np
 
     from rsretrieve.index import load_index
 
     out = tmp_path / "idx"
-    partial = tmp_path / "idx.partial"
-    command = [str(Path(sys.executable).with_name("rsretrieve")), "index", "--data", str(sample_root), "--out", str(out),
-               "--model", "ViT-B-32", "--batch-size", "2", "--limit", "16", "--readers", "2"]
-    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while len(list(partial.glob("batch-*.npz"))) < 2 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = killable.start(killable.index_command(sample_root, out, "--readers", "2"))
+    killable.wait_for_batches(process, tmp_path / "idx.partial", 2)
     readers = _reader_pids(process.pid)
     assert readers, "the run had no reader processes to leave behind"
-    process.send_signal(sig)
+    process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert "Traceback" not in stderr
-    if sig == signal.SIGTERM:
-        assert process.returncode == 143 and "terminated (SIGTERM); rerun the same command to resume" in stderr
-        assert not lock_path(out).exists()
+    assert process.returncode == 143 and "terminated (SIGTERM); rerun the same command to resume" in stderr
+    assert not lock_path(out).exists()
     deadline = time.monotonic() + 10
     while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
               for pid in readers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [pid for pid in readers if Path(f"/proc/{pid}").exists()
                 and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()], "a reader outlived its run"
-    rerun = subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr
-    assert "being written by another" not in rerun.stderr
+    # the rerun and the clean run in this process (the kill needed a real one)
+    rerun = invoke(*killable.index_command(sample_root, out, "--readers", "2")[1:])
+    assert rerun.exit_code == 0, rerun.output
+    assert "being written by another" not in rerun.output
     clean = tmp_path / "clean"
-    subprocess.run([*command[:5], str(clean), *command[6:]], env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True,
-                   capture_output=True, timeout=300)
+    assert invoke(*killable.index_command(sample_root, clean)[1:]).exit_code == 0
     resumed, fresh = load_index(out), load_index(clean)
     assert resumed.keys == fresh.keys
     np.testing.assert_array_equal(np.asarray(resumed.embeddings), np.asarray(fresh.embeddings))
