@@ -155,10 +155,11 @@ def load_closp(variant: str, weights: str | None, seed: int = 0) -> tuple[ClospM
     config = _hub_config(path)
     harmonics = _harmonics(config, hyper, path)
     location = LocationEncoder.from_state(state, LOCATION_PREFIX, harmonics, str(path)) if geo else None
+    widths = _widths(state, path)
+    if config:  # before the towers and MiniLM are built (seconds)
+        check_hub_config(path.parent / HUB_CONFIG, config, variant, widths, location)
     text, origin = _text_model(state)
-    model = ClospModel(arch, _widths(state, path), text, location)
-    if config:
-        check_hub_config(path.parent / HUB_CONFIG, config, variant, model)
+    model = ClospModel(arch, widths, text, location)
     expected = model.state_dict()
     if origin != "checkpoint":
         expected = {k: v for k, v in expected.items() if not k.startswith("text_model.")}
@@ -197,20 +198,21 @@ def _hub_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def check_hub_config(where: Path, config: Mapping[str, Any], variant: str, model: ClospModel) -> None:
-    """The fields of a CLOSP hub config.json must describe these weights and this variant;
-    the first that does not is an error naming it (fields it does not hold are not checked)."""
-    geo = hasattr(model, "location_encoder")
+def check_hub_config(where: Path, config: Mapping[str, Any], variant: str, widths: tuple[int, int],
+                     location: LocationEncoder | None) -> None:
+    """The fields of a CLOSP hub config.json must describe these weights (their tower
+    ``widths`` and ``location`` encoder) and this variant; the first that does not is an error
+    naming it (fields it does not hold are not checked)."""
     wanted: dict[str, Any] = {
         "vision_model_key": VISION_KEYS[VARIANTS[variant]],
         "projection_dim": TEXT_DIM,
-        "s1_embedding_dim": model.s1_projection.in_features,
-        "s2_embedding_dim": model.s2_projection.in_features,
-        "use_location_encoder": geo,
+        "s1_embedding_dim": widths[0],
+        "s2_embedding_dim": widths[1],
+        "use_location_encoder": location is not None,
     }
-    if geo:
-        wanted["location_embedding_dim"] = model.location_projection.in_features
-        wanted["legendre_polys"] = model.location_encoder.degrees
+    if location is not None:
+        wanted["location_embedding_dim"] = location.nnet.last_layer.weight.shape[0]
+        wanted["legendre_polys"] = location.degrees
     for field, value in wanted.items():
         if field in config and config[field] != value:
             got = config[field]

@@ -214,14 +214,14 @@ class DofaClipEncoder:
     band_input = "wavelength"  # --bands: the kept bands, at their wavelengths
 
     def __init__(self, spec: EncoderSpec, device: str | None = None) -> None:
-        from rsretrieve.encoders.open_clip import _open_clip
+        from rsretrieve.encoders.open_clip import tokenizer
 
         self.spec = spec
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model = build_model(spec.seed)
         self.weights_file = load_state(spec.pretrained, model) if spec.pretrained else None
         self.model = model.to(self.device).eval()
-        self.tokenizer = _open_clip().get_tokenizer("ViT-B-16")  # CLIP BPE, context 77, start token first
+        self.tokenizer = tokenizer("ViT-B-16")  # CLIP BPE, context 77, start token first
         self.embed_dim = EMBED
         self.weights_sha256 = weights_digest(self.model)
 

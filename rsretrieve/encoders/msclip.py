@@ -23,6 +23,7 @@ atmosphere) bands, a domain shift to keep in mind when reading its numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,9 +74,9 @@ def build_model(seed: int = 0) -> nn.Module:
     return model
 
 
-def load_state(path: Any, model: nn.Module) -> dict[str, Any]:
-    """The open_clip state dict inside the authors' file, checked key by key against ``model``;
-    also what else the file held (``temperature``)."""
+def read_state(path: Any) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The authors' file -> (where, the open_clip state dict inside it, the whole file), its
+    layout and patch embedding checked before any model is built."""
     where = find_weights_file(path)
     state = read_state_dict(where)
     inner = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
@@ -87,13 +88,20 @@ def load_state(path: Any, model: nn.Module) -> dict[str, Any]:
                 main = inner.get(key[len(alias):])
                 if main is None or main.shape != tensor.shape or not torch.equal(main, tensor):
                     raise ModelError(f"{where}: {key} differs from {PREFIX}{key[len(alias):]} (they are one module)")
+    conv = inner.get("visual.conv1.weight")
+    if conv is not None and (conv.ndim != 4 or conv.shape[1] != len(BANDS)):
+        raise ModelError(f"{where}: visual.conv1.weight has shape {tuple(conv.shape)}; Llama3-MS-CLIP takes "
+                         f"{len(BANDS)} bands ({', '.join(BANDS)})")
+    return where, inner, state
+
+
+def load_state(read: tuple[Path, dict[str, Any], dict[str, Any]], model: nn.Module) -> dict[str, Any]:
+    """``read_state``'s state dict into ``model``, checked key by key against it; also what
+    else the file held (``temperature``)."""
+    where, inner, state = read
     other = sorted(k for k in state if not k.startswith((PREFIX, *ALIASES)) and k not in EXTRA_KEYS)
     expected = model.state_dict()
     check_keys(where, [PREFIX + k for k in expected], [PREFIX + k for k in inner] + other)
-    conv = inner["visual.conv1.weight"]
-    if conv.ndim != 4 or conv.shape[1] != len(BANDS):
-        raise ModelError(f"{where}: visual.conv1.weight has shape {tuple(conv.shape)}; Llama3-MS-CLIP takes "
-                         f"{len(BANDS)} bands ({', '.join(BANDS)})")
     for key, tensor in expected.items():
         if inner[key].shape != tensor.shape:
             raise ModelError(f"{where}: key {PREFIX}{key} has shape {tuple(inner[key].shape)}, "
@@ -133,14 +141,15 @@ class MsClipEncoder:
     model_bands = {"s2": BANDS}
 
     def __init__(self, spec: EncoderSpec, device: str | None = None) -> None:
-        from rsretrieve.encoders.open_clip import _open_clip
+        from rsretrieve.encoders.open_clip import tokenizer
 
         self.spec = spec
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        read = read_state(spec.pretrained) if spec.pretrained else None  # a wrong file fails before the build
         model = build_model(spec.seed)
-        self.loaded = load_state(spec.pretrained, model) if spec.pretrained else {"file": None, "temperature": None}
+        self.loaded = load_state(read, model) if read else {"file": None, "temperature": None}
         self.model = model.to(self.device).eval()
-        self.tokenizer = _open_clip().get_tokenizer(ARCHITECTURE)
+        self.tokenizer = tokenizer(ARCHITECTURE)
         self.embed_dim = int(self.model.text_projection.shape[1])
         self.weights_sha256 = weights_digest(self.model)
 

@@ -33,6 +33,13 @@ def _open_clip() -> Any:
     return open_clip
 
 
+@cache
+def tokenizer(model: str) -> Any:
+    """open_clip's tokenizer for ``model``, built once a process: reading the BPE vocabulary
+    takes a tenth of a second, paid again for every encoder a leaderboard or a test loads."""
+    return _open_clip().get_tokenizer(model)
+
+
 def list_models() -> list[str]:
     return list(_open_clip().list_models())
 
@@ -158,7 +165,7 @@ class OpenClipEncoder:
         self.spec = spec
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = _create(spec).to(self.device).eval()
-        self.tokenizer = _open_clip().get_tokenizer(spec.model)
+        self.tokenizer = tokenizer(spec.model)
         cfg = _open_clip().get_model_preprocess_cfg(self.model)
         size = cfg.get("size", 224)
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else tuple(size)

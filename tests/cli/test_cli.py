@@ -3,20 +3,26 @@
 import json
 import re
 from pathlib import Path
+from unittest import mock
 
 import h5py
 import numpy as np
 import pytest
+from typer.main import get_command
 from typer.testing import CliRunner
 
 from rsretrieve.cli.app import app
 from tests.conftest import first_key, replace_image
 
 runner = CliRunner()
+# typer turns every command's signature into click parameters on each invoke (a tenth of a
+# second, some 300 times a run); the command is built once and handed to the runner instead
+COMMAND = get_command(app)
 
 
 def invoke(*args: object):  # noqa: ANN201
-    return runner.invoke(app, [str(a) for a in args])
+    with mock.patch("typer.testing._get_command", lambda _: COMMAND):
+        return runner.invoke(app, [str(a) for a in args])
 
 
 def assert_user_error(result, pattern: str) -> None:  # noqa: ANN001

@@ -4,6 +4,7 @@ implementation of SatCLIP's encoder written here (scipy's Legendre functions, SI
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -131,12 +132,18 @@ def test_closed_form_and_analytic_harmonics_differ_as_documented() -> None:
     assert analytic.shape == (len(PLACES), 100)
 
 
-def test_hub_config_mismatch_names_the_field(state, tmp_path) -> None:  # noqa: ANN001
-    for field, value in (("vision_model_key", "vit-s"), ("location_embedding_dim", 512), ("projection_dim", 512),
-                         ("use_location_encoder", False), ("s2_embedding_dim", 2048)):
-        folder = hub_folder(state, tmp_path / field, **{field: value})
-        with pytest.raises(ModelError, match=rf"config.json: field '{field}' is {json.dumps(value)}"):
-            load_encoder(EncoderSpec("closp", "geoclosp-rn", str(folder)))
+def test_hub_config_mismatch_names_the_field(state, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    weights = hub_folder(state, tmp_path / "hub") / "model.safetensors"
+    with monkeypatch.context() as patch:  # named before the towers and MiniLM are built
+        patch.setattr("rsretrieve.encoders.closp.ClospModel", lambda *a: pytest.fail("the model was built"))
+        for field, value in (("vision_model_key", "vit-s"), ("location_embedding_dim", 512), ("projection_dim", 512),
+                             ("use_location_encoder", False), ("s2_embedding_dim", 2048)):
+            folder = tmp_path / field
+            folder.mkdir()
+            os.link(weights, folder / weights.name)  # the same file: only config.json differs
+            (folder / "config.json").write_text(json.dumps({**HUB_CONFIG, field: value}))
+            with pytest.raises(ModelError, match=rf"config.json: field '{field}' is {json.dumps(value)}"):
+                load_encoder(EncoderSpec("closp", "geoclosp-rn", str(folder)))
     clean = {k: v for k, v in state.items() if not k.startswith("location")}
     folder = hub_folder(clean, tmp_path / "closp-rn", use_location_encoder=False)
     load_encoder(EncoderSpec("closp", "closp-rn", str(folder)))  # CLOSP-RN's own hub folder loads

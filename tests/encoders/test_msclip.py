@@ -90,8 +90,10 @@ def test_band_order_matters(encoder) -> None:  # noqa: ANN001
     assert not np.allclose(encoder.encode_images(torch.from_numpy(patches)), encoder.encode_images(torch.from_numpy(swapped)))
 
 
-def test_a_file_that_is_not_the_authors_layout_is_named(published, tmp_path) -> None:  # noqa: ANN001
+def test_a_file_that_is_not_the_authors_layout_is_named(published, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Named before the model is built (seconds)."""
     path, model = published
+    monkeypatch.setattr("rsretrieve.encoders.msclip.build_model", lambda *a: pytest.fail("the model was built"))
     plain = tmp_path / "plain.pt"
     torch.save(model.state_dict(), plain)
     with pytest.raises(ModelError, match=r"no key starts with 'clip_base_model.model.'"):
