@@ -43,7 +43,13 @@ from torch import nn
 
 from rsretrieve.encoders import EncoderSpec
 from rsretrieve.encoders.location import HARMONICS, LocationEncoder, check_lonlat_array
-from rsretrieve.encoders.weights import check_keys, find_weights_file, read_checkpoint, weights_digest
+from rsretrieve.encoders.weights import (
+    built_for_loading,
+    check_keys,
+    find_weights_file,
+    read_checkpoint,
+    weights_digest,
+)
 from rsretrieve.errors import ModelError
 from rsretrieve.io import read_json
 from rsretrieve.registry import unknown_name_error
@@ -159,7 +165,8 @@ def load_closp(variant: str, weights: str | None, seed: int = 0) -> tuple[ClospM
     if config:  # before the towers and MiniLM are built (seconds)
         check_hub_config(path.parent / HUB_CONFIG, config, variant, widths, location)
     text, origin = _text_model(state)
-    model = ClospModel(arch, widths, text, location)
+    with built_for_loading():  # every key but the shipped MiniLM's (built above) is loaded below
+        model = ClospModel(arch, widths, text, location)
     expected = model.state_dict()
     if origin != "checkpoint":
         expected = {k: v for k, v in expected.items() if not k.startswith("text_model.")}

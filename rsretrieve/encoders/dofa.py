@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -40,7 +41,13 @@ from rsretrieve.adapters.affine import S2_SCALE, SAR_RANGES_DB
 from rsretrieve.datasets.bands import wavelengths
 from rsretrieve.datasets.sensors import BANDS
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.encoders.weights import check_keys, find_weights_file, read_state_dict, weights_digest
+from rsretrieve.encoders.weights import (
+    built_for_loading,
+    check_keys,
+    find_weights_file,
+    read_state_dict,
+    weights_digest,
+)
 from rsretrieve.errors import ConfigError, ModelError
 
 WIDTH, DEPTH, HEADS, PATCH, SIZE = 768, 12, 12, 16, 224
@@ -218,7 +225,8 @@ class DofaClipEncoder:
 
         self.spec = spec
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        model = build_model(spec.seed)
+        with built_for_loading() if spec.pretrained else nullcontext():
+            model = build_model(spec.seed)
         self.weights_file = load_state(spec.pretrained, model) if spec.pretrained else None
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer("ViT-B-16")  # CLIP BPE, context 77, start token first

@@ -23,6 +23,7 @@ atmosphere) bands, a domain shift to keep in mind when reading its numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,13 @@ from torch import nn
 
 from rsretrieve.datasets.sensors import S2_BANDS
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.encoders.weights import check_keys, find_weights_file, read_state_dict, weights_digest
+from rsretrieve.encoders.weights import (
+    built_for_loading,
+    check_keys,
+    find_weights_file,
+    read_state_dict,
+    weights_digest,
+)
 from rsretrieve.errors import ModelError
 
 ARCHITECTURE = "ViT-B-16"
@@ -146,7 +153,8 @@ class MsClipEncoder:
         self.spec = spec
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         read = read_state(spec.pretrained) if spec.pretrained else None  # a wrong file fails before the build
-        model = build_model(spec.seed)
+        with built_for_loading() if read else nullcontext():
+            model = build_model(spec.seed)
         self.loaded = load_state(read, model) if read else {"file": None, "temperature": None}
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer(ARCHITECTURE)

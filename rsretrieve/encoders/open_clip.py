@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.encoders.weights import unpacked, weights_digest
+from rsretrieve.encoders.weights import built_for_loading, unpacked, weights_digest
 from rsretrieve.errors import ConfigError, ModelError, first_line
 from rsretrieve.registry import unknown_name_error
 
@@ -74,7 +74,7 @@ def _create(spec: EncoderSpec) -> torch.nn.Module:
         if not path.is_file():
             raise ModelError(f"checkpoint file {path} not found (--pretrained)")
         try:
-            with unpacked(path) as file:
+            with unpacked(path) as file, built_for_loading():  # open_clip then loads the file strictly
                 return oc.create_model(model, pretrained=str(file), weights_only=True)
         except ModelError:
             raise

@@ -28,8 +28,8 @@ from rsretrieve.adapters import build_adapter
 from rsretrieve.config import from_mapping
 from rsretrieve.datasets.sensors import BANDS
 from rsretrieve.encoders import EncoderSpec
-from rsretrieve.encoders.weights import weights_digest
 from rsretrieve.encoders.text import TextEncoder, TextSpec, load_text_encoder
+from rsretrieve.encoders.weights import weights_digest
 from rsretrieve.errors import ConfigError, ModelError
 from rsretrieve.io import atomic_dir, read_json, write_json
 from rsretrieve.paths import DEFAULT_MODEL_DIR, resolve_model_dir  # noqa: F401 - DEFAULT_MODEL_DIR: part of this module's API

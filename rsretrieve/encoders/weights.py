@@ -11,8 +11,10 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from rsretrieve.errors import ModelError, first_line
 
@@ -21,6 +23,29 @@ WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 WRAPPER_KEYS = ("state_dict", "model", "module")
 # Prefixes that training adds to every key: Lightning's "model.", DDP's "module.".
 KEY_PREFIXES = ("model.", "module.")
+
+
+class _SkipRandomInit(TorchFunctionMode):
+    """Random initialisers leave their tensors as allocated; every other torch call (the
+    ``fill_`` and ``arange`` that compute non-persistent buffers such as causal masks) runs."""
+
+    SKIPPED = frozenset({torch.Tensor.uniform_, torch.Tensor.normal_, torch.nn.init.uniform_,
+                         torch.nn.init.normal_, torch.nn.init.kaiming_uniform_})
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if func in self.SKIPPED:
+            return args[0] if args else (kwargs or {})["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def built_for_loading() -> Iterator[None]:
+    """Build a model here only to load a checkpoint into it with every key checked: its random
+    initialisation, seconds for a ViT-B or two ResNet-50 towers, would all be overwritten.
+    A torch function mode, so it holds for this thread only (a dask worker's other threads
+    build their random-init models as before)."""
+    with _SkipRandomInit():
+        yield
 
 
 def weights_digest(module: torch.nn.Module) -> str:
