@@ -60,8 +60,10 @@ def test_index_on_a_cluster_given_by_its_address(cluster, sample_root, tmp_path)
 
 
 def test_one_local_worker_per_device(sample_root, tmp_path) -> None:  # noqa: ANN001
+    """One device, so one worker (each imports torch and open_clip, seconds) runs both shards;
+    two workers of a local cluster: test_a_local_cluster_started_here_gives_the_unsharded_index."""
     job = IndexJob(data=str(sample_root), model="rsretrieve-tiny", batch_size=4)
-    manifest = run_sharded(job, tmp_path / "dev", 2, engine="dask", devices=["cpu", "cpu"])
+    manifest = run_sharded(job, tmp_path / "dev", 2, engine="dask", devices=["cpu"])
     assert manifest["counts"]["total"] == len(load_index(tmp_path / "dev").keys)
 
 
