@@ -15,19 +15,19 @@ from pathlib import Path
 COMMAND = ("--model", "rsretrieve-tiny", "--batch-size", "1")
 
 
-def index_command(data: Path, out: Path, *extra: str) -> list[str]:
-    return [str(Path(sys.executable).with_name("rsretrieve")), "index", "--data", str(data), "--out", str(out),
-            *COMMAND, *extra]
+def index_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """The arguments of an `rsretrieve index` run to kill (and to rerun in process)."""
+    return ["index", "--data", str(data), "--out", str(out), *COMMAND, *extra]
 
 
-def start(command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
+def start(args: list[str]) -> subprocess.Popen:
+    """``rsretrieve ARGS`` as a real process (tests/conftest.py has set HF_HUB_OFFLINE)."""
+    return subprocess.Popen([str(Path(sys.executable).with_name("rsretrieve")), *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(10))
 
 
-def wait_for_batches(process: subprocess.Popen, partial: Path, count: int) -> int:
-    """Wait until ``count`` batches are saved in ``partial`` (or the run ended); how many are."""
+def wait_for_batches(process: subprocess.Popen, partial: Path, count: int) -> None:
+    """Wait until ``count`` batches are saved in ``partial``, or the run ended."""
     deadline = time.monotonic() + 120
     while len(list(partial.glob("batch-*.npz"))) < count and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    return len(list(partial.glob("batch-*.npz")))

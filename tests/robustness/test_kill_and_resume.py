@@ -14,7 +14,7 @@ from tests.robustness import killable
 def test_sigkill_midway_then_resume(sample_root, tmp_path) -> None:  # noqa: ANN001
     out = tmp_path / "idx"
     partial = tmp_path / "idx.partial"
-    process = killable.start(killable.index_command(sample_root, out))
+    process = killable.start(killable.index_args(sample_root, out))
     killable.wait_for_batches(process, partial, 3)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -25,7 +25,7 @@ def test_sigkill_midway_then_resume(sample_root, tmp_path) -> None:  # noqa: ANN
     assert not list(partial.glob("*.tmp"))  # every saved batch is whole
 
     # The rerun and the uninterrupted reference run in this process (the kill needed a real one).
-    result = invoke(*killable.index_command(sample_root, out)[1:])
+    result = invoke(*killable.index_args(sample_root, out))
     assert result.exit_code == 0, result.output
     resumed = load_index(out)
     keys = [s.key for s in CrisisLandMark(sample_root).samples]
@@ -33,5 +33,5 @@ def test_sigkill_midway_then_resume(sample_root, tmp_path) -> None:  # noqa: ANN
     assert not partial.exists()
 
     fresh = tmp_path / "fresh"
-    assert invoke(*killable.index_command(sample_root, fresh)[1:]).exit_code == 0
+    assert invoke(*killable.index_args(sample_root, fresh)).exit_code == 0
     np.testing.assert_allclose(resumed.embeddings, load_index(fresh).embeddings, atol=1e-5)

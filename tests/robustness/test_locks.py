@@ -189,7 +189,7 @@ def test_a_killed_index_with_readers_leaves_no_reader_and_no_lock(sample_root: P
     from rsretrieve.index import load_index
 
     out = tmp_path / "idx"
-    process = killable.start(killable.index_command(sample_root, out, "--readers", "2"))
+    process = killable.start(killable.index_args(sample_root, out, "--readers", "2"))
     killable.wait_for_batches(process, tmp_path / "idx.partial", 2)
     readers = _reader_pids(process.pid)
     assert readers, "the run had no reader processes to leave behind"
@@ -205,11 +205,11 @@ def test_a_killed_index_with_readers_leaves_no_reader_and_no_lock(sample_root: P
     assert not [pid for pid in readers if Path(f"/proc/{pid}").exists()
                 and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()], "a reader outlived its run"
     # the rerun and the clean run in this process (the kill needed a real one)
-    rerun = invoke(*killable.index_command(sample_root, out, "--readers", "2")[1:])
+    rerun = invoke(*killable.index_args(sample_root, out, "--readers", "2"))
     assert rerun.exit_code == 0, rerun.output
     assert "being written by another" not in rerun.output
     clean = tmp_path / "clean"
-    assert invoke(*killable.index_command(sample_root, clean)[1:]).exit_code == 0
+    assert invoke(*killable.index_args(sample_root, clean)).exit_code == 0
     resumed, fresh = load_index(out), load_index(clean)
     assert resumed.keys == fresh.keys
     np.testing.assert_array_equal(np.asarray(resumed.embeddings), np.asarray(fresh.embeddings))
